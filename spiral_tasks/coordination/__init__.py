@@ -1,0 +1,1 @@
+"""Serializing critical sections: a lock per tenant and a fenced commit."""

@@ -1,0 +1,393 @@
+"""SpiralMemory: store, retrieve, collect, gc, rebuild_stats and stats.
+
+The engine is pure Python over two seams: `Storage` (where records live) and
+`Coordinator` (what serializes a tenant's critical sections and commits their
+writes). It imports neither Celery nor any client library, so the same engine runs
+in a test, a CLI or a worker.
+
+Every operation takes the tenant's lock, decides from the tenant's state (cached in
+this process, reloaded from storage when the coordinator says it may be stale), and
+commits all its writes as one atomic batch. The cache changes only after a commit
+succeeded, so a failed commit leaves nothing half-done, in storage or in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from spiral_tasks import gc, geometry, rebuild, validation
+from spiral_tasks.config import Limits
+from spiral_tasks.coordination.base import Coordinator, Fence
+from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout
+from spiral_tasks.gc import GcReport
+from spiral_tasks.keys import SIGIL_SECRET_KEY, TENANTS_PREFIX, TenantKeys, tenant_marker
+from spiral_tasks.model import Depth, Memory, Spiral, SpiralType
+from spiral_tasks.rebuild import RebuildReport
+from spiral_tasks.storage.base import (
+    Delete,
+    Increment,
+    IndexPut,
+    IndexRemove,
+    Put,
+    Storage,
+    Write,
+)
+
+#: Rebuild corrections are committed in chunks so one Redis script stays small.
+REBUILD_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    memory: Memory
+    created: bool
+
+    def to_json(self) -> dict[str, Any]:
+        position = self.memory.to_json()["position"]
+        return {"id": self.memory.id, "tenant": self.memory.tenant,
+                "spiral_id": self.memory.spiral_id, "sigil": self.memory.sigil,
+                "position": position, "created": self.created}
+
+
+@dataclass(frozen=True)
+class TenantStats:
+    tenant: str
+    total_memories: int
+    node_records: int
+    spirals: tuple[Spiral, ...]
+
+    @property
+    def consistent(self) -> bool:
+        """The invariant: total == sum of spiral node counts == node records stored."""
+        return self.total_memories == sum(s.node_count for s in self.spirals) \
+            == self.node_records
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "total_memories": self.total_memories,
+            "node_records": self.node_records,
+            "spirals": [{"id": s.id, "type": s.type.value, "node_count": s.node_count,
+                         "average_depth": s.average_depth,
+                         "current_radius": s.current_radius,
+                         "total_turns": s.total_turns} for s in self.spirals],
+            "consistent": self.consistent,
+        }
+
+
+@dataclass
+class _TenantState:
+    spirals: dict[str, Spiral] = field(default_factory=dict)
+    memory_count: int = 0
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SpiralMemory:
+    def __init__(
+        self,
+        storage: Storage,
+        coordinator: Coordinator,
+        limits: Limits | None = None,
+        *,
+        sigil_secret: str | None = None,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.storage = storage
+        self.limits = limits or Limits()
+        self._coordinator = coordinator
+        self._clock = clock
+        self._new_id = new_id
+        self._sigil_key = self._load_sigil_key(sigil_secret)
+        self._states: dict[str, _TenantState] = {}
+        self._registered: set[str] = set()
+
+    # --- public operations ----------------------------------------------------------
+    def store(
+        self,
+        content: str,
+        type: str = "general",
+        depth: str = "shallow",
+        associations: Iterable[str] | None = None,
+        tenant: str = "default",
+        memory_id: str | None = None,
+    ) -> StoreResult:
+        """Store a memory; with `memory_id` given, storing it again changes nothing."""
+        tenant = validation.name("tenant", tenant)
+        content = validation.content(content)
+        kind = validation.name("type", type)
+        level = validation.depth(depth)
+        linked = validation.associations(associations)
+        if memory_id is not None:
+            memory_id = validation.memory_id("memory_id", memory_id)
+        keys = TenantKeys(tenant)
+        self._register(tenant)
+        with self._coordinator.critical(tenant) as fence:
+            state = self._state(tenant, fence)
+            if memory_id is not None:
+                existing = self.storage.get(keys.memory(memory_id))
+                if existing is not None:
+                    return StoreResult(Memory.from_json(existing), created=False)
+            self._check_associations(keys, linked)
+            now = self._clock()
+            spiral = self._room_for(keys, state, fence, level, now)
+            mid = memory_id or self._new_id()
+            slot = spiral.next_slot()
+            memory = Memory(
+                id=mid, tenant=tenant, content=content, type=kind, depth=level,
+                sigil=self._sigil(tenant, mid), spiral_id=spiral.id,
+                position=geometry.place(spiral.type, slot, self.limits.spiral_turns),
+                associations=linked, created=now, last_accessed=now, access_count=0,
+                strength=gc.INITIAL_STRENGTH,
+            )
+            grown = spiral.with_node(slot, level, now, self.limits.spiral_turns)
+            writes: list[Write] = [
+                Put(keys.memory(mid), memory.to_json()),
+                Put(keys.spiral(grown.id), grown.to_json()),
+                Put(keys.sigil(memory.sigil), mid),
+                Increment(keys.spiral_count(grown.id), 1),
+                Increment(keys.memory_count, 1),
+            ]
+            if not level.protected:
+                writes.append(IndexPut(keys.gc_queue, mid,
+                                       gc.retain_until(memory, self.limits.gc_retention_s)))
+            fence.commit(writes)
+            state.spirals[grown.id] = grown
+            state.memory_count += 1
+        return StoreResult(memory, created=True)
+
+    def retrieve(self, memory_id: str, tenant: str = "default") -> Memory | None:
+        """The memory, with its access time, count and strength updated in storage."""
+        tenant = validation.name("tenant", tenant)
+        memory_id = validation.memory_id("memory_id", memory_id)
+        keys = TenantKeys(tenant)
+        with self._coordinator.critical(tenant) as fence:
+            data = self.storage.get(keys.memory(memory_id))
+            if data is None:
+                return None
+            memory = Memory.from_json(data).accessed(self._clock())
+            writes: list[Write] = [Put(keys.memory(memory_id), memory.to_json())]
+            if not memory.depth.protected:
+                writes.append(IndexPut(keys.gc_queue, memory_id,
+                                       gc.retain_until(memory, self.limits.gc_retention_s)))
+            fence.commit(writes)
+        return memory
+
+    def collect(self, memory_id: str, tenant: str = "default") -> bool:
+        """Delete a memory; False when there was none."""
+        tenant = validation.name("tenant", tenant)
+        memory_id = validation.memory_id("memory_id", memory_id)
+        keys = TenantKeys(tenant)
+        with self._coordinator.critical(tenant) as fence:
+            state = self._state(tenant, fence)
+            data = self.storage.get(keys.memory(memory_id))
+            if data is None:
+                return False
+            self._remove(keys, state, fence, [Memory.from_json(data)], [])
+        return True
+
+    def gc(self, time_budget_ms: float | None = None, tenant: str | None = None) -> GcReport:
+        """Collect eligible memories, least valuable first, within the time budget."""
+        budget_ms = (self.limits.gc_time_budget_ms if time_budget_ms is None
+                     else validation.time_budget_ms(time_budget_ms))
+        tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
+        started = time.perf_counter()
+        deadline = started + budget_ms / 1000
+        report = GcReport()
+        for name in tenants:
+            if not self._gc_tenant(name, deadline, report):
+                report.complete = False
+                break
+        counts = self.storage.get_many([TenantKeys(t).memory_count for t in tenants])
+        report.remaining = sum(c for c in counts if isinstance(c, int))
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        return report
+
+    def rebuild_stats(self, tenant: str | None = None) -> RebuildReport:
+        """Recompute every spiral and counter from the node records in storage."""
+        tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
+        started = time.perf_counter()
+        report = RebuildReport()
+        for name in tenants:
+            with self._coordinator.critical(name) as fence:
+                part, writes = rebuild.rebuild_tenant(self.storage, name, self.limits,
+                                                      self._clock())
+                for start in range(0, len(writes), REBUILD_CHUNK):
+                    fence.commit(writes[start:start + REBUILD_CHUNK])
+                self._states.pop(name, None)
+            report.extend(part)
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        return report
+
+    def stats(self, tenant: str = "default") -> TenantStats:
+        tenant = validation.name("tenant", tenant)
+        keys = TenantKeys(tenant)
+        with self._coordinator.critical(tenant):
+            spirals = sorted((Spiral.from_json(v) for _, v in self.storage.scan(keys.spirals)),
+                             key=lambda s: s.created)
+            total = self.storage.get(keys.memory_count)
+            records = len(self.storage.keys(keys.memories))
+        return TenantStats(tenant, total if isinstance(total, int) else 0, records,
+                           tuple(spirals))
+
+    def tenants(self) -> list[str]:
+        return sorted(k[len(TENANTS_PREFIX):] for k in self.storage.keys(TENANTS_PREFIX))
+
+    def close(self) -> None:
+        self.storage.close()
+
+    # --- state ----------------------------------------------------------------------
+    def _state(self, tenant: str, fence: Fence) -> _TenantState:
+        state = self._states.get(tenant)
+        if state is None or not fence.cache_valid:
+            keys = TenantKeys(tenant)
+            total = self.storage.get(keys.memory_count)
+            state = _TenantState(
+                spirals={v["id"]: Spiral.from_json(v)
+                         for _, v in self.storage.scan(keys.spirals)},
+                memory_count=total if isinstance(total, int) else 0,
+            )
+            self._states[tenant] = state
+        return state
+
+    def _register(self, tenant: str) -> None:
+        if tenant not in self._registered:
+            self.storage.set(tenant_marker(tenant), 1)
+            self._registered.add(tenant)
+
+    def _load_sigil_key(self, configured: str | None) -> bytes:
+        if configured:
+            return configured.encode()
+        stored = self.storage.get(SIGIL_SECRET_KEY)
+        if not isinstance(stored, str):
+            stored = secrets.token_hex(32)
+            self.storage.set(SIGIL_SECRET_KEY, stored)
+        return stored.encode()
+
+    def _sigil(self, tenant: str, memory_id: str) -> str:
+        """An unguessable token: a keyed HMAC of tenant and id, never of the content."""
+        message = f"{tenant}\x00{memory_id}".encode()
+        return hmac.new(self._sigil_key, message, hashlib.sha256).hexdigest()[:32]
+
+    def _check_associations(self, keys: TenantKeys, linked: Sequence[str]) -> None:
+        if not linked:
+            return
+        found = self.storage.get_many([keys.memory(a) for a in linked])
+        missing = [a for a, f in zip(linked, found, strict=True) if f is None]
+        if missing:
+            raise InvalidArgument("associations", f"no memory {', '.join(missing)} in "
+                                  f"tenant {keys.tenant!r}")
+
+    # --- placement ------------------------------------------------------------------
+    def _room_for(self, keys: TenantKeys, state: _TenantState, fence: Fence, depth: Depth,
+                  now: float) -> Spiral:
+        """The spiral a new memory goes to, after GC made room if the tenant is full."""
+        over = state.memory_count - self.limits.max_memory_nodes + 1
+        if over > 0:
+            self._collect_lowest(keys, state, fence, now, over=over, limit=over)
+            if state.memory_count >= self.limits.max_memory_nodes:
+                raise CapacityExceeded(
+                    f"tenant {keys.tenant!r} holds {state.memory_count} memories, the limit "
+                    f"is {self.limits.max_memory_nodes}, and none is collectable")
+        spiral = self._choose_spiral(keys.tenant, state, depth, now)
+        if spiral is None:
+            self._collect_lowest(keys, state, fence, now, over=0, limit=32)
+            spiral = self._choose_spiral(keys.tenant, state, depth, now)
+        if spiral is None:
+            raise CapacityExceeded(
+                f"all {self.limits.max_memory_spirals} spirals of tenant {keys.tenant!r} are "
+                "full and GC found nothing collectable")
+        return spiral
+
+    def _choose_spiral(self, tenant: str, state: _TenantState, depth: Depth,
+                       now: float) -> Spiral | None:
+        """Best-scoring spiral with room; a new one of the depth's preferred type when
+        no open spiral has that type and the spiral limit allows it."""
+        preferred = SpiralType.preferred_for(depth)
+        open_spirals = [s for s in state.spirals.values() if s.has_room]
+        if (len(state.spirals) < self.limits.max_memory_spirals
+                and not any(s.type is preferred for s in open_spirals)):
+            return Spiral.new(f"spiral_{uuid.uuid4().hex[:16]}", tenant, preferred, now)
+        if not open_spirals:
+            return None
+
+        def fit(spiral: Spiral) -> tuple[float, str]:
+            score = (2.0 * (spiral.type is preferred)
+                     + 1.0 - abs(spiral.utilisation - 0.7)
+                     + 1.0 - abs(spiral.average_depth - depth.weight))
+            return score, spiral.id
+
+        return max(open_spirals, key=fit)
+
+    # --- removal --------------------------------------------------------------------
+    def _remove(self, keys: TenantKeys, state: _TenantState, fence: Fence,
+                memories: Sequence[Memory], stale_entries: Sequence[str]) -> None:
+        """Delete memories (and drop queue entries of already-missing ones) in one
+        commit; the spirals free their slots."""
+        now = self._clock()
+        shrunk: dict[str, Spiral] = {}
+        writes: list[Write] = [IndexRemove(keys.gc_queue, m) for m in stale_entries]
+        for memory in memories:
+            writes += [Delete(keys.memory(memory.id)), Delete(keys.sigil(memory.sigil)),
+                       Increment(keys.spiral_count(memory.spiral_id), -1),
+                       IndexRemove(keys.gc_queue, memory.id)]
+            spiral = shrunk.get(memory.spiral_id) or state.spirals.get(memory.spiral_id)
+            if spiral is not None:
+                shrunk[spiral.id] = spiral.without_node(
+                    memory.position.index, memory.depth, now, self.limits.spiral_turns)
+        if memories:
+            writes.append(Increment(keys.memory_count, -len(memories)))
+        writes += [Put(keys.spiral(s.id), s.to_json()) for s in shrunk.values()]
+        fence.commit(writes)
+        state.spirals.update(shrunk)
+        state.memory_count -= len(memories)
+
+    def _collect_lowest(self, keys: TenantKeys, state: _TenantState, fence: Fence,
+                        now: float, *, over: int, limit: int) -> tuple[int, list[str]]:
+        """Collect up to `limit` eligible memories from the head of the GC queue.
+
+        Returns how many queue entries were eligible (stale ones included) and the ids
+        of the memories collected.
+        """
+        chosen = gc.select(self.storage.index_range(keys.gc_queue, limit), now, over)
+        if not chosen:
+            return 0, []
+        records = self.storage.get_many([keys.memory(m) for m in chosen])
+        memories = [Memory.from_json(r) for r in records if r is not None]
+        stale = [m for m, r in zip(chosen, records, strict=True) if r is None]
+        self._remove(keys, state, fence, memories, stale)
+        return len(chosen), [m.id for m in memories]
+
+    def _gc_tenant(self, tenant: str, deadline: float, report: GcReport) -> bool:
+        """GC one tenant in short locked batches; False when the budget ran out."""
+        keys = TenantKeys(tenant)
+        batch, last_cost = 8, 0.0
+        while True:
+            started = time.perf_counter()
+            if started + last_cost > deadline:
+                return False
+            try:
+                with self._coordinator.critical(tenant, timeout_s=deadline - started) as fence:
+                    state = self._state(tenant, fence)
+                    over = state.memory_count - self.limits.max_memory_nodes
+                    chosen, collected = self._collect_lowest(
+                        keys, state, fence, self._clock(), over=over, limit=batch)
+                    report.collected_ids += collected
+            except LockTimeout:
+                return False
+            if chosen < batch:
+                return True
+            last_cost = time.perf_counter() - started
+            remaining = deadline - time.perf_counter()
+            per_item = last_cost / batch
+            batch = max(1, min(256, int(remaining / 2 / per_item))) if per_item else 256

@@ -1,0 +1,62 @@
+"""Golden-angle placement: where the n-th node of a spiral sits.
+
+Pure functions of the spiral type and the node's index, so any process (or the
+rebuild, reading storage) computes the same position for the same slot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+GOLDEN_ANGLE_DEG = 137.507764
+PHI = 1.618033988749
+
+
+@dataclass(frozen=True)
+class Position:
+    index: int
+    angle: float
+    radius: float
+    x: float
+    y: float
+    turn: int
+
+
+#: Radius of slot n by spiral type (the original's formulas); each grows with n.
+RADIUS: dict[str, Callable[[int], float]] = {
+    "fibonacci": lambda n: math.sqrt(n * 1.618),
+    "golden": lambda n: float(PHI ** (n / 10)),
+    "logarithmic": lambda n: math.exp(0.12 * n),
+    "archimedean": lambda n: 1 + 0.1 * n,
+    "consciousness": lambda n: float(PHI ** (n / 13)),
+}
+
+
+def radius(spiral_type: str, index: int) -> float:
+    return RADIUS[spiral_type](index)
+
+
+def angle(index: int) -> float:
+    return (index * GOLDEN_ANGLE_DEG) % 360.0
+
+
+def turn(index: int, spiral_turns: int) -> int:
+    return index // spiral_turns
+
+
+def place(spiral_type: str, index: int, spiral_turns: int) -> Position:
+    if index < 0:
+        raise ValueError(f"slot index must be >= 0, got {index}")
+    theta = angle(index)
+    r = radius(spiral_type, index)
+    rad = math.radians(theta)
+    return Position(
+        index=index,
+        angle=theta,
+        radius=r,
+        x=r * math.cos(rad),
+        y=r * math.sin(rad),
+        turn=turn(index, spiral_turns),
+    )

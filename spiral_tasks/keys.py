@@ -1,0 +1,70 @@
+"""The key layout, in one place. Every key of a tenant lives under `t:{<tenant>}:`.
+
+The braces are a Redis Cluster hash tag: all of a tenant's keys hash to one slot, so a
+tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
+
+    t:{acme}:mem:<memory id>              memory record (JSON)
+    t:{acme}:spiral:<spiral id>           spiral record (JSON)
+    t:{acme}:sigil:<sigil>                memory id the sigil belongs to
+    t:{acme}:spiral_count:<spiral id>     node counter of a spiral (INCRBY)
+    t:{acme}:memory_count                 the tenant's memory total (INCRBY)
+    t:{acme}:gcq                          GC priority queue (an ordered index / ZSET)
+    tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
+    meta:sigil_secret                     generated sigil key when none is configured
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TENANTS_PREFIX = "tenants:"
+SIGIL_SECRET_KEY = "meta:sigil_secret"
+
+
+def tenant_marker(tenant: str) -> str:
+    return TENANTS_PREFIX + tenant
+
+
+@dataclass(frozen=True)
+class TenantKeys:
+    tenant: str
+
+    @property
+    def namespace(self) -> str:
+        return f"t:{{{self.tenant}}}:"
+
+    @property
+    def memories(self) -> str:
+        return self.namespace + "mem:"
+
+    @property
+    def spirals(self) -> str:
+        return self.namespace + "spiral:"
+
+    @property
+    def sigils(self) -> str:
+        return self.namespace + "sigil:"
+
+    @property
+    def spiral_counts(self) -> str:
+        return self.namespace + "spiral_count:"
+
+    @property
+    def memory_count(self) -> str:
+        return self.namespace + "memory_count"
+
+    @property
+    def gc_queue(self) -> str:
+        return self.namespace + "gcq"
+
+    def memory(self, memory_id: str) -> str:
+        return self.memories + memory_id
+
+    def spiral(self, spiral_id: str) -> str:
+        return self.spirals + spiral_id
+
+    def sigil(self, sigil: str) -> str:
+        return self.sigils + sigil
+
+    def spiral_count(self, spiral_id: str) -> str:
+        return self.spiral_counts + spiral_id

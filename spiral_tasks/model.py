@@ -1,0 +1,324 @@
+"""Plain data: memories, spirals and their enums, with JSON in and out.
+
+A memory refers to its spiral by id only: the original embedded the whole spiral in
+each node, which broke after a reload. Spirals are immutable values; a store or a
+collect produces the next spiral, so a failed commit leaves the cached one intact.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Any
+
+from spiral_tasks import geometry
+from spiral_tasks.geometry import Position
+
+JSONDict = dict[str, Any]
+
+
+class Depth(enum.StrEnum):
+    SURFACE = "surface"
+    SHALLOW = "shallow"
+    DEEP = "deep"
+    CORE = "core"
+    TRANSCENDENT = "transcendent"
+
+    @property
+    def tenths(self) -> int:
+        """The depth weight in tenths, so sums over a spiral stay exact integers."""
+        return _DEPTH_TENTHS[self]
+
+    @property
+    def weight(self) -> float:
+        return self.tenths / 10
+
+    @property
+    def protected(self) -> bool:
+        """Core and transcendent memories are never garbage-collected."""
+        return self in (Depth.CORE, Depth.TRANSCENDENT)
+
+
+_DEPTH_TENTHS = {
+    Depth.SURFACE: 2,
+    Depth.SHALLOW: 4,
+    Depth.DEEP: 7,
+    Depth.CORE: 9,
+    Depth.TRANSCENDENT: 10,
+}
+
+
+class SpiralType(enum.StrEnum):
+    FIBONACCI = "fibonacci"
+    GOLDEN = "golden"
+    LOGARITHMIC = "logarithmic"
+    ARCHIMEDEAN = "archimedean"
+    CONSCIOUSNESS = "consciousness"
+
+    @property
+    def capacity(self) -> int:
+        return _CAPACITY[self]
+
+    @classmethod
+    def preferred_for(cls, depth: Depth) -> SpiralType:
+        """The spiral type a new spiral gets when a memory of `depth` opens it."""
+        return _PREFERRED[depth]
+
+
+_CAPACITY = {
+    SpiralType.FIBONACCI: 233,
+    SpiralType.GOLDEN: 377,
+    SpiralType.LOGARITHMIC: 144,
+    SpiralType.ARCHIMEDEAN: 89,
+    SpiralType.CONSCIOUSNESS: 610,
+}
+
+_PREFERRED = {
+    Depth.SURFACE: SpiralType.ARCHIMEDEAN,
+    Depth.SHALLOW: SpiralType.FIBONACCI,
+    Depth.DEEP: SpiralType.GOLDEN,
+    Depth.CORE: SpiralType.LOGARITHMIC,
+    Depth.TRANSCENDENT: SpiralType.CONSCIOUSNESS,
+}
+
+
+@dataclass(frozen=True)
+class SpiralStats:
+    """The four statistics the rebuild compares and reports."""
+
+    node_count: int
+    average_depth: float
+    current_radius: float
+    total_turns: int
+
+    def to_json(self) -> JSONDict:
+        return {
+            "node_count": self.node_count,
+            "average_depth": self.average_depth,
+            "current_radius": self.current_radius,
+            "total_turns": self.total_turns,
+        }
+
+    def deltas(self, after: SpiralStats) -> JSONDict:
+        return {
+            "node_count": after.node_count - self.node_count,
+            "average_depth": after.average_depth - self.average_depth,
+            "current_radius": after.current_radius - self.current_radius,
+            "total_turns": after.total_turns - self.total_turns,
+        }
+
+    def close_to(self, other: SpiralStats) -> bool:
+        return (
+            self.node_count == other.node_count
+            and self.total_turns == other.total_turns
+            and abs(self.average_depth - other.average_depth) <= 1e-9
+            and abs(self.current_radius - other.current_radius)
+            <= 1e-9 * max(1.0, abs(other.current_radius))
+        )
+
+
+@dataclass(frozen=True)
+class Spiral:
+    """A spiral's record. Slots are indexes 0..high-1; `holes` are the free ones.
+
+    A new node takes the lowest hole, else slot `high`; so slots stay below the
+    capacity and the radius and turn statistics are those of slot `high - 1`, since the
+    radius grows with the index. `depth_tenths` is the exact sum of depth weights.
+    """
+
+    id: str
+    tenant: str
+    type: SpiralType
+    capacity: int
+    node_count: int
+    depth_tenths: int
+    holes: tuple[int, ...]
+    average_depth: float
+    current_radius: float
+    total_turns: int
+    created: float
+    updated: float
+
+    @classmethod
+    def from_slots(
+        cls,
+        *,
+        id: str,
+        tenant: str,
+        type: SpiralType,
+        used: frozenset[int] | set[int],
+        depth_tenths: int,
+        created: float,
+        updated: float,
+        spiral_turns: int,
+    ) -> Spiral:
+        """The spiral whose nodes occupy the slots `used`: the rebuild's ground truth."""
+        high = max(used) + 1 if used else 0
+        holes = tuple(i for i in range(high) if i not in used)
+        return cls._derived(id, tenant, type, len(used), depth_tenths, holes, high,
+                            created, updated, spiral_turns)
+
+    @classmethod
+    def _derived(
+        cls, id: str, tenant: str, type: SpiralType, node_count: int, depth_tenths: int,
+        holes: tuple[int, ...], high: int, created: float, updated: float, spiral_turns: int,
+    ) -> Spiral:
+        return cls(
+            id=id,
+            tenant=tenant,
+            type=type,
+            capacity=type.capacity,
+            node_count=node_count,
+            depth_tenths=depth_tenths,
+            holes=holes,
+            average_depth=depth_tenths / 10 / node_count if node_count else 0.0,
+            current_radius=geometry.radius(type, high - 1) if high else 0.0,
+            total_turns=geometry.turn(high - 1, spiral_turns) if high else 0,
+            created=created,
+            updated=updated,
+        )
+
+    @classmethod
+    def new(cls, id: str, tenant: str, type: SpiralType, now: float) -> Spiral:
+        return cls._derived(id, tenant, type, 0, 0, (), 0, now, now, 1)
+
+    @property
+    def high(self) -> int:
+        return self.node_count + len(self.holes)
+
+    @property
+    def has_room(self) -> bool:
+        return self.node_count < self.capacity
+
+    @property
+    def utilisation(self) -> float:
+        return self.node_count / self.capacity
+
+    def next_slot(self) -> int:
+        return self.holes[0] if self.holes else self.high
+
+    def with_node(self, slot: int, depth: Depth, now: float, spiral_turns: int) -> Spiral:
+        if slot in self.holes:
+            holes = self.holes[1:] if slot == self.holes[0] else tuple(
+                h for h in self.holes if h != slot)
+            high = self.high
+        elif slot == self.high:
+            holes, high = self.holes, self.high + 1
+        else:
+            raise ValueError(f"slot {slot} of spiral {self.id} is not free")
+        return self._derived(self.id, self.tenant, self.type, self.node_count + 1,
+                             self.depth_tenths + depth.tenths, holes, high,
+                             self.created, now, spiral_turns)
+
+    def without_node(self, slot: int, depth: Depth, now: float, spiral_turns: int) -> Spiral:
+        high = self.high
+        holes = set(self.holes)
+        if slot == high - 1:
+            high -= 1
+            while high and (high - 1) in holes:
+                high -= 1
+                holes.discard(high)
+        else:
+            holes.add(slot)
+        return self._derived(self.id, self.tenant, self.type, self.node_count - 1,
+                             self.depth_tenths - depth.tenths, tuple(sorted(holes)), high,
+                             self.created, now, spiral_turns)
+
+    def stats(self) -> SpiralStats:
+        return SpiralStats(self.node_count, self.average_depth, self.current_radius,
+                           self.total_turns)
+
+    def to_json(self) -> JSONDict:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "type": self.type.value,
+            "capacity": self.capacity,
+            "node_count": self.node_count,
+            "depth_tenths": self.depth_tenths,
+            "holes": list(self.holes),
+            "average_depth": self.average_depth,
+            "current_radius": self.current_radius,
+            "total_turns": self.total_turns,
+            "created": self.created,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_json(cls, data: JSONDict) -> Spiral:
+        return cls(
+            id=data["id"],
+            tenant=data["tenant"],
+            type=SpiralType(data["type"]),
+            capacity=int(data["capacity"]),
+            node_count=int(data["node_count"]),
+            depth_tenths=int(data["depth_tenths"]),
+            holes=tuple(data["holes"]),
+            average_depth=float(data["average_depth"]),
+            current_radius=float(data["current_radius"]),
+            total_turns=int(data["total_turns"]),
+            created=float(data["created"]),
+            updated=float(data["updated"]),
+        )
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: str
+    tenant: str
+    content: str
+    type: str
+    depth: Depth
+    sigil: str
+    spiral_id: str
+    position: Position
+    associations: tuple[str, ...]
+    created: float
+    last_accessed: float
+    access_count: int
+    strength: float
+
+    def accessed(self, now: float) -> Memory:
+        """Retrieval reinforces a memory: it is fresher, more used and stronger."""
+        return replace(self, last_accessed=now, access_count=self.access_count + 1,
+                       strength=min(1.0, round(self.strength + 0.1, 10)))
+
+    def to_json(self) -> JSONDict:
+        p = self.position
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "content": self.content,
+            "type": self.type,
+            "depth": self.depth.value,
+            "sigil": self.sigil,
+            "spiral_id": self.spiral_id,
+            "position": {"index": p.index, "angle": p.angle, "radius": p.radius,
+                         "x": p.x, "y": p.y, "turn": p.turn},
+            "associations": list(self.associations),
+            "created": self.created,
+            "last_accessed": self.last_accessed,
+            "access_count": self.access_count,
+            "strength": self.strength,
+        }
+
+    @classmethod
+    def from_json(cls, data: JSONDict) -> Memory:
+        p = data["position"]
+        return cls(
+            id=data["id"],
+            tenant=data["tenant"],
+            content=data["content"],
+            type=data["type"],
+            depth=Depth(data["depth"]),
+            sigil=data["sigil"],
+            spiral_id=data["spiral_id"],
+            position=Position(index=int(p["index"]), angle=float(p["angle"]),
+                              radius=float(p["radius"]), x=float(p["x"]), y=float(p["y"]),
+                              turn=int(p["turn"])),
+            associations=tuple(data["associations"]),
+            created=float(data["created"]),
+            last_accessed=float(data["last_accessed"]),
+            access_count=int(data["access_count"]),
+            strength=float(data["strength"]),
+        )

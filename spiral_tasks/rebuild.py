@@ -1,0 +1,291 @@
+"""Rebuilding a tenant's statistics from what storage actually holds.
+
+The original rebuilt from in-process maps, so it could not repair what a crash or
+another process left behind, and it never looked at the INCRBY counters. Here the
+ground truth is the node records in storage. From them the rebuild recomputes every
+spiral (count, depth sum, free slots, radius, turns), the per-spiral and tenant
+counters, the sigil entries and the GC queue, and returns the writes that make
+storage agree, with a report of every difference.
+
+Orphans: a node whose spiral record is missing gets its spiral back (its type is the
+one whose radius formula reproduces the nodes' stored radii); counters of spirals that
+do not exist, sigil entries of missing memories and queue entries of missing memories
+are removed. Two nodes claiming one slot: the later is moved to a free slot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from spiral_tasks import gc, geometry
+from spiral_tasks.config import Limits
+from spiral_tasks.keys import TenantKeys
+from spiral_tasks.model import Depth, Memory, Spiral, SpiralStats, SpiralType
+from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Storage, Write
+
+
+@dataclass(frozen=True)
+class SpiralCorrection:
+    spiral_id: str
+    tenant: str
+    type: str
+    before: SpiralStats
+    after: SpiralStats
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spiral_id": self.spiral_id,
+            "tenant": self.tenant,
+            "type": self.type,
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "deltas": self.before.deltas(self.after),
+        }
+
+
+@dataclass(frozen=True)
+class CounterCorrection:
+    key: str
+    before: int | None
+    after: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "before": self.before, "after": self.after}
+
+
+@dataclass
+class Orphans:
+    nodes: list[str] = field(default_factory=list)
+    reslotted_nodes: list[str] = field(default_factory=list)
+    counters: list[str] = field(default_factory=list)
+    sigils: list[str] = field(default_factory=list)
+    queue_entries: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (len(self.nodes) + len(self.reslotted_nodes) + len(self.counters)
+                + len(self.sigils) + len(self.queue_entries))
+
+    def extend(self, other: Orphans) -> None:
+        self.nodes += other.nodes
+        self.reslotted_nodes += other.reslotted_nodes
+        self.counters += other.counters
+        self.sigils += other.sigils
+        self.queue_entries += other.queue_entries
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": list(self.nodes),
+            "reslotted_nodes": list(self.reslotted_nodes),
+            "counters": list(self.counters),
+            "sigils": list(self.sigils),
+            "queue_entries": list(self.queue_entries),
+        }
+
+
+@dataclass
+class RebuildReport:
+    corrected_spirals: list[SpiralCorrection] = field(default_factory=list)
+    unchanged_spirals: list[str] = field(default_factory=list)
+    corrected_counters: list[CounterCorrection] = field(default_factory=list)
+    orphans: Orphans = field(default_factory=Orphans)
+    queue_fixes: int = 0
+    sigil_fixes: int = 0
+    total_nodes: int = 0
+    duration_ms: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.corrected_spirals or self.corrected_counters or self.orphans
+                    or self.queue_fixes or self.sigil_fixes)
+
+    def extend(self, other: RebuildReport) -> None:
+        self.corrected_spirals += other.corrected_spirals
+        self.unchanged_spirals += other.unchanged_spirals
+        self.corrected_counters += other.corrected_counters
+        self.orphans.extend(other.orphans)
+        self.queue_fixes += other.queue_fixes
+        self.sigil_fixes += other.sigil_fixes
+        self.total_nodes += other.total_nodes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "corrected_spirals": [c.to_json() for c in self.corrected_spirals],
+            "unchanged_spirals": list(self.unchanged_spirals),
+            "corrected_counters": [c.to_json() for c in self.corrected_counters],
+            "orphans": self.orphans.to_json(),
+            "queue_fixes": self.queue_fixes,
+            "sigil_fixes": self.sigil_fixes,
+            "total_nodes": self.total_nodes,
+            "duration_ms": round(self.duration_ms, 3),
+        }
+
+
+@dataclass
+class _Slots:
+    """What the nodes of one spiral say about it."""
+
+    used: set[int] = field(default_factory=set)
+    depth_tenths: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    radii: list[tuple[int, float]] = field(default_factory=list)
+    first_depth: Depth | None = None
+
+
+def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> SpiralType:
+    """The spiral type whose radius formula reproduces every (slot, radius) seen."""
+    points = list(radii)
+    for kind in SpiralType:
+        if all(math.isclose(geometry.radius(kind, i), r, rel_tol=1e-9, abs_tol=1e-9)
+               for i, r in points):
+            return kind
+    return fallback
+
+
+def rebuild_tenant(storage: Storage, tenant: str, limits: Limits,
+                   now: float) -> tuple[RebuildReport, list[Write]]:
+    """The report and the writes that make `tenant`'s records agree with its nodes."""
+    keys = TenantKeys(tenant)
+    report = RebuildReport()
+    writes: list[Write] = []
+    spirals = {s["id"]: Spiral.from_json(s) for _, s in storage.scan(keys.spirals)}
+    slots: dict[str, _Slots] = {}
+    sigil_of: dict[str, str] = {}
+    deadlines: dict[str, float] = {}
+    retention = limits.gc_retention_s
+
+    for _, node in storage.scan(keys.memories):
+        report.total_nodes += 1
+        memory_id = node["id"]
+        depth = Depth(node["depth"])
+        index = node["position"]["index"]
+        group = slots.get(node["spiral_id"])
+        if group is None:
+            group = slots[node["spiral_id"]] = _Slots(first_depth=depth)
+        if index in group.used:
+            group.duplicates.append(memory_id)
+        else:
+            group.used.add(index)
+        group.depth_tenths += depth.tenths
+        if node["spiral_id"] not in spirals:
+            group.radii.append((index, node["position"]["radius"]))
+        sigil_of[memory_id] = node["sigil"]
+        if not depth.protected:
+            deadlines[memory_id] = gc.retention_deadline(
+                depth, node["strength"], node["access_count"], node["last_accessed"],
+                retention)
+
+    truths = _true_spirals(storage, keys, spirals, slots, limits, now, report, writes)
+    _reconcile_counters(storage, keys, truths, report, writes)
+    _reconcile_sigils(storage, keys, sigil_of, report, writes)
+    _reconcile_queue(storage, keys, deadlines, report, writes)
+    return report, writes
+
+
+def _true_spirals(storage: Storage, keys: TenantKeys, spirals: dict[str, Spiral],
+                  slots: dict[str, _Slots], limits: Limits, now: float,
+                  report: RebuildReport, writes: list[Write]) -> dict[str, Spiral]:
+    truths: dict[str, Spiral] = {}
+    for spiral_id in sorted(spirals.keys() | slots.keys()):
+        stored = spirals.get(spiral_id)
+        group = slots.get(spiral_id, _Slots())
+        if stored is None:
+            assert group.first_depth is not None
+            kind = infer_type(group.radii, SpiralType.preferred_for(group.first_depth))
+            report.orphans.nodes.append(spiral_id)
+        else:
+            kind = stored.type
+        moved = _reslot(storage, keys, kind, group, limits, writes)
+        report.orphans.reslotted_nodes += moved
+        truth = Spiral.from_slots(
+            id=spiral_id, tenant=keys.tenant, type=kind, used=group.used,
+            depth_tenths=group.depth_tenths,
+            created=stored.created if stored else now,
+            updated=stored.updated if stored else now,
+            spiral_turns=limits.spiral_turns,
+        )
+        truths[spiral_id] = truth
+        if stored is not None and _same(stored, truth):
+            report.unchanged_spirals.append(spiral_id)
+            continue
+        before = stored.stats() if stored else SpiralStats(0, 0.0, 0.0, 0)
+        truth = replace(truth, updated=now)
+        truths[spiral_id] = truth
+        writes.append(Put(keys.spiral(spiral_id), truth.to_json()))
+        report.corrected_spirals.append(
+            SpiralCorrection(spiral_id, keys.tenant, kind.value, before, truth.stats()))
+    return truths
+
+
+def _same(stored: Spiral, truth: Spiral) -> bool:
+    return (stored.stats().close_to(truth.stats()) and stored.holes == truth.holes
+            and stored.depth_tenths == truth.depth_tenths
+            and stored.capacity == truth.capacity)
+
+
+def _reslot(storage: Storage, keys: TenantKeys, kind: SpiralType, group: _Slots,
+            limits: Limits, writes: list[Write]) -> list[str]:
+    """Give each node that shares a slot with another a free slot of its own."""
+    for memory_id in group.duplicates:
+        data = storage.get(keys.memory(memory_id))
+        if data is None:
+            continue
+        high = max(group.used) + 1 if group.used else 0
+        free = next((i for i in range(high) if i not in group.used), high)
+        group.used.add(free)
+        memory = Memory.from_json(data)
+        memory = replace(memory, position=geometry.place(kind, free, limits.spiral_turns))
+        writes.append(Put(keys.memory(memory_id), memory.to_json()))
+    return list(group.duplicates)
+
+
+def _reconcile_counters(storage: Storage, keys: TenantKeys, truths: dict[str, Spiral],
+                        report: RebuildReport, writes: list[Write]) -> None:
+    stored = {key: value for key, value in storage.scan(keys.spiral_counts)}
+    for spiral_id, truth in truths.items():
+        key = keys.spiral_count(spiral_id)
+        if stored.pop(key, None) != truth.node_count:
+            report.corrected_counters.append(
+                CounterCorrection(key, _int_or_none(storage.get(key)), truth.node_count))
+            writes.append(Put(key, truth.node_count))
+    for key, value in stored.items():
+        report.orphans.counters.append(key)
+        report.corrected_counters.append(CounterCorrection(key, _int_or_none(value), None))
+        writes.append(Delete(key))
+    total = sum(t.node_count for t in truths.values())
+    current = _int_or_none(storage.get(keys.memory_count))
+    if current != total:
+        report.corrected_counters.append(CounterCorrection(keys.memory_count, current, total))
+        writes.append(Put(keys.memory_count, total))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _reconcile_sigils(storage: Storage, keys: TenantKeys, sigil_of: dict[str, str],
+                      report: RebuildReport, writes: list[Write]) -> None:
+    owner = {key[len(keys.sigils):]: value for key, value in storage.scan(keys.sigils)}
+    for sigil, memory_id in owner.items():
+        if sigil_of.get(memory_id) != sigil:
+            report.orphans.sigils.append(sigil)
+            writes.append(Delete(keys.sigil(sigil)))
+    for memory_id, sigil in sigil_of.items():
+        if owner.get(sigil) != memory_id:
+            report.sigil_fixes += 1
+            writes.append(Put(keys.sigil(sigil), memory_id))
+
+
+def _reconcile_queue(storage: Storage, keys: TenantKeys, deadlines: dict[str, float],
+                     report: RebuildReport, writes: list[Write]) -> None:
+    queued = dict(storage.index_range(keys.gc_queue))
+    for member in queued.keys() - deadlines.keys():
+        report.orphans.queue_entries.append(member)
+        writes.append(IndexRemove(keys.gc_queue, member))
+    for member, deadline in deadlines.items():
+        score = queued.get(member)
+        if score is None or not math.isclose(score, deadline, rel_tol=1e-12, abs_tol=1e-6):
+            report.queue_fixes += 1
+            writes.append(IndexPut(keys.gc_queue, member, deadline))

@@ -1,0 +1,226 @@
+"""The storage contract every backend fulfils, and the writes it applies atomically.
+
+Backends see bytes only: this base class checks keys and encodes values, so every
+backend refuses the same bad input with the same error before touching its store.
+Counters share the key space with values; a counter key holds a JSON integer.
+
+The ordered index (`index_*`) is the GC priority queue: a Redis sorted set, an ordered
+LevelDB range, an in-memory sorted list. Members come out lowest score first.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from spiral_tasks.storage import codec
+
+MAX_KEY_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+
+
+@dataclass(frozen=True)
+class Increment:
+    key: str
+    delta: int
+
+
+@dataclass(frozen=True)
+class IndexPut:
+    index: str
+    member: str
+    score: float
+
+
+@dataclass(frozen=True)
+class IndexRemove:
+    index: str
+    member: str
+
+
+Write = Put | Delete | Increment | IndexPut | IndexRemove
+
+
+@dataclass(frozen=True)
+class EncodedPut:
+    """A `Put` whose value passed the codec: what backends receive."""
+
+    key: str
+    raw: bytes
+
+
+EncodedWrite = EncodedPut | Delete | Increment | IndexPut | IndexRemove
+
+
+def check_key(key: Any, argument: str = "key") -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{argument} must be a str, got {type(key).__name__}")
+    if not key:
+        raise ValueError(f"{argument} must not be empty")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{argument} is not valid Unicode (lone surrogate)") from None
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"{argument} is {size} bytes; the limit is {MAX_KEY_BYTES}")
+    return key
+
+
+def check_prefix(prefix: Any) -> str:
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+    return prefix if prefix == "" else check_key(prefix, "prefix")
+
+
+def _encode_write(write: Write) -> EncodedWrite:
+    match write:
+        case Put(key, value):
+            return EncodedPut(check_key(key), codec.encode(value))
+        case Delete(key):
+            check_key(key)
+        case Increment(key, delta):
+            check_key(key)
+            if isinstance(delta, bool) or not isinstance(delta, int):
+                raise TypeError(f"delta must be an int, got {type(delta).__name__}")
+        case IndexPut(index, member, score):
+            check_key(index, "index")
+            check_key(member, "member")
+            if isinstance(score, bool) or not isinstance(score, int | float) \
+                    or math.isnan(score):
+                raise ValueError(f"score must be a number, got {score!r}")
+        case IndexRemove(index, member):
+            check_key(index, "index")
+            check_key(member, "member")
+        case _:
+            raise TypeError(f"not a storage write: {write!r}")
+    return write
+
+
+class Storage(ABC):
+    """A key-value store with counters, atomic batches and one kind of ordered index."""
+
+    name: str = "storage"
+
+    # --- what a backend implements -------------------------------------------------
+    @abstractmethod
+    def init(self) -> None:
+        """Open connections or files; calling it twice is harmless."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    @abstractmethod
+    def _keys(self, prefix: str) -> list[str]: ...
+
+    @abstractmethod
+    def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]: ...
+
+    @abstractmethod
+    def _incr(self, key: str, delta: int) -> int: ...
+
+    @abstractmethod
+    def _apply(self, writes: Sequence[EncodedWrite]) -> None:
+        """Apply all writes as one atomic unit, in order."""
+
+    @abstractmethod
+    def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]: ...
+
+    @abstractmethod
+    def _index_size(self, index: str) -> int: ...
+
+    # --- the contract callers use ---------------------------------------------------
+    def get(self, key: str) -> Any | None:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[Any | None]:
+        raws = self._get_many([check_key(k) for k in keys])
+        return [None if raw is None else codec.decode(raw) for raw in raws]
+
+    def set(self, key: str, value: Any) -> None:
+        self.apply([Put(key, value)])
+
+    def delete(self, key: str) -> None:
+        self.apply([Delete(key)])
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return self._keys(check_prefix(prefix))
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Every (key, value) under `prefix`, streamed: the rebuild reads storage so."""
+        for key, raw in self._scan(check_prefix(prefix)):
+            yield key, codec.decode(raw)
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomically add `delta` to the integer at `key` (missing counts as 0)."""
+        _encode_write(Increment(key, delta))
+        return self._incr(key, delta)
+
+    def apply(self, writes: Sequence[Write]) -> None:
+        """Write everything or nothing; bad input is refused before any write."""
+        encoded = [_encode_write(w) for w in writes]
+        if encoded:
+            self._apply(encoded)
+
+    def index_range(self, index: str, limit: int | None = None) -> list[tuple[str, float]]:
+        """Members of `index` with their scores, lowest score first."""
+        check_key(index, "index")
+        if limit is not None and limit <= 0:
+            return []
+        return self._index_range(index, limit)
+
+    def index_size(self, index: str) -> int:
+        return self._index_size(check_key(index, "index"))
+
+    def __enter__(self) -> Storage:
+        self.init()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_counter(key: str, raw: bytes | None) -> int:
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{key} does not hold an integer counter") from None
+
+
+def stage_values(
+    writes: Sequence[EncodedWrite], read: Callable[[str], bytes | None]
+) -> dict[str, bytes | None]:
+    """The final bytes of every key a batch touches (None: deleted), computed before
+    anything is written, so a bad counter aborts the batch with nothing applied.
+
+    For backends without native transactions (memory, LevelDB); the caller holds its
+    write lock and applies the result in one step.
+    """
+    staged: dict[str, bytes | None] = {}
+    for write in writes:
+        match write:
+            case EncodedPut(key, raw):
+                staged[key] = raw
+            case Delete(key):
+                staged[key] = None
+            case Increment(key, delta):
+                current = staged[key] if key in staged else read(key)
+                staged[key] = str(parse_counter(key, current) + delta).encode()
+    return staged

@@ -1,0 +1,63 @@
+"""Values <-> bytes. Strict JSON: what cannot round-trip exactly is refused.
+
+The original stored live references in memory and let a JSON encoder silently turn
+tuples into lists, int keys into strings and NaN into null. Here a value is checked
+first, so a refusal happens before any write. This module is the one place where
+values are encoded, so sealing (encryption at rest) slots in here later.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+MAX_NESTING = 200
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def encode(value: Any) -> bytes:
+    _check(value, 0)
+    return orjson.dumps(value)
+
+
+def decode(raw: bytes) -> Any:
+    return orjson.loads(raw)
+
+
+def _check(value: Any, depth: int) -> None:
+    if depth > MAX_NESTING:
+        raise ValueError(f"value is nested deeper than {MAX_NESTING} levels")
+    if value is None or isinstance(value, str | bool):
+        if isinstance(value, str):
+            _check_text(value)
+        return
+    if isinstance(value, int):
+        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            raise ValueError(f"integer {value} is outside the 64-bit range JSON keeps exactly")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a JSON number")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be strings, got {type(key).__name__}")
+            _check_text(key)
+            _check(item, depth + 1)
+        return
+    raise TypeError(f"{type(value).__name__} is not a JSON type "
+                    "(use dict, list, str, int, float, bool or None)")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("string is not valid Unicode (lone surrogate)") from None

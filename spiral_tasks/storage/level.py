@@ -1,0 +1,154 @@
+"""LevelDB storage (plyvel): the embedded default, persistent, one process at a time.
+
+Batches are LevelDB WriteBatches, applied atomically. Counter updates read then write,
+so batches and increments are serialized by a process-local lock; LevelDB's own LOCK
+file keeps other processes out.
+
+The GC index lives under keys starting with byte 0xff, which no UTF-8 key can start
+with, so it never shows in `keys()`:
+    0xff 'z' <index> 0x00 <sortable score, 8 bytes> <member>   ordered entries
+    0xff 'm' <index> 0x00 <member>  ->  <sortable score>        member -> entry
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.storage.base import (
+    EncodedWrite,
+    IndexPut,
+    IndexRemove,
+    Storage,
+    parse_counter,
+    stage_values,
+)
+
+_INDEX_ENTRY = b"\xffz"
+_INDEX_MEMBER = b"\xffm"
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+
+
+def sortable(score: float) -> bytes:
+    """8 bytes whose byte order is the numeric order of `score`."""
+    (bits,) = struct.unpack(">Q", struct.pack(">d", score))
+    bits = bits ^ _ALL if bits & _SIGN else bits | _SIGN
+    return struct.pack(">Q", bits)
+
+
+def unsortable(raw: bytes) -> float:
+    (bits,) = struct.unpack(">Q", raw)
+    bits = bits ^ _SIGN if bits & _SIGN else bits ^ _ALL
+    value: float = struct.unpack(">d", struct.pack(">Q", bits))[0]
+    return value
+
+
+class LevelStorage(Storage):
+    name = "level"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: Any = None
+        self._write_lock = threading.Lock()
+
+    def init(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            self._db = plyvel.DB(str(self.path), create_if_missing=True)
+        except plyvel.IOError as exc:
+            raise StorageUnavailable(
+                f"cannot open LevelDB at {self.path}: {exc}. LevelDB admits one process "
+                "at a time: stop the process that holds it, or send the work to it as a "
+                "task.") from exc
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            raise StorageUnavailable(f"LevelDB at {self.path} is not open: call init()")
+        return self._db
+
+    def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        get = self.db.get
+        return [get(k.encode()) for k in keys]
+
+    def _keys(self, prefix: str) -> list[str]:
+        if prefix:
+            it = self.db.iterator(prefix=prefix.encode(), include_value=False)
+        else:
+            it = self.db.iterator(stop=b"\xff", include_value=False)
+        with it:
+            return [k.decode() for k in it]
+
+    def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        with self.db.iterator(prefix=prefix.encode()) as it:
+            for key, raw in it:
+                yield key.decode(), raw
+
+    def _incr(self, key: str, delta: int) -> int:
+        raw_key = key.encode()
+        with self._write_lock:
+            value = parse_counter(key, self.db.get(raw_key)) + delta
+            self.db.put(raw_key, str(value).encode())
+            return value
+
+    def _apply(self, writes: Sequence[EncodedWrite]) -> None:
+        db = self.db
+        with self._write_lock:
+            staged = stage_values(writes, lambda k: db.get(k.encode()))
+            with db.write_batch(transaction=True) as batch:
+                for key, raw in staged.items():
+                    if raw is None:
+                        batch.delete(key.encode())
+                    else:
+                        batch.put(key.encode(), raw)
+                self._stage_index(batch, writes)
+
+    def _stage_index(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
+        # Scores written earlier in this batch are not visible to db.get yet.
+        pending: dict[bytes, bytes | None] = {}
+        for write in writes:
+            if not isinstance(write, IndexPut | IndexRemove):
+                continue
+            head = write.index.encode() + b"\x00"
+            member = write.member.encode()
+            member_key = _INDEX_MEMBER + head + member
+            old = pending[member_key] if member_key in pending else self.db.get(member_key)
+            if old is not None:
+                batch.delete(_INDEX_ENTRY + head + old + member)
+            if isinstance(write, IndexPut):
+                score = sortable(float(write.score))
+                batch.put(_INDEX_ENTRY + head + score + member, b"")
+                batch.put(member_key, score)
+                pending[member_key] = score
+            else:
+                batch.delete(member_key)
+                pending[member_key] = None
+
+    def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
+        head = _INDEX_ENTRY + index.encode() + b"\x00"
+        found: list[tuple[str, float]] = []
+        with self.db.iterator(prefix=head, include_value=False) as it:
+            for key in it:
+                if limit is not None and len(found) >= limit:
+                    break
+                rest = key[len(head):]
+                found.append((rest[8:].decode(), unsortable(rest[:8])))
+        return found
+
+    def _index_size(self, index: str) -> int:
+        head = _INDEX_MEMBER + index.encode() + b"\x00"
+        with self.db.iterator(prefix=head, include_value=False) as it:
+            return sum(1 for _ in it)

@@ -1,0 +1,95 @@
+"""In-process storage for development and tests. Values are kept encoded, so what
+comes out is a copy with exactly the JSON fidelity of the persistent backends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+from sortedcontainers import SortedList
+
+from spiral_tasks.storage.base import (
+    EncodedWrite,
+    IndexPut,
+    IndexRemove,
+    Storage,
+    parse_counter,
+    stage_values,
+)
+
+
+class _OrderedIndex:
+    def __init__(self) -> None:
+        self.scores: dict[str, float] = {}
+        self.order: SortedList = SortedList()
+
+    def put(self, member: str, score: float) -> None:
+        self.remove(member)
+        self.scores[member] = score
+        self.order.add((score, member))
+
+    def remove(self, member: str) -> None:
+        old = self.scores.pop(member, None)
+        if old is not None:
+            self.order.remove((old, member))
+
+
+class MemoryStorage(Storage):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+        self._indexes: dict[str, _OrderedIndex] = {}
+        self._lock = threading.Lock()
+
+    def init(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        data = self._data
+        return [data.get(k) for k in keys]
+
+    def _keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            return [k for k in self._data if k.startswith(prefix)]
+
+    def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        with self._lock:
+            snapshot = [(k, v) for k, v in self._data.items() if k.startswith(prefix)]
+        yield from snapshot
+
+    def _incr(self, key: str, delta: int) -> int:
+        with self._lock:
+            value = parse_counter(key, self._data.get(key)) + delta
+            self._data[key] = str(value).encode()
+            return value
+
+    def _apply(self, writes: Sequence[EncodedWrite]) -> None:
+        with self._lock:
+            for key, raw in stage_values(writes, self._data.get).items():
+                if raw is None:
+                    self._data.pop(key, None)
+                else:
+                    self._data[key] = raw
+            for write in writes:
+                if isinstance(write, IndexPut):
+                    self._indexes.setdefault(write.index, _OrderedIndex()).put(
+                        write.member, float(write.score))
+                elif isinstance(write, IndexRemove) and write.index in self._indexes:
+                    self._indexes[write.index].remove(write.member)
+
+    def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
+        with self._lock:
+            found = self._indexes.get(index)
+            if found is None:
+                return []
+            entries = found.order[:limit] if limit is not None else list(found.order)
+            return [(member, score) for score, member in entries]
+
+    def _index_size(self, index: str) -> int:
+        with self._lock:
+            found = self._indexes.get(index)
+            return len(found.scores) if found else 0
