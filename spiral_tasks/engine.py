@@ -131,7 +131,6 @@ class SpiralMemory:
         if memory_id is not None:
             memory_id = validation.memory_id("memory_id", memory_id)
         keys = TenantKeys(tenant)
-        self._register(tenant)
         with self._coordinator.critical(tenant) as fence:
             state = self._state(tenant, fence)
             if memory_id is not None:
@@ -161,7 +160,10 @@ class SpiralMemory:
             if not level.protected:
                 writes.append(IndexPut(keys.gc_queue, mid,
                                        gc.retain_until(memory, self.limits.gc_retention_s)))
+            if tenant not in self._registered:
+                writes.append(Put(tenant_marker(tenant), 1))
             fence.commit(writes)
+            self._registered.add(tenant)
             state.spirals[grown.id] = grown
             state.memory_count += 1
         return StoreResult(memory, created=True)
@@ -259,11 +261,6 @@ class SpiralMemory:
             )
             self._states[tenant] = state
         return state
-
-    def _register(self, tenant: str) -> None:
-        if tenant not in self._registered:
-            self.storage.set(tenant_marker(tenant), 1)
-            self._registered.add(tenant)
 
     def _load_sigil_key(self, configured: str | None) -> bytes:
         if configured:

@@ -145,7 +145,8 @@ class Storage(ABC):
     def _index_size(self, index: str) -> int: ...
 
     # --- the contract callers use ---------------------------------------------------
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> Any:
+        """The value at `key`, or None when there is none."""
         return self.get_many([key])[0]
 
     def get_many(self, keys: Sequence[str]) -> list[Any | None]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-MAX_NESTING = 200
+MAX_NESTING = 250  # orjson stops at 255
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 

@@ -2,7 +2,8 @@
 
 A batch runs as one Lua script (`lua/apply.lua`), so it is atomic and checks its
 counters before writing anything. Keys are listed with SCAN, never KEYS, which would
-block the server.
+block the server; SCAN asks for string keys only, so the GC index (a sorted set)
+stays out of `keys()` and `scan()`, as it does on the other backends.
 """
 
 from __future__ import annotations
@@ -89,13 +90,13 @@ class RedisStorage(Storage):
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        if len(keys) == 1:
-            return [self.client.get(keys[0])]  # type: ignore[list-item]
+        # MGET, even for one key: it answers None for a key that is not a string
+        # value (a GC index), where GET would raise WRONGTYPE.
         return self.client.mget(keys)  # type: ignore[return-value]
 
     def _keys(self, prefix: str) -> list[str]:
-        return [k.decode() for k in self.client.scan_iter(match=match_prefix(prefix),
-                                                          count=SCAN_COUNT)]
+        return [k.decode() for k in self.client.scan_iter(
+            match=match_prefix(prefix), count=SCAN_COUNT, _type="string")]
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         client = self.client
@@ -103,12 +104,12 @@ class RedisStorage(Storage):
         cursor = 0
         while True:
             found: tuple[int, list[bytes]] = client.scan(  # type: ignore[assignment]
-                cursor, match=pattern, count=SCAN_COUNT)
+                cursor, match=pattern, count=SCAN_COUNT, _type="string")
             cursor, batch = found
             if batch:
                 raws: list[bytes | None] = client.mget(batch)  # type: ignore[assignment]
                 for key, raw in zip(batch, raws, strict=True):
-                    if raw is not None:  # gone meanwhile, or not a string (the GC index)
+                    if raw is not None:  # deleted between SCAN and MGET
                         yield key.decode(), raw
             if cursor == 0:
                 return

@@ -1,0 +1,311 @@
+"""The adapter contract: one suite, run against memory, LevelDB and real Redis."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import Any
+
+import pytest
+
+from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, Put, Storage
+from spiral_tasks.storage.level import LevelStorage
+from spiral_tasks.storage.redis import RedisStorage
+from tests.conftest import free_port
+
+JSON_VALUES: list[Any] = [
+    "plain",
+    "",
+    0,
+    -42,
+    2**63 - 1,
+    3.141592653589793,
+    -1e-300,
+    True,
+    False,
+    [],
+    {},
+    [1, "two", 3.0, None, True, {"nested": [1, 2]}],
+    {"z": 1, "a": 2, "m": {"y": [None, False]}},
+    "Ünïcödé ✓ 漢字 🌀 \u0000 \n\t\"quoted\" \\back",
+    {"emoji 🌀": "κλειδί", "": "empty key"},
+]
+
+
+def test_init_is_idempotent(storage: Storage) -> None:
+    storage.set("k", 1)
+    storage.init()
+    storage.init()
+    assert storage.get("k") == 1
+
+
+def test_get_of_missing_key_is_none(storage: Storage) -> None:
+    assert storage.get("nothing-here") is None
+    assert storage.get_many(["a", "b"]) == [None, None]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+def test_set_get_round_trips_every_json_type(storage: Storage, value: Any) -> None:
+    storage.set("value", value)
+    got = storage.get("value")
+    assert got == value
+    assert type(got) is type(value)
+    if isinstance(value, dict):
+        assert list(got) == list(value)  # property order kept
+
+
+def test_stored_value_is_a_copy(storage: Storage) -> None:
+    original = {"list": [1, 2]}
+    storage.set("copy", original)
+    original["list"].append(3)
+    got = storage.get("copy")
+    assert got == {"list": [1, 2]}
+    got["list"].append(4)
+    assert storage.get("copy") == {"list": [1, 2]}
+
+
+def test_one_megabyte_payload(storage: Storage) -> None:
+    payload = {"blob": "x" * (1024 * 1024), "tail": "🌀" * 1000}
+    storage.set("big", payload)
+    assert storage.get("big") == payload
+
+
+def test_deep_nesting(storage: Storage) -> None:
+    value: Any = "bottom"
+    for level in range(120):  # 240 levels of containers
+        value = {"level": level, "child": [value]}
+    storage.set("deep", value)
+    assert storage.get("deep") == value
+
+
+def test_nesting_beyond_the_limit_is_refused(storage: Storage) -> None:
+    value: Any = 0
+    for _ in range(300):
+        value = [value]
+    with pytest.raises(ValueError, match="nested deeper"):
+        storage.set("too-deep", value)
+    assert storage.get("too-deep") is None
+
+
+def test_delete_and_delete_of_missing_key(storage: Storage) -> None:
+    storage.set("gone", {"a": 1})
+    storage.delete("gone")
+    assert storage.get("gone") is None
+    storage.delete("gone")
+    storage.delete("never-existed")
+    assert storage.keys("gone") == []
+
+
+def test_keys_by_prefix(storage: Storage) -> None:
+    for key in ["mem:1", "mem:2", "mem:10", "spiral:1", "memo"]:
+        storage.set(key, key)
+    assert sorted(storage.keys("mem:")) == ["mem:1", "mem:10", "mem:2"]
+    assert sorted(storage.keys("mem")) == ["mem:1", "mem:10", "mem:2", "memo"]
+    assert storage.keys("nope:") == []
+
+
+def test_keys_with_empty_prefix_lists_everything(storage: Storage) -> None:
+    assert storage.keys("") == []
+    storage.set("a", 1)
+    storage.set("b:c", 2)
+    storage.incr("counter", 3)
+    assert sorted(storage.keys("")) == ["a", "b:c", "counter"]
+
+
+SPECIAL_KEYS = ["star*key", "q?mark", "[brackets]", "back\\slash", "t:{tenant}:x",
+                "spaces in key", "ünï:🌀", "new\nline"]
+
+
+@pytest.mark.parametrize("key", SPECIAL_KEYS)
+def test_special_characters_in_keys_are_literal(storage: Storage, key: str) -> None:
+    storage.set(key, key)
+    storage.set(key + "-sibling", 1)
+    storage.set("other", 2)
+    assert storage.get(key) == key
+    assert sorted(storage.keys(key)) == sorted([key, key + "-sibling"])
+
+
+def test_glob_characters_in_a_prefix_match_only_themselves(storage: Storage) -> None:
+    storage.set("a*b", 1)
+    storage.set("axb", 2)
+    storage.set("a?", 3)
+    storage.set("ab", 4)
+    assert storage.keys("a*") == ["a*b"]
+    assert storage.keys("a?") == ["a?"]
+
+
+def test_scan_streams_keys_and_values(storage: Storage) -> None:
+    expected = {f"scan:{i}": {"n": i} for i in range(2500)}
+    storage.apply([Put(k, v) for k, v in expected.items()])
+    storage.set("elsewhere", 0)
+    assert dict(storage.scan("scan:")) == expected
+
+
+@pytest.mark.parametrize("key", [None, 42, b"bytes", 1.5, ("t",), ""])
+def test_malformed_keys_are_refused(storage: Storage, key: Any) -> None:
+    storage.set("keep", 1)
+    for call in (lambda: storage.set(key, 1), lambda: storage.get(key),
+                 lambda: storage.delete(key), lambda: storage.incr(key, 1)):
+        with pytest.raises((TypeError, ValueError)):
+            call()
+    assert storage.keys("") == ["keep"]
+
+
+def test_key_with_lone_surrogate_or_oversized_is_refused(storage: Storage) -> None:
+    with pytest.raises(ValueError, match="surrogate"):
+        storage.set("bad\udc80", 1)
+    with pytest.raises(ValueError, match="limit"):
+        storage.set("k" * 2000, 1)
+    assert storage.keys("") == []
+
+
+@pytest.mark.parametrize("value", [
+    {1, 2},
+    object(),
+    float("nan"),
+    float("inf"),
+    2**64,
+    (1, 2),
+    {1: "int key"},
+    "lone \udc80 surrogate",
+    b"bytes",
+])
+def test_values_that_cannot_be_encoded_are_refused(storage: Storage, value: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        storage.set("bad", value)
+    assert storage.get("bad") is None
+    assert storage.keys("") == []
+
+
+def test_batch_with_one_bad_value_writes_nothing(storage: Storage) -> None:
+    with pytest.raises(TypeError):
+        storage.apply([Put("first", 1), Increment("n", 1), Put("second", object())])
+    assert storage.keys("") == []
+
+
+def test_batch_with_a_non_integer_counter_writes_nothing(storage: Storage) -> None:
+    storage.set("text", "not a number")
+    with pytest.raises(ValueError, match="integer counter"):
+        storage.apply([Put("first", 1), Increment("text", 1)])
+    assert storage.get("first") is None
+    assert storage.get("text") == "not a number"
+    with pytest.raises(ValueError, match="integer counter"):
+        storage.incr("text", 1)
+
+
+def test_batch_applies_in_order(storage: Storage) -> None:
+    storage.apply([Put("a", 1), Delete("a"), Put("b", 2), Increment("c", 5),
+                   Increment("c", -2), Put("d", [1])])
+    assert storage.get_many(["a", "b", "c", "d"]) == [None, 2, 3, [1]]
+
+
+def test_incr_creates_and_adds(storage: Storage) -> None:
+    assert storage.incr("n") == 1
+    assert storage.incr("n", 41) == 42
+    assert storage.incr("n", -50) == -8
+    assert storage.get("n") == -8
+    with pytest.raises(TypeError):
+        storage.incr("n", 1.5)  # type: ignore[arg-type]
+
+
+def test_ordered_index(storage: Storage) -> None:
+    storage.apply([IndexPut("q", "late", 30.0), IndexPut("q", "early", -5.5),
+                   IndexPut("q", "mid", 10.0), IndexPut("other", "x", 0.0)])
+    assert storage.index_range("q") == [("early", -5.5), ("mid", 10.0), ("late", 30.0)]
+    assert storage.index_range("q", 2) == [("early", -5.5), ("mid", 10.0)]
+    assert storage.index_range("q", 0) == []
+    storage.apply([IndexPut("q", "early", 99.0), IndexRemove("q", "mid"),
+                   IndexRemove("q", "never-there")])
+    assert storage.index_range("q") == [("late", 30.0), ("early", 99.0)]
+    assert storage.index_size("q") == 2
+    assert storage.index_size("missing") == 0
+    assert storage.keys("q") == []
+    assert storage.get("q") is None
+
+
+def test_index_entries_do_not_show_as_keys_or_values(storage: Storage) -> None:
+    storage.apply([IndexPut("t:{a}:gcq", "m", 1.0), Put("t:{a}:mem:m", {"id": "m"})])
+    assert dict(storage.scan("t:{a}:")) == {"t:{a}:mem:m": {"id": "m"}}
+
+
+def test_concurrent_writers_last_writer_wins(storage: Storage) -> None:
+    values = [{"writer": w, "payload": str(w) * 500} for w in range(8)]
+
+    def write(value: dict[str, Any]) -> None:
+        for round_ in range(50):
+            storage.set("shared", value)
+            storage.set(f"own:{value['writer']}:{round_}", round_)
+
+    threads = [threading.Thread(target=write, args=(v,)) for v in values]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert storage.get("shared") in values
+    assert len(storage.keys("own:")) == 8 * 50
+
+
+def test_concurrent_increments_are_exact(storage: Storage) -> None:
+    def bump() -> None:
+        for _ in range(250):
+            storage.incr("hits")
+        storage.apply([Increment("hits", 2), Increment("batched", 1)])
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert storage.get("hits") == 8 * 252
+    assert storage.get("batched") == 8
+
+
+def _process_writer(url: str, writer: int) -> None:
+    store = RedisStorage(url)
+    store.init()
+    for round_ in range(100):
+        store.set("shared", {"writer": writer, "payload": str(writer) * 1000})
+        store.incr("hits")
+        store.apply([Increment("batched", 1), Put(f"own:{writer}:{round_}", round_)])
+    store.close()
+
+
+def test_redis_concurrent_processes(redis_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_process_writer, args=(redis_url, w))
+                 for w in range(4)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    store = RedisStorage(redis_url)
+    store.init()
+    final = store.get("shared")
+    assert final in [{"writer": w, "payload": str(w) * 1000} for w in range(4)]
+    assert store.get("hits") == 400
+    assert store.get("batched") == 400
+    assert len(store.keys("own:")) == 400
+    store.close()
+
+
+def test_level_storage_persists_across_reopen(tmp_path: Any) -> None:
+    path = tmp_path / "db"
+    with LevelStorage(path) as first:
+        first.apply([Put("kept", {"a": [1]}), Increment("n", 7), IndexPut("q", "m", 2.5)])
+    with LevelStorage(path) as second:
+        assert second.get("kept") == {"a": [1]}
+        assert second.get("n") == 7
+        assert second.index_range("q") == [("m", 2.5)]
+
+
+def test_level_storage_refuses_a_second_process(tmp_path: Any) -> None:
+    with LevelStorage(tmp_path / "db"), pytest.raises(StorageUnavailable,
+                                                      match="one process"):
+        LevelStorage(tmp_path / "db").init()
+
+
+def test_redis_storage_reports_an_unreachable_server() -> None:
+    with pytest.raises(StorageUnavailable, match="cannot reach Redis"):
+        RedisStorage(f"redis://127.0.0.1:{free_port()}/0").init()

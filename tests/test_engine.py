@@ -1,0 +1,227 @@
+"""Store, retrieve, collect and stats on every backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from spiral_tasks import geometry
+from spiral_tasks.coordination.local import LocalCoordinator
+from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import CapacityExceeded, InvalidArgument
+from spiral_tasks.keys import TenantKeys
+from spiral_tasks.model import Depth, SpiralType
+from tests.conftest import Clock, EngineFactory
+from tests.invariants import assert_consistent
+
+
+def test_store_places_the_memory_and_returns_its_handle(engine: SpiralMemory) -> None:
+    result = engine.store("first light", type="note", depth="deep")
+    handle = result.to_json()
+    assert handle["created"] is True
+    assert handle["tenant"] == "default"
+    assert handle["position"] == {"index": 0, "angle": 0.0, "radius": 1.0, "x": 1.0,
+                                  "y": 0.0, "turn": 0}
+    assert len(handle["sigil"]) == 32
+    record = engine.storage.get(TenantKeys("default").memory(result.memory.id))
+    assert record["spiral_id"] == result.memory.spiral_id
+    assert "spiral" not in record  # a reference, never the embedded spiral
+    assert record["content"] == "first light"
+    assert_consistent(engine)
+
+
+def test_equal_contents_get_distinct_sigils_and_records(engine: SpiralMemory) -> None:
+    a = engine.store("same words")
+    b = engine.store("same words")
+    assert a.memory.sigil != b.memory.sigil
+    assert a.memory.id != b.memory.id
+    keys = TenantKeys("default")
+    assert engine.storage.get(keys.sigil(a.memory.sigil)) == a.memory.id
+    assert engine.storage.get(keys.sigil(b.memory.sigil)) == b.memory.id
+    assert assert_consistent(engine) == 2
+
+
+def test_memory_id_is_an_idempotency_key(engine: SpiralMemory) -> None:
+    first = engine.store("once", memory_id="job-17")
+    again = engine.store("twice?", memory_id="job-17")
+    assert first.created
+    assert not again.created
+    assert again.memory == first.memory
+    assert assert_consistent(engine) == 1
+
+
+def test_positions_follow_the_golden_angle(engine: SpiralMemory) -> None:
+    results = [engine.store(f"m{i}") for i in range(30)]
+    spiral_ids = {r.memory.spiral_id for r in results}
+    assert len(spiral_ids) == 1
+    for n, result in enumerate(results):
+        assert result.memory.position == geometry.place(SpiralType.FIBONACCI, n, 21)
+
+
+def test_statistics_are_exact_after_stores_and_collects(engine: SpiralMemory) -> None:
+    depths = ["surface", "shallow", "deep", "core", "transcendent"]
+    stored = [engine.store(f"m{i}", depth=depths[i % 5]) for i in range(60)]
+    for result in stored[::3]:
+        assert engine.collect(result.memory.id)
+    assert_consistent(engine)
+    survivors = [r.memory for r in stored if r not in stored[::3]]
+    for spiral in engine.stats().spirals:
+        mine = [m for m in survivors if m.spiral_id == spiral.id]
+        assert spiral.node_count == len(mine)
+        assert spiral.average_depth == pytest.approx(
+            sum(m.depth.weight for m in mine) / len(mine))
+        top = max(m.position.index for m in mine)
+        assert spiral.current_radius == pytest.approx(geometry.radius(spiral.type, top))
+        assert spiral.total_turns == top // 21
+    assert engine.rebuild_stats().clean
+
+
+def test_each_depth_opens_a_spiral_of_its_type(engine: SpiralMemory) -> None:
+    for depth in Depth:
+        engine.store("x", depth=depth.value)
+    types = {s.type for s in engine.stats().spirals}
+    assert types == {SpiralType.preferred_for(d) for d in Depth}
+
+
+def test_new_spirals_up_to_the_limit_then_a_clear_error(make_engine: EngineFactory,
+                                                        clock: Clock) -> None:
+    engine = make_engine(max_memory_spirals=2)
+    for _ in range(89):  # fills one archimedean spiral (capacity 89)
+        engine.store("s", depth="surface")
+    for _ in range(144):  # fills one logarithmic spiral (capacity 144)
+        engine.store("c", depth="core")
+    assert len(engine.stats().spirals) == 2
+    before = engine.storage.keys("")
+    with pytest.raises(CapacityExceeded, match="spirals"):
+        engine.store("no room", depth="core")
+    assert sorted(engine.storage.keys("")) == sorted(before)
+    clock.advance(10 * 3600)  # surface memories expire: GC now has something to take
+    result = engine.store("room again", depth="core")
+    assert result.created
+    surface = next(s for s in engine.stats().spirals if s.type is SpiralType.ARCHIMEDEAN)
+    assert surface.node_count < 89  # expired surface memories were collected
+    assert result.memory.spiral_id == surface.id  # the only spiral with room
+    assert assert_consistent(engine) == surface.node_count + 144
+
+
+def test_node_limit_evicts_the_least_valuable(make_engine: EngineFactory,
+                                              clock: Clock) -> None:
+    engine = make_engine(max_memory_nodes=5)
+    weak = engine.store("weak", depth="surface")
+    clock.advance(1)
+    for i in range(4):
+        engine.store(f"deep{i}", depth="deep")
+    engine.store("one too many", depth="deep")
+    assert engine.retrieve(weak.memory.id) is None
+    assert assert_consistent(engine) == 5
+
+
+def test_node_limit_with_only_protected_memories_refuses(make_engine: EngineFactory) -> None:
+    engine = make_engine(max_memory_nodes=3)
+    for _ in range(3):
+        engine.store("core", depth="core")
+    with pytest.raises(CapacityExceeded, match="limit is 3"):
+        engine.store("more", depth="shallow")
+    assert assert_consistent(engine) == 3
+
+
+def test_retrieve_persists_access(make_engine: EngineFactory, clock: Clock) -> None:
+    engine = make_engine()
+    stored = engine.store("remember me")
+    clock.advance(60)
+    got = engine.retrieve(stored.memory.id)
+    assert got is not None
+    assert got.access_count == 1
+    assert got.last_accessed == clock.now
+    fresh = make_engine()  # a new engine reads storage, not the first one's memory
+    record = fresh.storage.get(TenantKeys("default").memory(stored.memory.id))
+    assert record["access_count"] == 1
+    assert record["last_accessed"] == clock.now
+    assert record["strength"] > stored.memory.strength
+
+
+def test_retrieve_of_unknown_memory_is_none(engine: SpiralMemory) -> None:
+    assert engine.retrieve("nope") is None
+
+
+def test_collect_deletes_everything_of_a_memory(engine: SpiralMemory) -> None:
+    kept = engine.store("kept")
+    gone = engine.store("gone")
+    assert engine.collect(gone.memory.id) is True
+    assert engine.collect(gone.memory.id) is False
+    keys = TenantKeys("default")
+    assert engine.storage.get(keys.memory(gone.memory.id)) is None
+    assert engine.storage.get(keys.sigil(gone.memory.sigil)) is None
+    assert [m for m, _ in engine.storage.index_range(keys.gc_queue)] == [kept.memory.id]
+    assert assert_consistent(engine) == 1
+
+
+def test_associations_link_memories_of_the_same_tenant(engine: SpiralMemory) -> None:
+    a = engine.store("a")
+    links = [a.memory.id, a.memory.id]
+    b = engine.store("b", associations=links)
+    links.append("mutated later")
+    assert b.memory.associations == (a.memory.id,)
+    other = engine.store("elsewhere", tenant="other")
+    with pytest.raises(InvalidArgument, match=f"associations: no memory {other.memory.id}"):
+        engine.store("c", associations=[other.memory.id])
+
+
+BAD_CALLS: list[tuple[dict[str, Any], str]] = [
+    ({"content": 42}, "content"),
+    ({"content": "x" * (1024 * 1024 + 1)}, "content"),
+    ({"content": "bad \udc80"}, "content"),
+    ({"content": "x", "type": "no spaces"}, "type"),
+    ({"content": "x", "depth": "abyssal"}, "depth"),
+    ({"content": "x", "tenant": "../etc"}, "tenant"),
+    ({"content": "x", "tenant": ""}, "tenant"),
+    ({"content": "x", "associations": "not-a-list"}, "associations"),
+    ({"content": "x", "associations": ["missing"]}, "associations"),
+    ({"content": "x", "associations": [None]}, "associations"),
+    ({"content": "x", "memory_id": "has space"}, "memory_id"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "argument"), BAD_CALLS)
+def test_bad_input_names_the_argument_and_writes_nothing(
+        engine: SpiralMemory, kwargs: dict[str, Any], argument: str) -> None:
+    engine.store("already here")
+    before = {k: engine.storage.get(k) for k in engine.storage.keys("")}
+    with pytest.raises(InvalidArgument) as caught:
+        engine.store(**kwargs)
+    assert caught.value.argument == argument
+    assert str(caught.value).startswith(f"{argument}: ")
+    assert {k: engine.storage.get(k) for k in engine.storage.keys("")} == before
+
+
+def test_tenants_are_isolated(engine: SpiralMemory) -> None:
+    engine.store("a", tenant="acme", memory_id="shared-id")
+    engine.store("b", tenant="globex", memory_id="shared-id")
+    assert engine.retrieve("shared-id", tenant="acme").content == "a"  # type: ignore[union-attr]
+    assert engine.retrieve("shared-id", tenant="globex").content == "b"  # type: ignore[union-attr]
+    assert engine.collect("shared-id", tenant="acme")
+    assert engine.retrieve("shared-id", tenant="globex") is not None
+    assert engine.tenants() == ["acme", "globex"]
+    assert assert_consistent(engine, "acme") == 0
+    assert assert_consistent(engine, "globex") == 1
+    for key in engine.storage.keys("t:"):
+        assert key.startswith(("t:{acme}:", "t:{globex}:"))
+
+
+def test_stats_reports_spirals_and_consistency(engine: SpiralMemory) -> None:
+    engine.store("x", depth="deep")
+    stats = engine.stats().to_json()
+    assert stats["total_memories"] == 1
+    assert stats["consistent"] is True
+    assert stats["spirals"][0]["type"] == "golden"
+    assert set(stats["spirals"][0]) == {"id", "type", "node_count", "average_depth",
+                                        "current_radius", "total_turns"}
+
+
+def test_sigil_secret_is_kept_for_the_next_process(storage: Any) -> None:
+    first = SpiralMemory(storage, LocalCoordinator(storage))
+    second = SpiralMemory(storage, LocalCoordinator(storage))
+    assert first._sigil("t", "m") == second._sigil("t", "m")
+    configured = SpiralMemory(storage, LocalCoordinator(storage), sigil_secret="other")
+    assert configured._sigil("t", "m") != first._sigil("t", "m")

@@ -1,0 +1,120 @@
+"""GC: eligibility, order, protection of core memories, the budget, resumption."""
+
+from __future__ import annotations
+
+import pytest
+
+from spiral_tasks import gc
+from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import InvalidArgument
+from spiral_tasks.keys import TenantKeys
+from spiral_tasks.storage.base import Delete
+from tests.conftest import Clock, EngineFactory
+from tests.invariants import assert_consistent
+
+HOUR = 3600.0
+
+
+def test_select_takes_the_expired_prefix_and_the_overflow() -> None:
+    queue = [("a", 1.0), ("b", 2.0), ("c", 50.0), ("d", 60.0)]
+    assert gc.select(queue, now=10.0, over=0) == ["a", "b"]
+    assert gc.select(queue, now=10.0, over=3) == ["a", "b", "c"]
+    assert gc.select(queue, now=0.0, over=0) == []
+    assert gc.select(queue, now=0.0, over=1) == ["a"]
+
+
+def test_fresh_memories_are_not_collected(engine: SpiralMemory) -> None:
+    for i in range(20):
+        engine.store(f"m{i}", depth="surface")
+    report = engine.gc(25)
+    assert report.collected == 0
+    assert report.remaining == 20
+    assert report.complete
+
+
+def test_least_valuable_go_first_and_core_never(engine: SpiralMemory, clock: Clock) -> None:
+    ids = {d: engine.store(d, depth=d).memory.id
+           for d in ["surface", "shallow", "deep", "core", "transcendent"]}
+    clock.advance(0.2 * 1.0 * HOUR + 1)  # surface (weight 0.2, strength 0.5) has expired
+    assert engine.gc(25).collected_ids == [ids["surface"]]
+    clock.advance(0.4 * HOUR)  # now shallow too
+    assert engine.gc(25).collected_ids == [ids["shallow"]]
+    clock.advance(1000 * HOUR)
+    assert engine.gc(25).collected_ids == [ids["deep"]]
+    assert engine.retrieve(ids["core"]) is not None
+    assert engine.retrieve(ids["transcendent"]) is not None
+    assert assert_consistent(engine) == 2
+
+
+def test_retrieval_keeps_a_memory_alive(engine: SpiralMemory, clock: Clock) -> None:
+    used = engine.store("used", depth="shallow").memory.id
+    unused = engine.store("unused", depth="shallow").memory.id
+    clock.advance(0.3 * HOUR)
+    engine.retrieve(used)
+    clock.advance(0.2 * HOUR)
+    assert engine.gc(25).collected_ids == [unused]
+    assert engine.retrieve(used) is not None
+
+
+def test_gc_enforces_the_node_limit(make_engine: EngineFactory, clock: Clock) -> None:
+    roomy = make_engine()
+    order = []
+    for i, depth in enumerate(["deep", "surface", "core", "shallow", "deep", "core"]):
+        order.append((depth, roomy.store(f"m{i}", depth=depth).memory.id))
+        clock.advance(1)
+    tight = make_engine(max_memory_nodes=3)
+    report = tight.gc(25)
+    surface, shallow = order[1][1], order[3][1]
+    first_deep = order[0][1]
+    assert report.collected_ids == [surface, shallow, first_deep]
+    assert report.remaining == 3
+    assert assert_consistent(tight) == 3
+
+
+def test_budget_stops_gc_and_the_next_run_resumes(make_engine: EngineFactory,
+                                                  clock: Clock) -> None:
+    engine = make_engine(max_memory_spirals=89)
+    total = 1500
+    for i in range(total):
+        engine.store(f"m{i}", depth="surface")
+    clock.advance(10 * HOUR)
+    first = engine.gc(time_budget_ms=0.5)
+    assert not first.complete
+    assert first.collected < total
+    collected = list(first.collected_ids)
+    runs = 1
+    while True:
+        report = engine.gc(time_budget_ms=5)
+        collected += report.collected_ids
+        runs += 1
+        if report.complete:
+            break
+        assert runs < 10_000
+    assert len(collected) == len(set(collected)) == total
+    assert assert_consistent(engine) == 0
+
+
+def test_gc_of_every_tenant(engine: SpiralMemory, clock: Clock) -> None:
+    for tenant in ["a", "b", "c"]:
+        engine.store("x", tenant=tenant, depth="surface")
+        engine.store("y", tenant=tenant, depth="core")
+    clock.advance(HOUR)
+    report = engine.gc()
+    assert report.collected == 3
+    assert report.remaining == 3
+
+
+def test_a_stale_queue_entry_is_dropped(engine: SpiralMemory, clock: Clock) -> None:
+    ghost = engine.store("ghost", depth="surface").memory.id
+    keys = TenantKeys("default")
+    engine.storage.apply([Delete(keys.memory(ghost))])  # lost behind the engine's back
+    clock.advance(HOUR)
+    report = engine.gc()
+    assert report.collected == 0
+    assert engine.storage.index_range(keys.gc_queue) == []
+
+
+@pytest.mark.parametrize("budget", [0, -1, "25", True, float("nan")])
+def test_bad_budget_is_refused(engine: SpiralMemory, budget: object) -> None:
+    with pytest.raises(InvalidArgument, match="time_budget_ms"):
+        engine.gc(budget)  # type: ignore[arg-type]
