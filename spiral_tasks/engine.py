@@ -18,14 +18,15 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from spiral_tasks import gc, geometry, rebuild, validation
+from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.config import Limits
 from spiral_tasks.coordination.base import Coordinator, Fence
-from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout
+from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout, SpiralError
 from spiral_tasks.gc import GcReport
 from spiral_tasks.keys import SIGIL_SECRET_KEY, TENANTS_PREFIX, TenantKeys, tenant_marker
 from spiral_tasks.model import Depth, Memory, Spiral, SpiralType
@@ -82,6 +83,35 @@ class TenantStats:
         }
 
 
+@dataclass(frozen=True)
+class _StoreArgs:
+    """A validated store request."""
+
+    tenant: str
+    content: str
+    kind: str
+    depth: Depth
+    associations: tuple[str, ...]
+    memory_id: str | None
+
+
+@dataclass
+class _StagedStores:
+    """Stores decided but not yet committed, and the answers waiting on the commit."""
+
+    writes: list[Write] = field(default_factory=list)
+    spirals: dict[str, Spiral] = field(default_factory=dict)
+    memories: dict[str, Memory] = field(default_factory=dict)
+    answers: list[tuple[Pending[_StoreArgs, StoreResult], StoreResult]] = field(
+        default_factory=list)
+
+    def answer(self, pending: Pending[_StoreArgs, StoreResult], result: StoreResult) -> None:
+        self.answers.append((pending, result))
+
+    def clear(self) -> None:
+        self.writes, self.spirals, self.memories, self.answers = [], {}, {}, []
+
+
 @dataclass
 class _TenantState:
     spirals: dict[str, Spiral] = field(default_factory=dict)
@@ -111,6 +141,7 @@ class SpiralMemory:
         self._sigil_key = self._load_sigil_key(sigil_secret)
         self._states: dict[str, _TenantState] = {}
         self._registered: set[str] = set()
+        self._stores: Combiner[_StoreArgs, StoreResult] = Combiner(self._store_batch)
 
     # --- public operations ----------------------------------------------------------
     def store(
@@ -122,51 +153,21 @@ class SpiralMemory:
         tenant: str = "default",
         memory_id: str | None = None,
     ) -> StoreResult:
-        """Store a memory; with `memory_id` given, storing it again changes nothing."""
-        tenant = validation.name("tenant", tenant)
-        content = validation.content(content)
-        kind = validation.name("type", type)
-        level = validation.depth(depth)
-        linked = validation.associations(associations)
-        if memory_id is not None:
-            memory_id = validation.memory_id("memory_id", memory_id)
-        keys = TenantKeys(tenant)
-        with self._coordinator.critical(tenant) as fence:
-            state = self._state(tenant, fence)
-            if memory_id is not None:
-                existing = self.storage.get(keys.memory(memory_id))
-                if existing is not None:
-                    return StoreResult(Memory.from_json(existing), created=False)
-            self._check_associations(keys, linked)
-            now = self._clock()
-            spiral = self._room_for(keys, state, fence, level, now)
-            mid = memory_id or self._new_id()
-            slot = spiral.next_slot()
-            memory = Memory(
-                id=mid, tenant=tenant, content=content, type=kind, depth=level,
-                sigil=self._sigil(tenant, mid), spiral_id=spiral.id,
-                position=geometry.place(spiral.type, slot, self.limits.spiral_turns),
-                associations=linked, created=now, last_accessed=now, access_count=0,
-                strength=gc.INITIAL_STRENGTH,
-            )
-            grown = spiral.with_node(slot, level, now, self.limits.spiral_turns)
-            writes: list[Write] = [
-                Put(keys.memory(mid), memory.to_json()),
-                Put(keys.spiral(grown.id), grown.to_json()),
-                Put(keys.sigil(memory.sigil), mid),
-                Increment(keys.spiral_count(grown.id), 1),
-                Increment(keys.memory_count, 1),
-            ]
-            if not level.protected:
-                writes.append(IndexPut(keys.gc_queue, mid,
-                                       gc.retain_until(memory, self.limits.gc_retention_s)))
-            if tenant not in self._registered:
-                writes.append(Put(tenant_marker(tenant), 1))
-            fence.commit(writes)
-            self._registered.add(tenant)
-            state.spirals[grown.id] = grown
-            state.memory_count += 1
-        return StoreResult(memory, created=True)
+        """Store a memory; with `memory_id` given, storing it again changes nothing.
+
+        Concurrent stores into one tenant are combined: the caller holding the lock
+        commits every queued store in one batch (see `combining`).
+        """
+        args = _StoreArgs(
+            tenant=validation.name("tenant", tenant),
+            content=validation.content(content),
+            kind=validation.name("type", type),
+            depth=validation.depth(depth),
+            associations=validation.associations(associations),
+            memory_id=None if memory_id is None
+            else validation.memory_id("memory_id", memory_id),
+        )
+        return self._stores.run(args.tenant, args)
 
     def retrieve(self, memory_id: str, tenant: str = "default") -> Memory | None:
         """The memory, with its access time, count and strength updated in storage."""
@@ -276,43 +277,131 @@ class SpiralMemory:
         message = f"{tenant}\x00{memory_id}".encode()
         return hmac.new(self._sigil_key, message, hashlib.sha256).hexdigest()[:32]
 
-    def _check_associations(self, keys: TenantKeys, linked: Sequence[str]) -> None:
-        if not linked:
-            return
-        found = self.storage.get_many([keys.memory(a) for a in linked])
-        missing = [a for a, f in zip(linked, found, strict=True) if f is None]
+    # --- storing ----------------------------------------------------------------------
+    def _store_batch(self, tenant: str,
+                     batch: list[Pending[_StoreArgs, StoreResult]]) -> None:
+        """Serve queued stores in one critical section with as few commits as possible.
+
+        A request's own bad input fails only that request; anything else (lock
+        timeout, storage error) propagates and the combiner fails the rest.
+        """
+        keys = TenantKeys(tenant)
+        staged = _StagedStores()
+        with self._coordinator.critical(tenant) as fence:
+            state = self._state(tenant, fence)
+            known = self._known(keys, batch)
+            for pending in batch:
+                try:
+                    self._stage_store(keys, fence, state, staged, known, pending)
+                except SpiralError as exc:
+                    pending.fail(exc)
+            self._flush(keys, fence, state, staged)
+
+    def _known(self, keys: TenantKeys,
+               batch: list[Pending[_StoreArgs, StoreResult]]) -> dict[str, Any]:
+        """The stored records of every id the batch names (None: no such memory)."""
+        ids = list(dict.fromkeys(
+            i for p in batch
+            for i in ((p.payload.memory_id,) if p.payload.memory_id else ())
+            + p.payload.associations))
+        return dict(zip(ids, self.storage.get_many([keys.memory(i) for i in ids]),
+                        strict=True))
+
+    def _stage_store(self, keys: TenantKeys, fence: Fence, state: _TenantState,
+                     staged: _StagedStores, known: dict[str, Any],
+                     pending: Pending[_StoreArgs, StoreResult]) -> None:
+        args = pending.payload
+        if args.memory_id is not None:
+            if args.memory_id in staged.memories:
+                staged.answer(pending, StoreResult(staged.memories[args.memory_id], False))
+                return
+            if known.get(args.memory_id) is not None:
+                pending.finish(StoreResult(Memory.from_json(known[args.memory_id]), False))
+                return
+        missing = [a for a in args.associations
+                   if known.get(a) is None and a not in staged.memories]
         if missing:
             raise InvalidArgument("associations", f"no memory {', '.join(missing)} in "
                                   f"tenant {keys.tenant!r}")
+        now = self._clock()
+        spiral = self._room_for(keys, fence, state, staged, known, args.depth, now)
+        mid = args.memory_id or self._new_id()
+        slot = spiral.next_slot()
+        memory = Memory(
+            id=mid, tenant=keys.tenant, content=args.content, type=args.kind,
+            depth=args.depth, sigil=self._sigil(keys.tenant, mid), spiral_id=spiral.id,
+            position=geometry.place(spiral.type, slot, self.limits.spiral_turns),
+            associations=args.associations, created=now, last_accessed=now,
+            access_count=0, strength=gc.INITIAL_STRENGTH,
+        )
+        grown = spiral.with_node(slot, args.depth, now, self.limits.spiral_turns)
+        staged.writes += [
+            Put(keys.memory(mid), memory.to_json()),
+            Put(keys.sigil(memory.sigil), mid),
+            Increment(keys.spiral_count(grown.id), 1),
+            Increment(keys.memory_count, 1),
+        ]
+        if not args.depth.protected:
+            staged.writes.append(IndexPut(keys.gc_queue, mid, gc.retain_until(
+                memory, self.limits.gc_retention_s)))
+        staged.spirals[grown.id] = grown
+        staged.memories[mid] = memory
+        staged.answer(pending, StoreResult(memory, created=True))
+
+    def _flush(self, keys: TenantKeys, fence: Fence, state: _TenantState,
+               staged: _StagedStores) -> None:
+        """Commit the staged stores (each spiral written once, in its final state)."""
+        if not staged.answers:
+            return
+        writes = staged.writes + [Put(keys.spiral(s.id), s.to_json())
+                                  for s in staged.spirals.values()]
+        if keys.tenant not in self._registered:
+            writes.append(Put(tenant_marker(keys.tenant), 1))
+        spirals, count, answers = staged.spirals, len(staged.memories), staged.answers
+        staged.clear()  # if the commit fails, the batch's callers get its error
+        fence.commit(writes)
+        self._registered.add(keys.tenant)
+        state.spirals.update(spirals)
+        state.memory_count += count
+        for pending, result in answers:
+            pending.finish(result)
 
     # --- placement ------------------------------------------------------------------
-    def _room_for(self, keys: TenantKeys, state: _TenantState, fence: Fence, depth: Depth,
+    def _room_for(self, keys: TenantKeys, fence: Fence, state: _TenantState,
+                  staged: _StagedStores, known: dict[str, Any], depth: Depth,
                   now: float) -> Spiral:
-        """The spiral a new memory goes to, after GC made room if the tenant is full."""
-        over = state.memory_count - self.limits.max_memory_nodes + 1
-        if over > 0:
-            self._collect_lowest(keys, state, fence, now, over=over, limit=over)
-            if state.memory_count >= self.limits.max_memory_nodes:
+        """The spiral a new memory goes to. When the tenant is full, what is staged is
+        committed first, then GC makes room (under the lock already held)."""
+        limit = self.limits.max_memory_nodes
+        if state.memory_count + len(staged.memories) >= limit:
+            self._flush(keys, fence, state, staged)
+            over = state.memory_count - limit + 1
+            _, collected = self._collect_lowest(keys, state, fence, now, over=over, limit=over)
+            known.update(dict.fromkeys(collected))
+            if state.memory_count >= limit:
                 raise CapacityExceeded(
                     f"tenant {keys.tenant!r} holds {state.memory_count} memories, the limit "
-                    f"is {self.limits.max_memory_nodes}, and none is collectable")
-        spiral = self._choose_spiral(keys.tenant, state, depth, now)
+                    f"is {limit}, and none is collectable")
+        spiral = self._choose_spiral(keys.tenant, {**state.spirals, **staged.spirals},
+                                     depth, now)
         if spiral is None:
-            self._collect_lowest(keys, state, fence, now, over=0, limit=32)
-            spiral = self._choose_spiral(keys.tenant, state, depth, now)
+            self._flush(keys, fence, state, staged)
+            _, collected = self._collect_lowest(keys, state, fence, now, over=0, limit=32)
+            known.update(dict.fromkeys(collected))
+            spiral = self._choose_spiral(keys.tenant, state.spirals, depth, now)
         if spiral is None:
             raise CapacityExceeded(
                 f"all {self.limits.max_memory_spirals} spirals of tenant {keys.tenant!r} are "
                 "full and GC found nothing collectable")
         return spiral
 
-    def _choose_spiral(self, tenant: str, state: _TenantState, depth: Depth,
+    def _choose_spiral(self, tenant: str, spirals: Mapping[str, Spiral], depth: Depth,
                        now: float) -> Spiral | None:
         """Best-scoring spiral with room; a new one of the depth's preferred type when
         no open spiral has that type and the spiral limit allows it."""
         preferred = SpiralType.preferred_for(depth)
-        open_spirals = [s for s in state.spirals.values() if s.has_room]
-        if (len(state.spirals) < self.limits.max_memory_spirals
+        open_spirals = [s for s in spirals.values() if s.has_room]
+        if (len(spirals) < self.limits.max_memory_spirals
                 and not any(s.type is preferred for s in open_spirals)):
             return Spiral.new(f"spiral_{uuid.uuid4().hex[:16]}", tenant, preferred, now)
         if not open_spirals:

@@ -125,6 +125,9 @@ class Storage(ABC):
     @abstractmethod
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
+    def _get(self, key: str) -> bytes | None:
+        return self._get_many([key])[0]
+
     @abstractmethod
     def _keys(self, prefix: str) -> list[str]: ...
 
@@ -147,14 +150,15 @@ class Storage(ABC):
     # --- the contract callers use ---------------------------------------------------
     def get(self, key: str) -> Any:
         """The value at `key`, or None when there is none."""
-        return self.get_many([key])[0]
+        raw = self._get(check_key(key))
+        return None if raw is None else codec.decode(raw)
 
     def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         raws = self._get_many([check_key(k) for k in keys])
         return [None if raw is None else codec.decode(raw) for raw in raws]
 
     def set(self, key: str, value: Any) -> None:
-        self.apply([Put(key, value)])
+        self._apply([EncodedPut(check_key(key), codec.encode(value))])
 
     def delete(self, key: str) -> None:
         self.apply([Delete(key)])

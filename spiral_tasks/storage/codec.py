@@ -18,8 +18,20 @@ _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 def encode(value: Any) -> bytes:
+    """JSON bytes of `value`, or TypeError/ValueError if it would not come back equal.
+
+    Fast path: orjson encodes, and the value must equal its own decoding (this catches
+    NaN, tuples and the other types orjson accepts but JSON cannot keep). Only when
+    that fails does the slower walk run, to say precisely what is wrong.
+    """
+    try:
+        raw = orjson.dumps(value)
+        if orjson.loads(raw) == value:
+            return raw
+    except (TypeError, ValueError):
+        pass
     _check(value, 0)
-    return orjson.dumps(value)
+    raise ValueError("value does not survive a JSON round trip")
 
 
 def decode(raw: bytes) -> Any:

@@ -22,6 +22,7 @@ import plyvel
 
 from spiral_tasks.errors import StorageUnavailable
 from spiral_tasks.storage.base import (
+    EncodedPut,
     EncodedWrite,
     IndexPut,
     IndexRemove,
@@ -84,6 +85,10 @@ class LevelStorage(Storage):
         get = self.db.get
         return [get(k.encode()) for k in keys]
 
+    def _get(self, key: str) -> bytes | None:
+        raw: bytes | None = self.db.get(key.encode())
+        return raw
+
     def _keys(self, prefix: str) -> list[str]:
         if prefix:
             it = self.db.iterator(prefix=prefix.encode(), include_value=False)
@@ -106,6 +111,9 @@ class LevelStorage(Storage):
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> None:
         db = self.db
+        if len(writes) == 1 and isinstance(writes[0], EncodedPut):
+            db.put(writes[0].key.encode(), writes[0].raw)  # one put is atomic by itself
+            return
         with self._write_lock:
             staged = stage_values(writes, lambda k: db.get(k.encode()))
             with db.write_batch(transaction=True) as batch:

@@ -52,6 +52,9 @@ class MemoryStorage(Storage):
         data = self._data
         return [data.get(k) for k in keys]
 
+    def _get(self, key: str) -> bytes | None:
+        return self._data.get(key)
+
     def _keys(self, prefix: str) -> list[str]:
         with self._lock:
             return [k for k in self._data if k.startswith(prefix)]

@@ -12,7 +12,7 @@ from spiral_tasks.errors import StorageUnavailable
 from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, Put, Storage
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.redis import RedisStorage
-from tests.conftest import free_port
+from spiral_tasks.testing.redis_server import free_port
 
 JSON_VALUES: list[Any] = [
     "plain",

@@ -1,0 +1,93 @@
+"""Flat combining: one thread per tenant goes to the lock and serves everyone queued.
+
+Threads storing into one tenant queue their requests. If no thread of this process is
+serving that tenant, the caller becomes its *leader*: it takes the whole queue, enters
+the tenant's critical section once and commits the batch (one round trip for many
+stores). Everyone else just waits for their answer, without touching the lock. When
+the leader is done and more requests have arrived, leadership passes to the oldest
+waiting request, so no caller serves others forever.
+
+Waiting for an answer cannot hang: a leader finishes or fails every request it took,
+whatever happens (a `LockTimeout` fails the whole batch, with nothing written).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+class Pending(Generic[P, R]):
+    """One caller's request and, once served, its result or error."""
+
+    def __init__(self, payload: P) -> None:
+        self.payload = payload
+        self._result: R | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._turn = threading.Event()  # set when answered or made leader
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def finish(self, result: R) -> None:
+        self._result, self._done = result, True
+        self._turn.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error, self._done = error, True
+        self._turn.set()
+
+    def outcome(self) -> R:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None, "outcome() before the request was served"
+        return self._result
+
+
+class Combiner(Generic[P, R]):
+    def __init__(self, serve: Callable[[str, list[Pending[P, R]]], None]) -> None:
+        """`serve(key, batch)` must answer every request in the batch or raise."""
+        self._serve = serve
+        self._queues: dict[str, deque[Pending[P, R]]] = {}
+        self._leaders: set[str] = set()
+        self._guard = threading.Lock()
+
+    def run(self, key: str, payload: P) -> R:
+        pending: Pending[P, R] = Pending(payload)
+        with self._guard:
+            self._queues.setdefault(key, deque()).append(pending)
+            leading = key not in self._leaders
+            if leading:
+                self._leaders.add(key)
+        if not leading:
+            pending._turn.wait()
+        if not pending.done:  # this caller leads now
+            self._serve_queue(key)
+        return pending.outcome()
+
+    def _serve_queue(self, key: str) -> None:
+        with self._guard:
+            queue = self._queues[key]
+            batch = list(queue)
+            queue.clear()
+        try:
+            self._serve(key, batch)
+        except BaseException as exc:
+            for pending in batch:
+                if not pending.done:
+                    pending.fail(exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            with self._guard:
+                if queue:
+                    queue[0]._turn.set()  # the oldest waiter leads next
+                else:
+                    self._leaders.discard(key)

@@ -1,0 +1,124 @@
+"""Flat combining: one leader per key serves everyone queued, and nobody is left hanging."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from spiral_tasks.combining import Combiner, Pending
+from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import InvalidArgument
+from tests.invariants import assert_consistent
+
+
+def test_waiters_are_served_in_one_batch_by_the_next_leader() -> None:
+    batches: list[list[int]] = []
+    first_entered, release = threading.Event(), threading.Event()
+
+    def serve(key: str, batch: list[Pending[int, int]]) -> None:
+        batches.append([p.payload for p in batch])
+        if len(batches) == 1:
+            first_entered.set()
+            release.wait(5)
+        for pending in batch:
+            pending.finish(pending.payload * 10)
+
+    combiner: Combiner[int, int] = Combiner(serve)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        leader = pool.submit(combiner.run, "k", 0)
+        assert first_entered.wait(5)
+        waiters = [pool.submit(combiner.run, "k", i) for i in range(1, 6)]
+        while len(combiner._queues["k"]) < 5:
+            time.sleep(0.001)
+        release.set()
+        assert leader.result(5) == 0
+        assert [w.result(5) for w in waiters] == [10, 20, 30, 40, 50]
+    assert batches == [[0], [1, 2, 3, 4, 5]]
+    assert combiner._leaders == set()
+
+
+def test_a_failing_batch_fails_every_request_in_it() -> None:
+    def serve(key: str, batch: list[Pending[int, int]]) -> None:
+        raise TimeoutError("lock held elsewhere")
+
+    combiner: Combiner[int, int] = Combiner(serve)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(combiner.run, "k", i) for i in range(20)]
+        for future in futures:
+            with pytest.raises(TimeoutError, match="lock held elsewhere"):
+                future.result(5)
+    assert combiner._leaders == set()
+
+
+def test_keys_are_served_independently() -> None:
+    served: list[str] = []
+
+    def serve(key: str, batch: list[Pending[str, str]]) -> None:
+        served.append(key)
+        for pending in batch:
+            pending.finish(key + pending.payload)
+
+    combiner: Combiner[str, str] = Combiner(serve)
+    assert combiner.run("a", "1") == "a1"
+    assert combiner.run("b", "2") == "b2"
+    assert served == ["a", "b"]
+
+
+def test_one_bad_store_fails_alone_among_concurrent_ones(engine: SpiralMemory) -> None:
+    anchor = engine.store("anchor").memory.id
+
+    def store(i: int) -> str:
+        links = ["missing-id"] if i % 7 == 0 else [anchor]
+        try:
+            engine.store(f"m{i}", associations=links)
+        except InvalidArgument as exc:
+            return exc.argument
+        return "stored"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(store, range(300)))
+    assert outcomes.count("associations") == len(range(0, 300, 7))
+    assert assert_consistent(engine) == 1 + outcomes.count("stored")
+
+
+def test_concurrent_stores_of_one_id_create_it_once(engine: SpiralMemory) -> None:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda i: engine.store(f"try {i}", memory_id="same"),
+                                range(64)))
+    assert sum(r.created for r in results) == 1
+    assert len({r.memory.content for r in results}) == 1
+    assert assert_consistent(engine) == 1
+
+
+def test_a_batch_sees_its_own_earlier_stores(engine: SpiralMemory) -> None:
+    """Hold the tenant's lock so requests pile up, then let them through as one batch."""
+    held, release = threading.Event(), threading.Event()
+    coordinator = engine._coordinator
+
+    def hold() -> None:
+        with coordinator.critical("default"):
+            held.set()
+            release.wait(5)
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        pool.submit(hold)
+        assert held.wait(5)
+        leader = pool.submit(engine.store, "leader")  # takes its batch, waits for the lock
+        while "default" not in engine._stores._leaders:
+            time.sleep(0.001)
+        first = pool.submit(engine.store, "first", memory_id="first")
+        while len(engine._stores._queues["default"]) < 1:
+            time.sleep(0.001)
+        again = pool.submit(engine.store, "dup", memory_id="first")
+        linked = pool.submit(engine.store, "linked", associations=["first"])
+        while len(engine._stores._queues["default"]) < 3:
+            time.sleep(0.001)
+        release.set()
+        assert leader.result(5).created
+        assert first.result(5).created
+        assert not again.result(5).created
+        assert linked.result(5).memory.associations == ("first",)
+    assert assert_consistent(engine) == 3
