@@ -10,6 +10,7 @@ adds orjson to the raw client for the like-for-like comparison.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -67,8 +68,6 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", type=int, default=20_000)
     args = parser.parse_args()
-    import tempfile
-
     print(f"{'backend':<8} {'client':<9} {'set ops/s':>12} {'get ops/s':>12} "
           f"{'set vs raw':>11} {'get vs raw':>11}")
     with redis_server() as server:

@@ -1,9 +1,17 @@
 """Redis storage (redis-py): shared by every worker, counters kept with INCRBY.
 
-A batch runs as one Lua script (`lua/apply.lua`), so it is atomic and checks its
-counters before writing anything. Keys are listed with SCAN, never KEYS, which would
-block the server; SCAN asks for string keys only, so the GC index (a sorted set)
-stays out of `keys()` and `scan()`, as it does on the other backends.
+Every write runs in one Lua script (`lua/apply.lua`), so a batch is atomic and checks
+its counters before writing anything.
+
+Listing by prefix must not cost a walk over the whole key space per tenant (SCAN MATCH
+visits every key, so a rebuild of N tenants would be quadratic). So the script also
+keeps a *directory* of key names: a sorted set per Redis Cluster hash tag
+(`__dir__:{acme}` for every key containing `{acme}`, `__dir__` for untagged keys), in
+the tag's own slot. A prefix that contains a complete hash tag is answered from that
+directory with ZRANGEBYLEX, in order, like a LevelDB range. Any other prefix falls back
+to SCAN (never KEYS, which would block the server), asking for string keys only, so
+sorted sets (directories, GC queues) stay out of `keys()` and `scan()`. Keys written
+behind the adapter's back are seen by SCAN but not by a directory.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from spiral_tasks.storage.base import (
 )
 
 SCAN_COUNT = 1000
+DIRECTORY = "__dir__"
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
@@ -33,25 +42,42 @@ def match_prefix(prefix: str) -> str:
     return prefix.translate(_GLOB_SPECIAL) + "*"
 
 
+def hash_tag(key: str) -> str | None:
+    """The Redis Cluster hash tag of `key`: the text between the first `{` and the
+    next `}`, if not empty."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end <= start + 1:
+        return None
+    return key[start + 1:end]
+
+
+def directory_of(key: str) -> str:
+    tag = hash_tag(key)
+    return DIRECTORY if tag is None else f"{DIRECTORY}:{{{tag}}}"
+
+
 def _script_args(writes: Sequence[EncodedWrite]) -> tuple[list[str], list[bytes | str]]:
     keys: list[str] = []
     argv: list[bytes | str] = []
     for write in writes:
         match write:
             case EncodedPut(key, raw):
-                keys.append(key)
+                keys += [key, directory_of(key)]
                 argv += ["S", raw, ""]
             case Delete(key):
-                keys.append(key)
+                keys += [key, directory_of(key)]
                 argv += ["D", "", ""]
             case Increment(key, delta):
-                keys.append(key)
+                keys += [key, directory_of(key)]
                 argv += ["I", str(delta), ""]
             case IndexPut(index, member, score):
-                keys.append(index)
+                keys += [index, index]
                 argv += ["Z", repr(float(score)), member]
             case IndexRemove(index, member):
-                keys.append(index)
+                keys += [index, index]
                 argv += ["R", member, ""]
     return keys, argv
 
@@ -62,7 +88,8 @@ class RedisStorage(Storage):
     def __init__(self, url: str) -> None:
         self.url = url
         self._client: redis.Redis | None = None
-        self._apply_script: redis.commands.core.Script | None = None
+        self._apply_source = lua.load("apply")
+        self._apply_sha = ""
 
     def init(self) -> None:
         if self._client is not None:
@@ -74,7 +101,7 @@ class RedisStorage(Storage):
             client.close()
             raise StorageUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
         self._client = client
-        self._apply_script = client.register_script(lua.load("apply"))
+        self._apply_sha = client.script_load(self._apply_source)
 
     def close(self) -> None:
         if self._client is not None:
@@ -95,39 +122,59 @@ class RedisStorage(Storage):
         return self.client.mget(keys)  # type: ignore[return-value]
 
     def _keys(self, prefix: str) -> list[str]:
-        return [k.decode() for k in self.client.scan_iter(
-            match=match_prefix(prefix), count=SCAN_COUNT, _type="string")]
+        return [k.decode() for batch in self._key_batches(prefix) for k in batch]
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        for batch in self._key_batches(prefix):
+            raws: list[bytes | None] = self.client.mget(batch)  # type: ignore[assignment]
+            for key, raw in zip(batch, raws, strict=True):
+                if raw is not None:  # deleted between listing and MGET
+                    yield key.decode(), raw
+
+    def _key_batches(self, prefix: str) -> Iterator[list[bytes]]:
+        """Key names under `prefix`, a batch at a time: from the directory of the
+        prefix's hash tag when it has a complete one, else by SCAN."""
         client = self.client
-        pattern = match_prefix(prefix)
+        tag = hash_tag(prefix)
+        if tag is not None:
+            directory = f"{DIRECTORY}:{{{tag}}}"
+            low = b"[" + prefix.encode()
+            high = b"(" + prefix.encode() + b"\xff"  # no UTF-8 key holds byte 0xff
+            offset = 0
+            while True:
+                batch: list[bytes] = client.zrangebylex(  # type: ignore[assignment]
+                    directory, low, high, start=offset, num=SCAN_COUNT)
+                if batch:
+                    yield batch
+                if len(batch) < SCAN_COUNT:
+                    return
+                offset += len(batch)
         cursor = 0
         while True:
             found: tuple[int, list[bytes]] = client.scan(  # type: ignore[assignment]
-                cursor, match=pattern, count=SCAN_COUNT, _type="string")
+                cursor, match=match_prefix(prefix), count=SCAN_COUNT, _type="string")
             cursor, batch = found
             if batch:
-                raws: list[bytes | None] = client.mget(batch)  # type: ignore[assignment]
-                for key, raw in zip(batch, raws, strict=True):
-                    if raw is not None:  # deleted between SCAN and MGET
-                        yield key.decode(), raw
+                yield batch
             if cursor == 0:
                 return
 
     def _incr(self, key: str, delta: int) -> int:
-        try:
-            return int(self.client.incrby(key, delta))
-        except redis.ResponseError as exc:
-            raise ValueError(f"{key} does not hold an integer counter") from exc
+        return self._run(_script_args([Increment(key, delta)]))
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> None:
-        if len(writes) == 1 and isinstance(writes[0], EncodedPut):
-            self.client.set(writes[0].key, writes[0].raw)
-            return
-        keys, argv = _script_args(writes)
-        assert self._apply_script is not None
+        self._run(_script_args(writes))
+
+    def _run(self, script_args: tuple[list[str], list[bytes | str]]) -> int:
+        keys, argv = script_args
+        client = self.client
         try:
-            self._apply_script(keys=keys, args=argv, client=self.client)
+            try:
+                result = client.evalsha(self._apply_sha, len(keys), *keys, *argv)
+            except redis.exceptions.NoScriptError:  # the server restarted or was flushed
+                self._apply_sha = client.script_load(self._apply_source)
+                result = client.evalsha(self._apply_sha, len(keys), *keys, *argv)
+            return int(result)
         except redis.ResponseError as exc:
             if "NOTINT" in str(exc):
                 raise ValueError(str(exc).split("NOTINT ", 1)[-1]) from exc

@@ -309,3 +309,15 @@ def test_level_storage_refuses_a_second_process(tmp_path: Any) -> None:
 def test_redis_storage_reports_an_unreachable_server() -> None:
     with pytest.raises(StorageUnavailable, match="cannot reach Redis"):
         RedisStorage(f"redis://127.0.0.1:{free_port()}/0").init()
+
+
+def test_scan_under_a_hash_tag_pages_through_many_keys(storage: Storage) -> None:
+    expected = {f"t:{{acme}}:mem:{i:05d}": i for i in range(2500)}
+    storage.apply([Put(k, v) for k, v in expected.items()])
+    storage.apply([Put("t:{acme}:spiral:1", 0), Put("t:{acmeX}:mem:1", 0),
+                   Delete("t:{acme}:mem:00007")])
+    del expected["t:{acme}:mem:00007"]
+    assert dict(storage.scan("t:{acme}:mem:")) == expected
+    assert len(storage.keys("t:{acme}:")) == 2500
+    assert sorted(storage.keys("t:{acm")) == sorted([*expected, "t:{acme}:spiral:1",
+                                                    "t:{acmeX}:mem:1"])
