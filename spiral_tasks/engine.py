@@ -43,6 +43,9 @@ from spiral_tasks.storage.base import (
 
 #: Rebuild corrections are committed in chunks so one Redis script stays small.
 REBUILD_CHUNK = 5000
+#: GC batches: the first is small, to measure; none holds the lock for long.
+GC_FIRST_BATCH = 8
+GC_MAX_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -455,12 +458,16 @@ class SpiralMemory:
         return len(chosen), [m.id for m in memories]
 
     def _gc_tenant(self, tenant: str, deadline: float, report: GcReport) -> bool:
-        """GC one tenant in short locked batches; False when the budget ran out."""
+        """GC one tenant in short locked batches; False when the budget ran out.
+
+        Each batch is sized from the cost per memory measured so far to take a third of
+        the time left, and a batch that would not finish in time is not started.
+        """
         keys = TenantKeys(tenant)
-        batch, last_cost = 8, 0.0
+        batch, per_item = GC_FIRST_BATCH, 0.0
         while True:
             started = time.perf_counter()
-            if started + last_cost > deadline:
+            if started + per_item * batch > deadline:
                 return False
             try:
                 with self._coordinator.critical(tenant, timeout_s=deadline - started) as fence:
@@ -473,7 +480,6 @@ class SpiralMemory:
                 return False
             if chosen < batch:
                 return True
-            last_cost = time.perf_counter() - started
-            remaining = deadline - time.perf_counter()
-            per_item = last_cost / batch
-            batch = max(1, min(256, int(remaining / 2 / per_item))) if per_item else 256
+            now = time.perf_counter()
+            per_item = max(per_item, (now - started) / batch)
+            batch = max(1, min(GC_MAX_BATCH, int((deadline - now) / 3 / per_item)))

@@ -1,0 +1,87 @@
+"""GC pause distribution against its time budget, per backend.
+
+    python3 -m uv run --frozen python -m benchmarks.gc_pause [--memories N] [--rounds N]
+
+A tenant is filled with memories that are all eligible (retention set to 1 ms), then
+`gc(budget)` runs repeatedly until the queue is empty; each call's wall time is a
+pause. Runs idle and with a thread storing into the same tenant meanwhile, so GC also
+waits for the lock. Pauses over budget + 2 ms are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+from benchmarks.common import BACKENDS, Run, engine_over, open_backend, redis_server
+from spiral_tasks.keys import TenantKeys
+
+
+def pauses(backend: str, url: str, memories: int, budget_ms: float,
+           contended: bool) -> Run:
+    with open_backend(backend, url) as storage:
+        engine = engine_over(storage, gc_retention_s=0.001, max_memory_nodes=memories * 2,
+                             max_memory_spirals=89)
+        for i in range(memories):
+            engine.store(f"memory {i}", depth="surface" if i % 2 else "shallow",
+                         tenant="gc")
+        time.sleep(0.01)
+        stop = threading.Event()
+
+        def writer() -> None:
+            i = 0
+            while not stop.is_set():
+                engine.store(f"late {i}", depth="core", tenant="gc")
+                i += 1
+
+        background = threading.Thread(target=writer)
+        if contended:
+            background.start()
+        samples: list[float] = []
+        collected = 0
+        started = time.perf_counter()
+        while True:
+            report = engine.gc(budget_ms, tenant="gc")
+            samples.append(report.duration_ms)
+            collected += report.collected
+            if report.complete:
+                break
+        elapsed = time.perf_counter() - started
+        stop.set()
+        if contended:
+            background.join()
+        # Stores made room too (inline GC) when the writer filled every spiral.
+        assert storage.index_size(TenantKeys("gc").gc_queue) == 0
+        assert engine.stats("gc").consistent
+    return Run(collected, elapsed, samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memories", type=int, default=10_000,
+                        help="eligible memories per round (at most ~12,000 fit the spirals)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--budgets", type=float, nargs="+", default=[25.0, 5.0])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    args = parser.parse_args()
+    with redis_server() as server:
+        for backend in args.backends:
+            for budget in args.budgets:
+                for contended in (False, True):
+                    rounds = [pauses(backend, server.url, args.memories, budget, contended)
+                              for _ in range(args.rounds)]
+                    run = Run(sum(r.ops for r in rounds), sum(r.seconds for r in rounds),
+                              [s for r in rounds for s in r.latencies_ms])
+                    over = sum(1 for s in run.latencies_ms if s > budget + 2)
+                    label = "with stores" if contended else "idle"
+                    print(f"{backend:<7} budget {budget:>4.0f} ms {label:<11} "
+                          f"{len(run.latencies_ms):>5} runs  p50 {run.percentile(50):6.2f}  "
+                          f"p95 {run.percentile(95):6.2f}  p99 {run.percentile(99):6.2f}  "
+                          f"max {max(run.latencies_ms):6.2f} ms  over budget+2: {over}  "
+                          f"({run.rate:,.0f} collected/s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
