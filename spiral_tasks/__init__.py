@@ -4,7 +4,8 @@
 one from the environment.
 """
 
-from spiral_tasks.engine import SpiralMemory, StoreResult, TenantStats
+from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_engine
+from spiral_tasks.results import StoreResult, TenantStats
 
 __all__ = ["SpiralMemory", "StoreResult", "TenantStats", "open_engine"]

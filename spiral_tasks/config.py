@@ -32,13 +32,15 @@ class Limits:
     gc_trigger_interval: int = 100
     gc_retention_s: float = 3600.0
     lock_timeout_s: float = 2.0
+    tombstone_ttl_s: float = 86400.0
 
     def __post_init__(self) -> None:
         for name in ("max_memory_spirals", "spiral_turns", "max_memory_nodes",
                      "gc_trigger_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("gc_time_budget_ms", "gc_retention_s", "lock_timeout_s"):
+        for name in ("gc_time_budget_ms", "gc_retention_s", "lock_timeout_s",
+                     "tombstone_ttl_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -52,6 +54,7 @@ LIMIT_VARIABLES: dict[str, str] = {
     "gc_trigger_interval": "SPIRAL_GC_TRIGGER_INTERVAL",
     "gc_retention_s": "SPIRAL_GC_RETENTION_S",
     "lock_timeout_s": "SPIRAL_LOCK_TIMEOUT_S",
+    "tombstone_ttl_s": "SPIRAL_TOMBSTONE_TTL_S",
 }
 
 

@@ -19,10 +19,10 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spiral_tasks import gc, geometry, rebuild, validation
+from spiral_tasks import events, gc, geometry, rebuild, validation
 from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.config import Limits
 from spiral_tasks.coordination.base import Coordinator, Fence
@@ -31,6 +31,7 @@ from spiral_tasks.gc import GcReport
 from spiral_tasks.keys import SIGIL_SECRET_KEY, TENANTS_PREFIX, TenantKeys, tenant_marker
 from spiral_tasks.model import Depth, Memory, Spiral, SpiralType
 from spiral_tasks.rebuild import RebuildReport
+from spiral_tasks.results import StoreResult, TenantStats
 from spiral_tasks.storage.base import (
     Delete,
     Increment,
@@ -46,44 +47,6 @@ REBUILD_CHUNK = 5000
 #: GC batches: the first is small, to measure; none holds the lock for long.
 GC_FIRST_BATCH = 8
 GC_MAX_BATCH = 256
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    memory: Memory
-    created: bool
-
-    def to_json(self) -> dict[str, Any]:
-        position = self.memory.to_json()["position"]
-        return {"id": self.memory.id, "tenant": self.memory.tenant,
-                "spiral_id": self.memory.spiral_id, "sigil": self.memory.sigil,
-                "position": position, "created": self.created}
-
-
-@dataclass(frozen=True)
-class TenantStats:
-    tenant: str
-    total_memories: int
-    node_records: int
-    spirals: tuple[Spiral, ...]
-
-    @property
-    def consistent(self) -> bool:
-        """The invariant: total == sum of spiral node counts == node records stored."""
-        return self.total_memories == sum(s.node_count for s in self.spirals) \
-            == self.node_records
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tenant": self.tenant,
-            "total_memories": self.total_memories,
-            "node_records": self.node_records,
-            "spirals": [{"id": s.id, "type": s.type.value, "node_count": s.node_count,
-                         "average_depth": s.average_depth,
-                         "current_radius": s.current_radius,
-                         "total_turns": s.total_turns} for s in self.spirals],
-            "consistent": self.consistent,
-        }
 
 
 @dataclass(frozen=True)
@@ -107,18 +70,31 @@ class _StagedStores:
     memories: dict[str, Memory] = field(default_factory=dict)
     answers: list[tuple[Pending[_StoreArgs, StoreResult], StoreResult]] = field(
         default_factory=list)
+    created: int = 0
 
     def answer(self, pending: Pending[_StoreArgs, StoreResult], result: StoreResult) -> None:
         self.answers.append((pending, result))
 
     def clear(self) -> None:
         self.writes, self.spirals, self.memories, self.answers = [], {}, {}, []
+        self.created = 0
 
 
 @dataclass
 class _TenantState:
+    """A tenant's spirals and total as of `generation` (None: single process)."""
+
     spirals: dict[str, Spiral] = field(default_factory=dict)
     memory_count: int = 0
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What storage holds for the ids a store batch names."""
+
+    records: dict[str, Any]
+    tombstoned: frozenset[str]
 
 
 def _new_id() -> str:
@@ -186,7 +162,7 @@ class SpiralMemory:
             if not memory.depth.protected:
                 writes.append(IndexPut(keys.gc_queue, memory_id,
                                        gc.retain_until(memory, self.limits.gc_retention_s)))
-            fence.commit(writes)
+            self._commit(tenant, fence, writes, final=True)
         return memory
 
     def collect(self, memory_id: str, tenant: str = "default") -> bool:
@@ -199,7 +175,8 @@ class SpiralMemory:
             data = self.storage.get(keys.memory(memory_id))
             if data is None:
                 return False
-            self._remove(keys, state, fence, [Memory.from_json(data)], [])
+            self._remove(keys, state, fence, [Memory.from_json(data)], [], final=True,
+                         announce=True)
         return True
 
     def gc(self, time_budget_ms: float | None = None, tenant: str | None = None) -> GcReport:
@@ -217,6 +194,7 @@ class SpiralMemory:
         counts = self.storage.get_many([TenantKeys(t).memory_count for t in tenants])
         report.remaining = sum(c for c in counts if isinstance(c, int))
         report.duration_ms = (time.perf_counter() - started) * 1000
+        self.storage.apply([events.event(events.GC_TICK, report.to_json())])
         return report
 
     def rebuild_stats(self, tenant: str | None = None) -> RebuildReport:
@@ -226,13 +204,17 @@ class SpiralMemory:
         report = RebuildReport()
         for name in tenants:
             with self._coordinator.critical(name) as fence:
-                part, writes = rebuild.rebuild_tenant(self.storage, name, self.limits,
-                                                      self._clock())
-                for start in range(0, len(writes), REBUILD_CHUNK):
-                    fence.commit(writes[start:start + REBUILD_CHUNK])
                 self._states.pop(name, None)
+                part, writes = rebuild.rebuild_tenant(self.storage, name, self.limits,
+                                                      self._clock(), heartbeat=fence.extend)
+                chunks = range(0, len(writes), REBUILD_CHUNK)
+                for start in chunks:
+                    fence.extend()
+                    fence.commit(writes[start:start + REBUILD_CHUNK],
+                                 final=start == chunks[-1])
             report.extend(part)
         report.duration_ms = (time.perf_counter() - started) * 1000
+        self.storage.apply([events.event(events.REBUILD_STATS, report.to_json())])
         return report
 
     def stats(self, tenant: str = "default") -> TenantStats:
@@ -254,17 +236,30 @@ class SpiralMemory:
 
     # --- state ----------------------------------------------------------------------
     def _state(self, tenant: str, fence: Fence) -> _TenantState:
+        """The tenant's state: the cached one while it is current, else from storage."""
         state = self._states.get(tenant)
-        if state is None or not fence.cache_valid:
+        if state is None or state.generation != fence.generation:
             keys = TenantKeys(tenant)
             total = self.storage.get(keys.memory_count)
             state = _TenantState(
                 spirals={v["id"]: Spiral.from_json(v)
                          for _, v in self.storage.scan(keys.spirals)},
                 memory_count=total if isinstance(total, int) else 0,
+                generation=fence.generation,
             )
             self._states[tenant] = state
         return state
+
+    def _commit(self, tenant: str, fence: Fence, writes: Sequence[Write],
+                final: bool = False) -> int | None:
+        """Commit through the fence; a cache that was current stays current (the
+        caller updates it with what it just wrote)."""
+        before = fence.generation
+        last = fence.commit(writes, final=final)
+        state = self._states.get(tenant)
+        if state is not None and state.generation == before:
+            state.generation = fence.generation
+        return last
 
     def _load_sigil_key(self, configured: str | None) -> bytes:
         if configured:
@@ -298,37 +293,46 @@ class SpiralMemory:
                     self._stage_store(keys, fence, state, staged, known, pending)
                 except SpiralError as exc:
                     pending.fail(exc)
-            self._flush(keys, fence, state, staged)
+            self._flush(keys, fence, state, staged, final=True)
 
     def _known(self, keys: TenantKeys,
-               batch: list[Pending[_StoreArgs, StoreResult]]) -> dict[str, Any]:
-        """The stored records of every id the batch names (None: no such memory)."""
-        ids = list(dict.fromkeys(
-            i for p in batch
-            for i in ((p.payload.memory_id,) if p.payload.memory_id else ())
-            + p.payload.associations))
-        return dict(zip(ids, self.storage.get_many([keys.memory(i) for i in ids]),
-                        strict=True))
+               batch: list[Pending[_StoreArgs, StoreResult]]) -> _Known:
+        """Records of every id the batch names, and which of its ids are tombstoned:
+        one read for the whole batch."""
+        given = list(dict.fromkeys(p.payload.memory_id for p in batch
+                                   if p.payload.memory_id is not None))
+        ids = list(dict.fromkeys([*given, *(a for p in batch for a in p.payload.associations)]))
+        found = self.storage.get_many([keys.memory(i) for i in ids]
+                                      + [keys.tombstone(i) for i in given])
+        return _Known(records=dict(zip(ids, found[:len(ids)], strict=True)),
+                      tombstoned=frozenset(i for i, t in zip(given, found[len(ids):],
+                                                            strict=True) if t is not None))
 
     def _stage_store(self, keys: TenantKeys, fence: Fence, state: _TenantState,
-                     staged: _StagedStores, known: dict[str, Any],
+                     staged: _StagedStores, known: _Known,
                      pending: Pending[_StoreArgs, StoreResult]) -> None:
         args = pending.payload
-        if args.memory_id is not None:
-            if args.memory_id in staged.memories:
-                staged.answer(pending, StoreResult(staged.memories[args.memory_id], False))
+        mid = args.memory_id
+        if mid is not None:
+            if mid in staged.memories:
+                staged.answer(pending, StoreResult(mid, keys.tenant, staged.memories[mid],
+                                                   created=False))
                 return
-            if known.get(args.memory_id) is not None:
-                pending.finish(StoreResult(Memory.from_json(known[args.memory_id]), False))
+            if known.records.get(mid) is not None:
+                pending.finish(StoreResult(mid, keys.tenant,
+                                           Memory.from_json(known.records[mid]), False))
+                return
+            if mid in known.tombstoned:
+                pending.finish(StoreResult(mid, keys.tenant, None, created=False))
                 return
         missing = [a for a in args.associations
-                   if known.get(a) is None and a not in staged.memories]
+                   if known.records.get(a) is None and a not in staged.memories]
         if missing:
             raise InvalidArgument("associations", f"no memory {', '.join(missing)} in "
                                   f"tenant {keys.tenant!r}")
         now = self._clock()
         spiral = self._room_for(keys, fence, state, staged, known, args.depth, now)
-        mid = args.memory_id or self._new_id()
+        mid = mid or self._new_id()
         slot = spiral.next_slot()
         memory = Memory(
             id=mid, tenant=keys.tenant, content=args.content, type=args.kind,
@@ -349,29 +353,43 @@ class SpiralMemory:
                 memory, self.limits.gc_retention_s)))
         staged.spirals[grown.id] = grown
         staged.memories[mid] = memory
-        staged.answer(pending, StoreResult(memory, created=True))
+        result = StoreResult(mid, keys.tenant, memory, created=True)
+        staged.writes.append(events.event(events.STORED, result.to_json()))
+        staged.answer(pending, result)
+        staged.created += 1
 
     def _flush(self, keys: TenantKeys, fence: Fence, state: _TenantState,
-               staged: _StagedStores) -> None:
-        """Commit the staged stores (each spiral written once, in its final state)."""
+               staged: _StagedStores, final: bool = False) -> None:
+        """Commit the staged stores (each spiral written once, in its final state).
+
+        The batch ends by counting its stores; the store that completes a GC trigger
+        interval is told so (`gc_due`), whichever process made it.
+        """
         if not staged.answers:
             return
         writes = staged.writes + [Put(keys.spiral(s.id), s.to_json())
                                   for s in staged.spirals.values()]
         if keys.tenant not in self._registered:
             writes.append(Put(tenant_marker(keys.tenant), 1))
+        writes.append(Increment(keys.store_ticks, staged.created))
         spirals, count, answers = staged.spirals, len(staged.memories), staged.answers
         staged.clear()  # if the commit fails, the batch's callers get its error
-        fence.commit(writes)
+        ticks = self._commit(keys.tenant, fence, writes, final=final) or 0
         self._registered.add(keys.tenant)
         state.spirals.update(spirals)
         state.memory_count += count
-        for pending, result in answers:
-            pending.finish(result)
+        interval = self.limits.gc_trigger_interval
+        due_tick = ticks - ticks % interval  # the latest multiple of the interval
+        tick = ticks - count
+        for pending, answer in answers:
+            if answer.created:
+                tick += 1
+            pending.finish(replace(answer, gc_due=True) if answer.created and tick == due_tick
+                           else answer)
 
     # --- placement ------------------------------------------------------------------
     def _room_for(self, keys: TenantKeys, fence: Fence, state: _TenantState,
-                  staged: _StagedStores, known: dict[str, Any], depth: Depth,
+                  staged: _StagedStores, known: _Known, depth: Depth,
                   now: float) -> Spiral:
         """The spiral a new memory goes to. When the tenant is full, what is staged is
         committed first, then GC makes room (under the lock already held)."""
@@ -380,7 +398,7 @@ class SpiralMemory:
             self._flush(keys, fence, state, staged)
             over = state.memory_count - limit + 1
             _, collected = self._collect_lowest(keys, state, fence, now, over=over, limit=over)
-            known.update(dict.fromkeys(collected))
+            known.records.update(dict.fromkeys(collected))
             if state.memory_count >= limit:
                 raise CapacityExceeded(
                     f"tenant {keys.tenant!r} holds {state.memory_count} memories, the limit "
@@ -390,7 +408,7 @@ class SpiralMemory:
         if spiral is None:
             self._flush(keys, fence, state, staged)
             _, collected = self._collect_lowest(keys, state, fence, now, over=0, limit=32)
-            known.update(dict.fromkeys(collected))
+            known.records.update(dict.fromkeys(collected))
             spiral = self._choose_spiral(keys.tenant, state.spirals, depth, now)
         if spiral is None:
             raise CapacityExceeded(
@@ -420,16 +438,24 @@ class SpiralMemory:
 
     # --- removal --------------------------------------------------------------------
     def _remove(self, keys: TenantKeys, state: _TenantState, fence: Fence,
-                memories: Sequence[Memory], stale_entries: Sequence[str]) -> None:
+                memories: Sequence[Memory], stale_entries: Sequence[str], *,
+                final: bool, announce: bool = False) -> None:
         """Delete memories (and drop queue entries of already-missing ones) in one
-        commit; the spirals free their slots."""
+        commit; the spirals free their slots. Each leaves a tombstone, so a store
+        redelivered later cannot bring it back."""
         now = self._clock()
+        expires = now + self.limits.tombstone_ttl_s
         shrunk: dict[str, Spiral] = {}
         writes: list[Write] = [IndexRemove(keys.gc_queue, m) for m in stale_entries]
         for memory in memories:
             writes += [Delete(keys.memory(memory.id)), Delete(keys.sigil(memory.sigil)),
                        Increment(keys.spiral_count(memory.spiral_id), -1),
-                       IndexRemove(keys.gc_queue, memory.id)]
+                       IndexRemove(keys.gc_queue, memory.id),
+                       Put(keys.tombstone(memory.id), expires),
+                       IndexPut(keys.tombstone_queue, memory.id, expires)]
+            if announce:
+                writes.append(events.event(events.COLLECTED,
+                                           {"id": memory.id, "tenant": keys.tenant}))
             spiral = shrunk.get(memory.spiral_id) or state.spirals.get(memory.spiral_id)
             if spiral is not None:
                 shrunk[spiral.id] = spiral.without_node(
@@ -437,12 +463,13 @@ class SpiralMemory:
         if memories:
             writes.append(Increment(keys.memory_count, -len(memories)))
         writes += [Put(keys.spiral(s.id), s.to_json()) for s in shrunk.values()]
-        fence.commit(writes)
+        self._commit(keys.tenant, fence, writes, final=final)
         state.spirals.update(shrunk)
         state.memory_count -= len(memories)
 
     def _collect_lowest(self, keys: TenantKeys, state: _TenantState, fence: Fence,
-                        now: float, *, over: int, limit: int) -> tuple[int, list[str]]:
+                        now: float, *, over: int, limit: int,
+                        final: bool = False) -> tuple[int, list[str]]:
         """Collect up to `limit` eligible memories from the head of the GC queue.
 
         Returns how many queue entries were eligible (stale ones included) and the ids
@@ -454,7 +481,7 @@ class SpiralMemory:
         records = self.storage.get_many([keys.memory(m) for m in chosen])
         memories = [Memory.from_json(r) for r in records if r is not None]
         stale = [m for m, r in zip(chosen, records, strict=True) if r is None]
-        self._remove(keys, state, fence, memories, stale)
+        self._remove(keys, state, fence, memories, stale, final=final)
         return len(chosen), [m.id for m in memories]
 
     def _gc_tenant(self, tenant: str, deadline: float, report: GcReport) -> bool:
@@ -473,8 +500,11 @@ class SpiralMemory:
                 with self._coordinator.critical(tenant, timeout_s=deadline - started) as fence:
                     state = self._state(tenant, fence)
                     over = state.memory_count - self.limits.max_memory_nodes
+                    if batch == GC_FIRST_BATCH:
+                        self._purge_tombstones(keys, fence)
                     chosen, collected = self._collect_lowest(
-                        keys, state, fence, self._clock(), over=over, limit=batch)
+                        keys, state, fence, self._clock(), over=over, limit=batch,
+                        final=True)
                     report.collected_ids += collected
             except LockTimeout:
                 return False
@@ -483,3 +513,13 @@ class SpiralMemory:
             now = time.perf_counter()
             per_item = max(per_item, (now - started) / batch)
             batch = max(1, min(GC_MAX_BATCH, int((deadline - now) / 3 / per_item)))
+
+    def _purge_tombstones(self, keys: TenantKeys, fence: Fence) -> None:
+        """Forget tombstones whose time is up (no redelivery can come that late)."""
+        now = self._clock()
+        expired = [m for m, expiry in self.storage.index_range(keys.tombstone_queue,
+                                                                GC_MAX_BATCH) if expiry <= now]
+        if expired:
+            self._commit(keys.tenant, fence,
+                         [w for m in expired for w in (Delete(keys.tombstone(m)),
+                                                       IndexRemove(keys.tombstone_queue, m))])

@@ -9,6 +9,11 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:spiral_count:<spiral id>     node counter of a spiral (INCRBY)
     t:{acme}:memory_count                 the tenant's memory total (INCRBY)
     t:{acme}:gcq                          GC priority queue (an ordered index / ZSET)
+    t:{acme}:tomb:<memory id>             tombstone of a collected memory (its expiry)
+    t:{acme}:tombq                        tombstones by expiry (an ordered index / ZSET)
+    t:{acme}:store_ticks                  stores so far: every Nth triggers a GC (INCRBY)
+    t:{acme}:lock                         the tenant's lock (Redis coordination)
+    t:{acme}:generation                   bumped by every fenced commit (cache validity)
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
 """
@@ -56,6 +61,29 @@ class TenantKeys:
     @property
     def gc_queue(self) -> str:
         return self.namespace + "gcq"
+
+    @property
+    def tombstones(self) -> str:
+        return self.namespace + "tomb:"
+
+    @property
+    def tombstone_queue(self) -> str:
+        return self.namespace + "tombq"
+
+    @property
+    def store_ticks(self) -> str:
+        return self.namespace + "store_ticks"
+
+    @property
+    def lock(self) -> str:
+        return self.namespace + "lock"
+
+    @property
+    def generation(self) -> str:
+        return self.namespace + "generation"
+
+    def tombstone(self, memory_id: str) -> str:
+        return self.tombstones + memory_id
 
     def memory(self, memory_id: str) -> str:
         return self.memories + memory_id

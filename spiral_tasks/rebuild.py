@@ -16,7 +16,7 @@ are removed. Two nodes claiming one slot: the later is moved to a free slot.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -144,9 +144,17 @@ def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> Spir
     return fallback
 
 
-def rebuild_tenant(storage: Storage, tenant: str, limits: Limits,
-                   now: float) -> tuple[RebuildReport, list[Write]]:
-    """The report and the writes that make `tenant`'s records agree with its nodes."""
+#: Nodes scanned between two calls of the rebuild's heartbeat.
+HEARTBEAT_EVERY = 20_000
+
+
+def rebuild_tenant(storage: Storage, tenant: str, limits: Limits, now: float,
+                   heartbeat: Callable[[], None] = lambda: None,
+                   ) -> tuple[RebuildReport, list[Write]]:
+    """The report and the writes that make `tenant`'s records agree with its nodes.
+
+    `heartbeat` is called every few thousand nodes, so a caller can keep its lock.
+    """
     keys = TenantKeys(tenant)
     report = RebuildReport()
     writes: list[Write] = []
@@ -158,6 +166,8 @@ def rebuild_tenant(storage: Storage, tenant: str, limits: Limits,
 
     for _, node in storage.scan(keys.memories):
         report.total_nodes += 1
+        if report.total_nodes % HEARTBEAT_EVERY == 0:
+            heartbeat()
         memory_id = node["id"]
         depth = Depth(node["depth"])
         index = node["position"]["index"]

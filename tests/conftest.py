@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from spiral_tasks.config import Limits
-from spiral_tasks.coordination.local import LocalCoordinator
 from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.factory import open_coordinator
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.memory import MemoryStorage
@@ -81,12 +81,14 @@ def clock() -> Clock:
 EngineFactory = Callable[..., SpiralMemory]
 
 
+
 @pytest.fixture
 def make_engine(storage: Storage, clock: Clock) -> EngineFactory:
     """Engines over the parametrized storage; each call may set its own limits."""
 
     def build(**limits: float) -> SpiralMemory:
-        return SpiralMemory(storage, LocalCoordinator(storage), Limits(**limits),  # type: ignore[arg-type]
+        settings = Limits(**limits)  # type: ignore[arg-type]
+        return SpiralMemory(storage, open_coordinator(storage, settings), settings,
                             sigil_secret="test-secret", clock=clock)
 
     return build

@@ -68,7 +68,7 @@ def test_keys_are_served_independently() -> None:
 
 
 def test_one_bad_store_fails_alone_among_concurrent_ones(engine: SpiralMemory) -> None:
-    anchor = engine.store("anchor").memory.id
+    anchor = engine.store("anchor").stored.id
 
     def store(i: int) -> str:
         links = ["missing-id"] if i % 7 == 0 else [anchor]
@@ -89,7 +89,7 @@ def test_concurrent_stores_of_one_id_create_it_once(engine: SpiralMemory) -> Non
         results = list(pool.map(lambda i: engine.store(f"try {i}", memory_id="same"),
                                 range(64)))
     assert sum(r.created for r in results) == 1
-    assert len({r.memory.content for r in results}) == 1
+    assert len({r.stored.content for r in results}) == 1
     assert assert_consistent(engine) == 1
 
 
@@ -120,5 +120,5 @@ def test_a_batch_sees_its_own_earlier_stores(engine: SpiralMemory) -> None:
         assert leader.result(5).created
         assert first.result(5).created
         assert not again.result(5).created
-        assert linked.result(5).memory.associations == ("first",)
+        assert linked.result(5).stored.associations == ("first",)
     assert assert_consistent(engine) == 3

@@ -15,8 +15,8 @@ def test_1000_concurrent_stores(engine: SpiralMemory) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda i: engine.store(f"m{i}", depth=depths[i % 5]),
                                 range(1000)))
-    assert len({r.memory.id for r in results}) == 1000
-    slots = {(r.memory.spiral_id, r.memory.position.index) for r in results}
+    assert len({r.stored.id for r in results}) == 1000
+    slots = {(r.stored.spiral_id, r.stored.position.index) for r in results}
     assert len(slots) == 1000  # no two memories share a slot
     assert assert_consistent(engine) == 1000
     assert engine.rebuild_stats().clean
@@ -24,7 +24,7 @@ def test_1000_concurrent_stores(engine: SpiralMemory) -> None:
 
 def test_concurrent_stores_collects_gc_and_retrieves(engine: SpiralMemory,
                                                      clock: Clock) -> None:
-    seeded = [engine.store(f"seed{i}", depth="surface").memory.id for i in range(300)]
+    seeded = [engine.store(f"seed{i}", depth="surface").stored.id for i in range(300)]
     clock.advance(3600)
     rng = random.Random(7)
     victims = rng.sample(seeded, 100)

@@ -7,7 +7,7 @@ from spiral_tasks.config import Limits, Settings, StorageKind
 
 def test_defaults_are_the_runbooks() -> None:
     settings = Settings.from_env({})
-    assert settings.limits == Limits(89, 21, 2618, 25.0, 100, 3600.0, 2.0)
+    assert settings.limits == Limits(89, 21, 2618, 25.0, 100, 3600.0, 2.0, 86400.0)
     assert settings.storage is StorageKind.LEVEL
     assert settings.db_path == "./spiraldb"
 
@@ -17,9 +17,10 @@ def test_every_limit_is_overridable() -> None:
         "SPIRAL_MAX_MEMORY_SPIRALS": "3", "SPIRAL_TURNS": "7",
         "SPIRAL_MAX_MEMORY_NODES": "50", "SPIRAL_GC_TIME_BUDGET_MS": "5.5",
         "SPIRAL_GC_TRIGGER_INTERVAL": "10", "SPIRAL_GC_RETENTION_S": "60",
-        "SPIRAL_LOCK_TIMEOUT_S": "0.5", "SPIRAL_DB_PATH": "/data/db",
+        "SPIRAL_LOCK_TIMEOUT_S": "0.5", "SPIRAL_TOMBSTONE_TTL_S": "7200",
+        "SPIRAL_DB_PATH": "/data/db",
     })
-    assert settings.limits == Limits(3, 7, 50, 5.5, 10, 60.0, 0.5)
+    assert settings.limits == Limits(3, 7, 50, 5.5, 10, 60.0, 0.5, 7200.0)
     assert settings.db_path == "/data/db"
 
 

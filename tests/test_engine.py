@@ -24,8 +24,8 @@ def test_store_places_the_memory_and_returns_its_handle(engine: SpiralMemory) ->
     assert handle["position"] == {"index": 0, "angle": 0.0, "radius": 1.0, "x": 1.0,
                                   "y": 0.0, "turn": 0}
     assert len(handle["sigil"]) == 32
-    record = engine.storage.get(TenantKeys("default").memory(result.memory.id))
-    assert record["spiral_id"] == result.memory.spiral_id
+    record = engine.storage.get(TenantKeys("default").memory(result.stored.id))
+    assert record["spiral_id"] == result.stored.spiral_id
     assert "spiral" not in record  # a reference, never the embedded spiral
     assert record["content"] == "first light"
     assert_consistent(engine)
@@ -34,11 +34,11 @@ def test_store_places_the_memory_and_returns_its_handle(engine: SpiralMemory) ->
 def test_equal_contents_get_distinct_sigils_and_records(engine: SpiralMemory) -> None:
     a = engine.store("same words")
     b = engine.store("same words")
-    assert a.memory.sigil != b.memory.sigil
-    assert a.memory.id != b.memory.id
+    assert a.stored.sigil != b.stored.sigil
+    assert a.stored.id != b.stored.id
     keys = TenantKeys("default")
-    assert engine.storage.get(keys.sigil(a.memory.sigil)) == a.memory.id
-    assert engine.storage.get(keys.sigil(b.memory.sigil)) == b.memory.id
+    assert engine.storage.get(keys.sigil(a.stored.sigil)) == a.stored.id
+    assert engine.storage.get(keys.sigil(b.stored.sigil)) == b.stored.id
     assert assert_consistent(engine) == 2
 
 
@@ -47,25 +47,25 @@ def test_memory_id_is_an_idempotency_key(engine: SpiralMemory) -> None:
     again = engine.store("twice?", memory_id="job-17")
     assert first.created
     assert not again.created
-    assert again.memory == first.memory
+    assert again.stored == first.stored
     assert assert_consistent(engine) == 1
 
 
 def test_positions_follow_the_golden_angle(engine: SpiralMemory) -> None:
     results = [engine.store(f"m{i}") for i in range(30)]
-    spiral_ids = {r.memory.spiral_id for r in results}
+    spiral_ids = {r.stored.spiral_id for r in results}
     assert len(spiral_ids) == 1
     for n, result in enumerate(results):
-        assert result.memory.position == geometry.place(SpiralType.FIBONACCI, n, 21)
+        assert result.stored.position == geometry.place(SpiralType.FIBONACCI, n, 21)
 
 
 def test_statistics_are_exact_after_stores_and_collects(engine: SpiralMemory) -> None:
     depths = ["surface", "shallow", "deep", "core", "transcendent"]
     stored = [engine.store(f"m{i}", depth=depths[i % 5]) for i in range(60)]
     for result in stored[::3]:
-        assert engine.collect(result.memory.id)
+        assert engine.collect(result.stored.id)
     assert_consistent(engine)
-    survivors = [r.memory for r in stored if r not in stored[::3]]
+    survivors = [r.stored for r in stored if r not in stored[::3]]
     for spiral in engine.stats().spirals:
         mine = [m for m in survivors if m.spiral_id == spiral.id]
         assert spiral.node_count == len(mine)
@@ -101,7 +101,7 @@ def test_new_spirals_up_to_the_limit_then_a_clear_error(make_engine: EngineFacto
     assert result.created
     surface = next(s for s in engine.stats().spirals if s.type is SpiralType.ARCHIMEDEAN)
     assert surface.node_count < 89  # expired surface memories were collected
-    assert result.memory.spiral_id == surface.id  # the only spiral with room
+    assert result.stored.spiral_id == surface.id  # the only spiral with room
     assert assert_consistent(engine) == surface.node_count + 144
 
 
@@ -113,7 +113,7 @@ def test_node_limit_evicts_the_least_valuable(make_engine: EngineFactory,
     for i in range(4):
         engine.store(f"deep{i}", depth="deep")
     engine.store("one too many", depth="deep")
-    assert engine.retrieve(weak.memory.id) is None
+    assert engine.retrieve(weak.stored.id) is None
     assert assert_consistent(engine) == 5
 
 
@@ -130,15 +130,15 @@ def test_retrieve_persists_access(make_engine: EngineFactory, clock: Clock) -> N
     engine = make_engine()
     stored = engine.store("remember me")
     clock.advance(60)
-    got = engine.retrieve(stored.memory.id)
+    got = engine.retrieve(stored.stored.id)
     assert got is not None
     assert got.access_count == 1
     assert got.last_accessed == clock.now
     fresh = make_engine()  # a new engine reads storage, not the first one's memory
-    record = fresh.storage.get(TenantKeys("default").memory(stored.memory.id))
+    record = fresh.storage.get(TenantKeys("default").memory(stored.stored.id))
     assert record["access_count"] == 1
     assert record["last_accessed"] == clock.now
-    assert record["strength"] > stored.memory.strength
+    assert record["strength"] > stored.stored.strength
 
 
 def test_retrieve_of_unknown_memory_is_none(engine: SpiralMemory) -> None:
@@ -148,24 +148,24 @@ def test_retrieve_of_unknown_memory_is_none(engine: SpiralMemory) -> None:
 def test_collect_deletes_everything_of_a_memory(engine: SpiralMemory) -> None:
     kept = engine.store("kept")
     gone = engine.store("gone")
-    assert engine.collect(gone.memory.id) is True
-    assert engine.collect(gone.memory.id) is False
+    assert engine.collect(gone.stored.id) is True
+    assert engine.collect(gone.stored.id) is False
     keys = TenantKeys("default")
-    assert engine.storage.get(keys.memory(gone.memory.id)) is None
-    assert engine.storage.get(keys.sigil(gone.memory.sigil)) is None
-    assert [m for m, _ in engine.storage.index_range(keys.gc_queue)] == [kept.memory.id]
+    assert engine.storage.get(keys.memory(gone.stored.id)) is None
+    assert engine.storage.get(keys.sigil(gone.stored.sigil)) is None
+    assert [m for m, _ in engine.storage.index_range(keys.gc_queue)] == [kept.stored.id]
     assert assert_consistent(engine) == 1
 
 
 def test_associations_link_memories_of_the_same_tenant(engine: SpiralMemory) -> None:
     a = engine.store("a")
-    links = [a.memory.id, a.memory.id]
+    links = [a.stored.id, a.stored.id]
     b = engine.store("b", associations=links)
     links.append("mutated later")
-    assert b.memory.associations == (a.memory.id,)
+    assert b.stored.associations == (a.stored.id,)
     other = engine.store("elsewhere", tenant="other")
-    with pytest.raises(InvalidArgument, match=f"associations: no memory {other.memory.id}"):
-        engine.store("c", associations=[other.memory.id])
+    with pytest.raises(InvalidArgument, match=f"associations: no memory {other.stored.id}"):
+        engine.store("c", associations=[other.stored.id])
 
 
 BAD_CALLS: list[tuple[dict[str, Any], str]] = [

@@ -33,7 +33,7 @@ def test_fresh_memories_are_not_collected(engine: SpiralMemory) -> None:
 
 
 def test_least_valuable_go_first_and_core_never(engine: SpiralMemory, clock: Clock) -> None:
-    ids = {d: engine.store(d, depth=d).memory.id
+    ids = {d: engine.store(d, depth=d).stored.id
            for d in ["surface", "shallow", "deep", "core", "transcendent"]}
     clock.advance(0.2 * 1.0 * HOUR + 1)  # surface (weight 0.2, strength 0.5) has expired
     assert engine.gc(25).collected_ids == [ids["surface"]]
@@ -47,8 +47,8 @@ def test_least_valuable_go_first_and_core_never(engine: SpiralMemory, clock: Clo
 
 
 def test_retrieval_keeps_a_memory_alive(engine: SpiralMemory, clock: Clock) -> None:
-    used = engine.store("used", depth="shallow").memory.id
-    unused = engine.store("unused", depth="shallow").memory.id
+    used = engine.store("used", depth="shallow").stored.id
+    unused = engine.store("unused", depth="shallow").stored.id
     clock.advance(0.3 * HOUR)
     engine.retrieve(used)
     clock.advance(0.2 * HOUR)
@@ -60,7 +60,7 @@ def test_gc_enforces_the_node_limit(make_engine: EngineFactory, clock: Clock) ->
     roomy = make_engine()
     order = []
     for i, depth in enumerate(["deep", "surface", "core", "shallow", "deep", "core"]):
-        order.append((depth, roomy.store(f"m{i}", depth=depth).memory.id))
+        order.append((depth, roomy.store(f"m{i}", depth=depth).stored.id))
         clock.advance(1)
     tight = make_engine(max_memory_nodes=3)
     report = tight.gc(25)
@@ -105,7 +105,7 @@ def test_gc_of_every_tenant(engine: SpiralMemory, clock: Clock) -> None:
 
 
 def test_a_stale_queue_entry_is_dropped(engine: SpiralMemory, clock: Clock) -> None:
-    ghost = engine.store("ghost", depth="surface").memory.id
+    ghost = engine.store("ghost", depth="surface").stored.id
     keys = TenantKeys("default")
     engine.storage.apply([Delete(keys.memory(ghost))])  # lost behind the engine's back
     clock.advance(HOUR)

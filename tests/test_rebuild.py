@@ -16,7 +16,7 @@ KEYS = TenantKeys("default")
 
 def populate(engine: SpiralMemory, count: int = 40) -> list[str]:
     depths = ["surface", "shallow", "deep", "core"]
-    return [engine.store(f"m{i}", depth=depths[i % 4]).memory.id for i in range(count)]
+    return [engine.store(f"m{i}", depth=depths[i % 4]).stored.id for i in range(count)]
 
 
 def test_a_clean_store_reports_no_corrections(engine: SpiralMemory) -> None:
@@ -94,17 +94,17 @@ def test_orphans_are_adopted_or_removed(engine: SpiralMemory) -> None:
 
 def test_missing_sigils_and_queue_entries_are_restored(engine: SpiralMemory) -> None:
     result = engine.store("x", depth="surface")
-    engine.storage.apply([Delete(KEYS.sigil(result.memory.sigil)),
-                          IndexRemove(KEYS.gc_queue, result.memory.id)])
+    engine.storage.apply([Delete(KEYS.sigil(result.stored.sigil)),
+                          IndexRemove(KEYS.gc_queue, result.stored.id)])
     report = engine.rebuild_stats()
     assert (report.sigil_fixes, report.queue_fixes) == (1, 1)
-    assert engine.storage.get(KEYS.sigil(result.memory.sigil)) == result.memory.id
-    assert [m for m, _ in engine.storage.index_range(KEYS.gc_queue)] == [result.memory.id]
+    assert engine.storage.get(KEYS.sigil(result.stored.sigil)) == result.stored.id
+    assert [m for m, _ in engine.storage.index_range(KEYS.gc_queue)] == [result.stored.id]
 
 
 def test_two_nodes_in_one_slot_are_separated(engine: SpiralMemory) -> None:
-    a = engine.store("a").memory
-    b = engine.store("b").memory
+    a = engine.store("a").stored
+    b = engine.store("b").stored
     record: dict[str, Any] = engine.storage.get(KEYS.memory(b.id))
     record["position"] = dict(engine.storage.get(KEYS.memory(a.id))["position"])
     engine.storage.set(KEYS.memory(b.id), record)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
             result = engine.store(f"memory {i}: {rng.random():.6f}", type="demo",
                                   depth=rng.choice(depths), associations=links,
                                   tenant=args.tenant)
-            stored.append(result.memory.id)
+            stored.append(result.id)
             if (i + 1) % max(1, args.count // 10) == 0:
                 print(f"  stored {i + 1}/{args.count}", flush=True)
         elapsed = time.perf_counter() - started

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from spiral_tasks.engine import TenantStats
 from spiral_tasks.gc import GcReport
 from spiral_tasks.rebuild import RebuildReport
+from spiral_tasks.results import TenantStats
 
 RULE = "-" * 60
 REBUILD_TARGET_S = 5.0

@@ -1,9 +1,14 @@
 """The seam between the engine and whatever serializes it.
 
-The engine does all its writes for one operation inside `critical(tenant)` and hands
-them to `Fence.commit`. A local coordinator just applies them; a distributed one
-(Redis, next) makes the commit conditional on still holding the lock, so a holder
-whose lock expired mid-operation can never write.
+The engine does all the writes of one operation inside `critical(tenant)` and hands
+them to `Fence.commit`. A local coordinator just applies them; the Redis coordinator
+makes each commit conditional on still holding the tenant's lock, so a holder whose
+lock expired mid-operation (a GC pause, a stopped process) can never write.
+
+Engines cache a tenant's spirals between operations. `Fence.generation` tells whether
+that cache may be used: None means this process is the only writer (always valid);
+a number is the tenant's write generation, read when the lock was taken and bumped
+by every commit, so a cache made at another generation is stale.
 """
 
 from __future__ import annotations
@@ -18,17 +23,21 @@ from spiral_tasks.storage.base import Write
 class Fence(ABC):
     """Proof of holding a tenant's lock; commits only while the proof holds."""
 
-    @abstractmethod
-    def commit(self, writes: Sequence[Write]) -> None: ...
-
     @property
-    def cache_valid(self) -> bool:
-        """Whether state cached by this process may be used inside the section.
+    def generation(self) -> int | None:
+        return None
 
-        True for a single process, which is the only writer. A distributed
-        coordinator answers from what it learns when it takes the lock.
+    @abstractmethod
+    def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
+        """Apply `writes` atomically; return the value the last increment left.
+
+        `final` says no other commit follows in this section, so a distributed
+        coordinator may release the lock in the same round trip.
         """
-        return True
+
+    def extend(self) -> None:  # noqa: B027 - a hook with a do-nothing default
+        """Keep the lock for another full timeout (long work calls this between
+        steps); nothing to do for a local lock, which does not expire."""
 
 
 class Coordinator(ABC):

@@ -20,8 +20,8 @@ class _LocalFence(Fence):
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
 
-    def commit(self, writes: Sequence[Write]) -> None:
-        self._storage.apply(writes)
+    def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
+        return self._storage.apply(writes)
 
 
 class LocalCoordinator(Coordinator):

@@ -51,7 +51,16 @@ class IndexRemove:
     member: str
 
 
-Write = Put | Delete | Increment | IndexPut | IndexRemove
+@dataclass(frozen=True)
+class Publish:
+    """An event sent with the batch (Redis pub/sub, after the batch's writes, in the same
+    atomic step); backends without pub/sub drop it."""
+
+    channel: str
+    message: str
+
+
+Write = Put | Delete | Increment | IndexPut | IndexRemove | Publish
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ class EncodedPut:
     raw: bytes
 
 
-EncodedWrite = EncodedPut | Delete | Increment | IndexPut | IndexRemove
+EncodedWrite = EncodedPut | Delete | Increment | IndexPut | IndexRemove | Publish
 
 
 def check_key(key: Any, argument: str = "key") -> str:
@@ -104,6 +113,10 @@ def _encode_write(write: Write) -> EncodedWrite:
         case IndexRemove(index, member):
             check_key(index, "index")
             check_key(member, "member")
+        case Publish(channel, message):
+            check_key(channel, "channel")
+            if not isinstance(message, str):
+                raise TypeError(f"message must be a str, got {type(message).__name__}")
         case _:
             raise TypeError(f"not a storage write: {write!r}")
     return write
@@ -138,8 +151,9 @@ class Storage(ABC):
     def _incr(self, key: str, delta: int) -> int: ...
 
     @abstractmethod
-    def _apply(self, writes: Sequence[EncodedWrite]) -> None:
-        """Apply all writes as one atomic unit, in order."""
+    def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
+        """Apply all writes as one atomic unit, in order; return the value the last
+        `Increment` left (None if there was none)."""
 
     @abstractmethod
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]: ...
@@ -176,11 +190,14 @@ class Storage(ABC):
         _encode_write(Increment(key, delta))
         return self._incr(key, delta)
 
-    def apply(self, writes: Sequence[Write]) -> None:
-        """Write everything or nothing; bad input is refused before any write."""
-        encoded = [_encode_write(w) for w in writes]
-        if encoded:
-            self._apply(encoded)
+    def apply(self, writes: Sequence[Write]) -> int | None:
+        """Write everything or nothing; bad input is refused before any write.
+
+        Returns the value the batch's last `Increment` left, so a caller can count
+        (e.g. "every 100th store") without another round trip.
+        """
+        encoded = prepare(writes)
+        return self._apply(encoded) if encoded else None
 
     def index_range(self, index: str, limit: int | None = None) -> list[tuple[str, float]]:
         """Members of `index` with their scores, lowest score first."""
@@ -200,6 +217,11 @@ class Storage(ABC):
         self.close()
 
 
+def prepare(writes: Sequence[Write]) -> list[EncodedWrite]:
+    """Check and encode a batch: what every backend (and the fenced commit) sends."""
+    return [_encode_write(w) for w in writes]
+
+
 def parse_counter(key: str, raw: bytes | None) -> int:
     if raw is None:
         return 0
@@ -211,14 +233,16 @@ def parse_counter(key: str, raw: bytes | None) -> int:
 
 def stage_values(
     writes: Sequence[EncodedWrite], read: Callable[[str], bytes | None]
-) -> dict[str, bytes | None]:
+) -> tuple[dict[str, bytes | None], int | None]:
     """The final bytes of every key a batch touches (None: deleted), computed before
-    anything is written, so a bad counter aborts the batch with nothing applied.
+    anything is written, so a bad counter aborts the batch with nothing applied. Also
+    returns the value the last increment leaves.
 
     For backends without native transactions (memory, LevelDB); the caller holds its
     write lock and applies the result in one step.
     """
     staged: dict[str, bytes | None] = {}
+    last: int | None = None
     for write in writes:
         match write:
             case EncodedPut(key, raw):
@@ -227,5 +251,6 @@ def stage_values(
                 staged[key] = None
             case Increment(key, delta):
                 current = staged[key] if key in staged else read(key)
-                staged[key] = str(parse_counter(key, current) + delta).encode()
-    return staged
+                last = parse_counter(key, current) + delta
+                staged[key] = str(last).encode()
+    return staged, last

@@ -109,13 +109,13 @@ class LevelStorage(Storage):
             self.db.put(raw_key, str(value).encode())
             return value
 
-    def _apply(self, writes: Sequence[EncodedWrite]) -> None:
+    def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         db = self.db
         if len(writes) == 1 and isinstance(writes[0], EncodedPut):
             db.put(writes[0].key.encode(), writes[0].raw)  # one put is atomic by itself
-            return
+            return None
         with self._write_lock:
-            staged = stage_values(writes, lambda k: db.get(k.encode()))
+            staged, last = stage_values(writes, lambda k: db.get(k.encode()))
             with db.write_batch(transaction=True) as batch:
                 for key, raw in staged.items():
                     if raw is None:
@@ -123,6 +123,7 @@ class LevelStorage(Storage):
                     else:
                         batch.put(key.encode(), raw)
                 self._stage_index(batch, writes)
+            return last
 
     def _stage_index(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
         # Scores written earlier in this batch are not visible to db.get yet.

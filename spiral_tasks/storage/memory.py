@@ -70,9 +70,10 @@ class MemoryStorage(Storage):
             self._data[key] = str(value).encode()
             return value
 
-    def _apply(self, writes: Sequence[EncodedWrite]) -> None:
+    def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         with self._lock:
-            for key, raw in stage_values(writes, self._data.get).items():
+            staged, last = stage_values(writes, self._data.get)
+            for key, raw in staged.items():
                 if raw is None:
                     self._data.pop(key, None)
                 else:
@@ -83,6 +84,7 @@ class MemoryStorage(Storage):
                         write.member, float(write.score))
                 elif isinstance(write, IndexRemove) and write.index in self._indexes:
                     self._indexes[write.index].remove(write.member)
+            return last
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
         with self._lock:

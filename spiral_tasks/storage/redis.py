@@ -17,10 +17,11 @@ behind the adapter's back are seen by SCAN but not by a directory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import redis
 
-from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.errors import SpiralError, StorageUnavailable
 from spiral_tasks.storage import lua
 from spiral_tasks.storage.base import (
     Delete,
@@ -29,7 +30,10 @@ from spiral_tasks.storage.base import (
     Increment,
     IndexPut,
     IndexRemove,
+    Publish,
     Storage,
+    Write,
+    prepare,
 )
 
 SCAN_COUNT = 1000
@@ -59,9 +63,52 @@ def directory_of(key: str) -> str:
     return DIRECTORY if tag is None else f"{DIRECTORY}:{{{tag}}}"
 
 
-def _script_args(writes: Sequence[EncodedWrite]) -> tuple[list[str], list[bytes | str]]:
-    keys: list[str] = []
-    argv: list[bytes | str] = []
+@dataclass(frozen=True)
+class FenceArgs:
+    """What a fenced commit checks: the lock still holds `token`, and (if given) the
+    generation is still `expected_generation`."""
+
+    lock_key: str
+    generation_key: str
+    token: bytes
+    expected_generation: int | None
+    release: bool
+
+
+@dataclass(frozen=True)
+class Applied:
+    last_increment: int | None
+    generation: int | None
+
+
+class LockLost(SpiralError):
+    """The lock expired (or was taken over) before the commit: nothing was written."""
+
+
+class StaleGeneration(SpiralError):
+    """The tenant changed under a lock we still hold: a writer skipped the lock."""
+
+
+def _slot_key(write: EncodedWrite) -> str:
+    """A key of the write's hash slot, to fill the KEYS places the script ignores."""
+    match write:
+        case Publish(channel, _):
+            return channel
+        case IndexPut(index, _, _) | IndexRemove(index, _):
+            return index
+        case EncodedPut(key, _) | Delete(key) | Increment(key, _):
+            return key
+    raise TypeError(f"not a storage write: {write!r}")
+
+
+def _script_args(writes: Sequence[EncodedWrite],
+                 fence: FenceArgs | None) -> tuple[list[str], list[bytes | str]]:
+    anchor = _slot_key(writes[0])
+    keys: list[str] = [fence.lock_key, fence.generation_key] if fence else [anchor, anchor]
+    argv: list[bytes | str] = (
+        [fence.token, "" if fence.expected_generation is None
+         else str(fence.expected_generation), "1" if fence.release else "0"]
+        if fence else ["", "", "0"])
     for write in writes:
         match write:
             case EncodedPut(key, raw):
@@ -79,6 +126,9 @@ def _script_args(writes: Sequence[EncodedWrite]) -> tuple[list[str], list[bytes 
             case IndexRemove(index, member):
                 keys += [index, index]
                 argv += ["R", member, ""]
+            case Publish(channel, message):
+                keys += [keys[0], keys[0]]  # not keys: the script ignores them
+                argv += ["P", channel, message]
     return keys, argv
 
 
@@ -160,12 +210,22 @@ class RedisStorage(Storage):
                 return
 
     def _incr(self, key: str, delta: int) -> int:
-        return self._run(_script_args([Increment(key, delta)]))
+        last = self._run(_script_args([Increment(key, delta)], None)).last_increment
+        assert last is not None
+        return last
 
-    def _apply(self, writes: Sequence[EncodedWrite]) -> None:
-        self._run(_script_args(writes))
+    def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
+        return self._run(_script_args(writes, None)).last_increment
 
-    def _run(self, script_args: tuple[list[str], list[bytes | str]]) -> int:
+    def apply_fenced(self, writes: Sequence[Write], fence: FenceArgs) -> Applied:
+        """Apply `writes` only while the lock named in `fence` still holds its token;
+        bumps the generation (and releases the lock if asked) in the same step."""
+        encoded = prepare(writes)
+        if not encoded:
+            encoded = [Delete(fence.generation_key + ":noop")]  # still checks and bumps
+        return self._run(_script_args(encoded, fence))
+
+    def _run(self, script_args: tuple[list[str], list[bytes | str]]) -> Applied:
         keys, argv = script_args
         client = self.client
         try:
@@ -174,11 +234,16 @@ class RedisStorage(Storage):
             except redis.exceptions.NoScriptError:  # the server restarted or was flushed
                 self._apply_sha = client.script_load(self._apply_source)
                 result = client.evalsha(self._apply_sha, len(keys), *keys, *argv)
-            return int(result)
         except redis.ResponseError as exc:
-            if "NOTINT" in str(exc):
-                raise ValueError(str(exc).split("NOTINT ", 1)[-1]) from exc
+            message = str(exc)
+            for marker, error in (("NOTINT ", ValueError), ("LOCKLOST ", LockLost),
+                                  ("STALE ", StaleGeneration)):
+                if marker in message:
+                    raise error(message.split(marker, 1)[-1]) from exc
             raise
+        last, generation = result
+        return Applied(None if last is None else int(last),
+                       None if generation is None else int(generation))
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
         end = -1 if limit is None else limit - 1
