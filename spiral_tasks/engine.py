@@ -379,13 +379,12 @@ class SpiralMemory:
         state.spirals.update(spirals)
         state.memory_count += count
         interval = self.limits.gc_trigger_interval
-        due_tick = ticks - ticks % interval  # the latest multiple of the interval
-        tick = ticks - count
+        tick = ticks - count  # the batch's stores are ticks - count + 1 .. ticks
         for pending, answer in answers:
             if answer.created:
                 tick += 1
-            pending.finish(replace(answer, gc_due=True) if answer.created and tick == due_tick
-                           else answer)
+            due = answer.created and tick % interval == 0
+            pending.finish(replace(answer, gc_due=True) if due else answer)
 
     # --- placement ------------------------------------------------------------------
     def _room_for(self, keys: TenantKeys, fence: Fence, state: _TenantState,

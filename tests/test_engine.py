@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -225,3 +226,33 @@ def test_sigil_secret_is_kept_for_the_next_process(storage: Any) -> None:
     assert first._sigil("t", "m") == second._sigil("t", "m")
     configured = SpiralMemory(storage, LocalCoordinator(storage), sigil_secret="other")
     assert configured._sigil("t", "m") != first._sigil("t", "m")
+
+
+def test_a_collected_id_stays_collected(make_engine: EngineFactory, clock: Clock) -> None:
+    engine = make_engine(tombstone_ttl_s=3600)
+    engine.store("first life", memory_id="phoenix")
+    assert engine.collect("phoenix")
+    late = engine.store("redelivered", memory_id="phoenix")
+    assert not late.created
+    assert late.memory is None
+    assert late.to_json() == {"id": "phoenix", "tenant": "default", "spiral_id": None,
+                              "sigil": None, "position": None, "created": False}
+    assert engine.retrieve("phoenix") is None
+    assert assert_consistent(engine) == 0
+    clock.advance(3601)
+    engine.gc()  # tombstones past their time are purged
+    assert engine.store("new life", memory_id="phoenix").created
+
+
+def test_every_nth_store_is_flagged_for_gc(make_engine: EngineFactory) -> None:
+    engine = make_engine(gc_trigger_interval=10)
+    flags = [engine.store(f"m{i}").gc_due for i in range(25)]
+    assert [i for i, due in enumerate(flags) if due] == [9, 19]
+    assert not engine.store("again", memory_id="x").gc_due
+
+
+def test_gc_flags_are_exact_under_concurrency(make_engine: EngineFactory) -> None:
+    engine = make_engine(gc_trigger_interval=7)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        flags = list(pool.map(lambda i: engine.store(f"m{i}").gc_due, range(700)))
+    assert sum(flags) == 100
