@@ -114,7 +114,7 @@ class SpiralMemory:
     ) -> None:
         self.storage = storage
         self.limits = limits or Limits()
-        self._coordinator = coordinator
+        self.coordinator = coordinator
         self._clock = clock
         self._new_id = new_id
         self._sigil_key = self._load_sigil_key(sigil_secret)
@@ -153,7 +153,7 @@ class SpiralMemory:
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         keys = TenantKeys(tenant)
-        with self._coordinator.critical(tenant) as fence:
+        with self.coordinator.critical(tenant) as fence:
             data = self.storage.get(keys.memory(memory_id))
             if data is None:
                 return None
@@ -170,7 +170,7 @@ class SpiralMemory:
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         keys = TenantKeys(tenant)
-        with self._coordinator.critical(tenant) as fence:
+        with self.coordinator.critical(tenant) as fence:
             state = self._state(tenant, fence)
             data = self.storage.get(keys.memory(memory_id))
             if data is None:
@@ -203,7 +203,7 @@ class SpiralMemory:
         started = time.perf_counter()
         report = RebuildReport()
         for name in tenants:
-            with self._coordinator.critical(name) as fence:
+            with self.coordinator.critical(name) as fence:
                 self._states.pop(name, None)
                 part, writes = rebuild.rebuild_tenant(self.storage, name, self.limits,
                                                       self._clock(), heartbeat=fence.extend)
@@ -220,7 +220,7 @@ class SpiralMemory:
     def stats(self, tenant: str = "default") -> TenantStats:
         tenant = validation.name("tenant", tenant)
         keys = TenantKeys(tenant)
-        with self._coordinator.critical(tenant):
+        with self.coordinator.critical(tenant):
             spirals = sorted((Spiral.from_json(v) for _, v in self.storage.scan(keys.spirals)),
                              key=lambda s: s.created)
             total = self.storage.get(keys.memory_count)
@@ -285,7 +285,7 @@ class SpiralMemory:
         """
         keys = TenantKeys(tenant)
         staged = _StagedStores()
-        with self._coordinator.critical(tenant) as fence:
+        with self.coordinator.critical(tenant) as fence:
             state = self._state(tenant, fence)
             known = self._known(keys, batch)
             for pending in batch:
@@ -496,7 +496,7 @@ class SpiralMemory:
             if started + per_item * batch > deadline:
                 return False
             try:
-                with self._coordinator.critical(tenant, timeout_s=deadline - started) as fence:
+                with self.coordinator.critical(tenant, timeout_s=deadline - started) as fence:
                     state = self._state(tenant, fence)
                     over = state.memory_count - self.limits.max_memory_nodes
                     if batch == GC_FIRST_BATCH:

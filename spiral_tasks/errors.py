@@ -15,9 +15,14 @@ class InvalidArgument(SpiralError, ValueError):
     """A caller passed a bad argument; nothing was written."""
 
     def __init__(self, argument: str, problem: str) -> None:
-        super().__init__(f"{argument}: {problem}")
+        # args stay (argument, problem) so the error rebuilds itself on the producer's
+        # side of a Celery result (exc_type(*exc_message)).
+        super().__init__(argument, problem)
         self.argument = argument
         self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.argument}: {self.problem}"
 
 
 class CapacityExceeded(SpiralError):

@@ -96,7 +96,7 @@ def test_concurrent_stores_of_one_id_create_it_once(engine: SpiralMemory) -> Non
 def test_a_batch_sees_its_own_earlier_stores(engine: SpiralMemory) -> None:
     """Hold the tenant's lock so requests pile up, then let them through as one batch."""
     held, release = threading.Event(), threading.Event()
-    coordinator = engine._coordinator
+    coordinator = engine.coordinator
 
     def hold() -> None:
         with coordinator.critical("default"):

@@ -42,6 +42,11 @@ class Fence(ABC):
 
 class Coordinator(ABC):
     @abstractmethod
+    def claim(self, name: str, window_s: float) -> bool:
+        """True for the first caller of `name` in each `window_s` seconds, across
+        every process this coordinator serves (e.g. one startup rebuild per window)."""
+
+    @abstractmethod
     def critical(self, tenant: str,
                  timeout_s: float | None = None) -> AbstractContextManager[Fence]:
         """Enter the tenant's critical section, waiting at most `timeout_s` (default:

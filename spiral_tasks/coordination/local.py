@@ -8,6 +8,7 @@ another fails with `LockTimeout` instead of hanging the process, which the origi
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -30,6 +31,15 @@ class LocalCoordinator(Coordinator):
         self._timeout_s = timeout_s
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._claims: dict[str, float] = {}
+
+    def claim(self, name: str, window_s: float) -> bool:
+        now = time.monotonic()
+        with self._locks_guard:
+            if self._claims.get(name, -window_s - 1) + window_s > now:
+                return False
+            self._claims[name] = now
+            return True
 
     def _lock_for(self, tenant: str) -> threading.Lock:
         with self._locks_guard:

@@ -14,6 +14,8 @@ so the engine knows whether its cached spirals are current), one to commit and r
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -91,13 +93,19 @@ class RedisCoordinator(Coordinator):
         self._ttl_s = ttl_s
         self._acquire = storage.client.register_script(lua.load("acquire"))
 
+    def claim(self, name: str, window_s: float) -> bool:
+        claimed = self._storage.client.set(f"claim:{name}", os.getpid(), nx=True,
+                                           px=max(1, int(window_s * 1000)))
+        return bool(claimed)
+
     @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None) -> Iterator[Fence]:
         keys = TenantKeys(tenant)
         wait = self._wait_s if timeout_s is None else max(0.0, timeout_s)
         lock = FencedLock(self._storage.client, keys.lock, keys.generation, self._acquire,
                           timeout=self._ttl_s, sleep=LOCK_POLL_S, blocking_timeout=wait)
-        if not lock.acquire():
+        # The token names its process, so an operator (or a test) can tell who holds it.
+        if not lock.acquire(token=f"{os.getpid()}:{uuid.uuid4().hex}"):
             raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing "
                               "was written, try again")
         fence = RedisFence(self._storage, lock)

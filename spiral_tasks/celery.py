@@ -1,0 +1,5 @@
+"""Where `celery -A spiral_tasks` looks for the app."""
+
+from spiral_tasks.tasks.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,54 @@
+"""One engine per worker process, opened after fork, rebuilt from storage at startup.
+
+A prefork worker's children must not share the parent's connections (or its LevelDB
+handle), so the engine is opened lazily in the process that runs tasks and reopened if
+the process id changed. The first open in a process runs the startup rebuild, unless
+another process did within `SPIRAL_STARTUP_REBUILD_WINDOW_S` (60 s): a fleet starting
+at once rebuilds once, not once per child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from spiral_tasks.config import Settings
+from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.factory import open_engine
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_engine: SpiralMemory | None = None
+_pid: int | None = None
+
+
+def engine() -> SpiralMemory:
+    global _engine, _pid  # noqa: PLW0603 - the process's one engine
+    with _lock:
+        if _engine is None or _pid != os.getpid():
+            _engine = open_engine(Settings.from_env())
+            _pid = os.getpid()
+            startup_rebuild(_engine)
+        return _engine
+
+
+def startup_rebuild(opened: SpiralMemory) -> bool:
+    window = float(os.environ.get("SPIRAL_STARTUP_REBUILD_WINDOW_S") or 60)
+    if not opened.coordinator.claim("startup_rebuild", window):
+        log.info("startup rebuild: another process rebuilt within %.0f s, skipped", window)
+        return False
+    report = opened.rebuild_stats()
+    log.info("startup rebuild corrected %d spiral(s), %d counter(s) over %d nodes in "
+             "%.1f ms", len(report.corrected_spirals), len(report.corrected_counters),
+             report.total_nodes, report.duration_ms)
+    return True
+
+
+def close() -> None:
+    global _engine  # noqa: PLW0603
+    with _lock:
+        if _engine is not None and _pid == os.getpid():
+            _engine.close()
+        _engine = None

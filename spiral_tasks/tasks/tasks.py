@@ -1,0 +1,113 @@
+"""The producer contract. Names, arguments and result shapes are an interface: producer
+apps in any language send these by name, with JSON arguments.
+
+Store and collect are acknowledged late and requeued if their worker dies: both are
+idempotent (a store without `memory_id` uses its task id as the memory id, so a
+redelivered store finds what the first attempt wrote; a collected id leaves a
+tombstone). Lock contention and lost connections become retries with exponential
+backoff and full jitter; bad arguments fail at once, naming the argument.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import redis
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout, StorageUnavailable
+from spiral_tasks.storage.redis import LockLost
+from spiral_tasks.tasks import runtime
+from spiral_tasks.tasks.app import app
+
+#: Failures worth trying again: the lock was busy or lost, Redis was unreachable.
+TRANSIENT = (LockTimeout, LockLost, StorageUnavailable, redis.ConnectionError,
+             redis.TimeoutError, redis.BusyLoadingError)
+MAX_RETRIES = 12
+BACKOFF_BASE_S = 0.05
+BACKOFF_MAX_S = 5.0
+
+
+def backoff(retries: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^n)]."""
+    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** retries))
+
+
+class SpiralTask(Task[Any, Any]):
+    """Turns transient failures into retries (with backoff and jitter). Bad input and a
+    full tenant are expected outcomes: logged without a traceback, never retried."""
+
+    throws = (InvalidArgument, CapacityExceeded)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.run(*args, **kwargs)
+        except TRANSIENT as exc:
+            if self.request.called_directly:
+                raise
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries),
+                             max_retries=MAX_RETRIES) from exc
+
+
+@app.task(name="spiral.store_memory", base=SpiralTask, bind=True, acks_late=True,
+          reject_on_worker_lost=True)
+def store_memory(self: SpiralTask, content: str, type: str = "general", depth: str = "shallow",
+                 associations: list[str] | None = None, tenant: str = "default",
+                 memory_id: str | None = None) -> dict[str, Any]:
+    result = runtime.engine().store(content, type=type, depth=depth,
+                                    associations=associations, tenant=tenant,
+                                    memory_id=memory_id or self.request.id)
+    if result.gc_due:
+        gc.apply_async(kwargs={"tenant": result.tenant})
+    return result.to_json()
+
+
+@app.task(name="spiral.collect_memory", base=SpiralTask, bind=True, acks_late=True,
+          reject_on_worker_lost=True)
+def collect_memory(self: SpiralTask, memory_id: str, tenant: str = "default") -> dict[str, Any]:
+    return {"id": memory_id, "collected": runtime.engine().collect(memory_id, tenant=tenant)}
+
+
+@app.task(name="spiral.retrieve_memory", base=SpiralTask, bind=True)
+def retrieve_memory(self: SpiralTask, memory_id: str,
+                    tenant: str = "default") -> dict[str, Any] | None:
+    memory = runtime.engine().retrieve(memory_id, tenant=tenant)
+    return None if memory is None else memory.to_json()
+
+
+@app.task(name="spiral.gc", base=SpiralTask, bind=True, time_limit=120,
+          soft_time_limit=110)
+def gc(self: SpiralTask, time_budget_ms: float = 25, tenant: str | None = None) -> dict[str, Any]:
+    return runtime.engine().gc(time_budget_ms, tenant=tenant).to_json()
+
+
+@app.task(name="spiral.rebuild_stats", base=SpiralTask, bind=True, time_limit=1800,
+          soft_time_limit=1780)
+def rebuild_stats(self: SpiralTask, tenant: str | None = None) -> dict[str, Any]:
+    return runtime.engine().rebuild_stats(tenant).to_json()
+
+
+@app.task(name="spiral.stats", base=SpiralTask, bind=True)
+def stats(self: SpiralTask, tenant: str = "default") -> dict[str, Any]:
+    return runtime.engine().stats(tenant).to_json()
+
+
+@app.task(name="spiral.noop")
+def noop() -> None:
+    """Does nothing: the yardstick the store task is benchmarked against."""
+
+
+@worker_process_init.connect
+def _open_engine(**_: Any) -> None:
+    runtime.engine()
+
+
+@worker_process_shutdown.connect
+def _close_engine(**_: Any) -> None:
+    runtime.close()
+
+
+__all__ = ["collect_memory", "gc", "noop", "rebuild_stats", "retrieve_memory",
+           "stats", "store_memory"]
