@@ -103,14 +103,14 @@ def test_processes_storing_into_one_tenant_keep_the_invariant(redis_url: str) ->
 def test_events_are_published_with_the_commit(redis_url: str) -> None:
     engine = open_engine(redis_url)
     client = redis.Redis.from_url(redis_url)
-    pubsub = client.pubsub()
+    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     pubsub.psubscribe("spiralmemory:*")
-    assert pubsub.get_message(timeout=1)["type"] == "psubscribe"  # type: ignore[index]
+    assert pubsub.get_message(timeout=1)["type"] == "psubscribe"
     stored = engine.store("heard")
     engine.collect(stored.id)
     engine.gc()
     engine.rebuild_stats()
-    heard = []
+    heard: list[str] = []
     deadline = time.monotonic() + 5
     while len(heard) < 4 and time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.5)

@@ -142,6 +142,12 @@ def test_a_killed_worker_child_loses_and_doubles_nothing(
     assert all(m is not None for m in engine.storage.get_many([keys.memory(i) for i in ids]))
 
 
+def lock_holder(token: bytes | str) -> int:
+    """The pid a lock token names (tokens are "<pid>:<random>")."""
+    text = token.decode() if isinstance(token, bytes) else token
+    return int(text.split(":")[0])
+
+
 def test_a_stopped_lock_holder_makes_no_stale_write(
         producer: Celery, workers: list[CeleryProcess], worker_redis: RedisServer,
         engine: SpiralMemory) -> None:
@@ -156,7 +162,7 @@ def test_a_stopped_lock_holder_makes_no_stale_write(
         token = client.get(lock_key)
         if token is None:
             continue
-        holder = int(token.split(b":")[0])
+        holder = lock_holder(token)
         os.kill(holder, signal.SIGSTOP)
         if client.get(lock_key) == token:  # stopped while holding the lock
             frozen = holder
