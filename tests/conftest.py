@@ -7,13 +7,6 @@ database in a temporary folder per test. Nothing here is faked.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +22,12 @@ from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.memory import MemoryStorage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.tasks.app import create_app
+from spiral_tasks.testing.celery_worker import (
+    CeleryProcess,
+    start_worker,
+    wait_for_workers,
+    worker_env,
+)
 from spiral_tasks.testing.redis_server import RedisServer
 
 BACKENDS = ["memory", "level", "redis"]
@@ -109,88 +108,6 @@ def engine(make_engine: EngineFactory) -> SpiralMemory:
 
 
 # --- Celery workers, as real processes -------------------------------------------------
-
-def child_pids(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (a prefork worker's pool children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-class CeleryProcess:
-    """`celery -A spiral_tasks <args>` as a subprocess with its own environment."""
-
-    def __init__(self, args: list[str], env: dict[str, str], workdir: Path, name: str) -> None:
-        self.args = args
-        self.env = env
-        self.workdir = workdir
-        self.log_path = workdir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> CeleryProcess:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "spiral_tasks", *self.args],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGCONT)
-        for child in child_pids(self.process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGCONT)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self.process = None
-
-
-def worker_env(redis_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SPIRAL_", "REDIS_URL", "CELERY_"))}
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    env.update(extra)
-    return env
-
-
-def start_worker(env: dict[str, str], workdir: Path, name: str, *extra: str,
-                 concurrency: int = 2, pool: str = "prefork") -> CeleryProcess:
-    return CeleryProcess(["worker", "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
-                          "-l", "INFO", *extra], env, workdir, name).start()
-
-
-def wait_for_workers(app: Celery, names: list[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    wanted = {f"{n}@{socket.gethostname()}" for n in names}
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=0.5) or []
-        if wanted <= {name for reply in replies for name in reply}:
-            return
-    raise RuntimeError(f"workers {sorted(wanted)} did not answer within {timeout} s")
-
 
 @pytest.fixture(scope="module")
 def worker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import redis
 
+from spiral_tasks.testing.celery_worker import CeleryProcess, worker_env
 from spiral_tasks.testing.redis_server import RedisServer
-from tests.conftest import CeleryProcess, worker_env
 
 
 def test_two_beats_schedule_each_job_once(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from spiral_tasks.tasks.app import create_app
-from tests.conftest import start_worker, wait_for_workers, worker_env
+from spiral_tasks.testing.celery_worker import start_worker, wait_for_workers, worker_env
 
 
 def test_embedded_worker_stores_and_rebuilds(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from celery import Celery
 from spiral_tasks.config import Settings
 from spiral_tasks.factory import open_engine
 from spiral_tasks.tasks.app import create_app
+from spiral_tasks.testing.celery_worker import start_worker, wait_for_workers, worker_env
 from spiral_tasks.testing.redis_server import RedisServer
-from tests.conftest import start_worker, wait_for_workers, worker_env
 from tests.invariants import assert_consistent
 
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always")

@@ -23,8 +23,8 @@ from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.factory import open_engine
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.tasks.app import create_app
+from spiral_tasks.testing.celery_worker import CeleryProcess, child_pids, worker_env
 from spiral_tasks.testing.redis_server import RedisServer
-from tests.conftest import CeleryProcess, child_pids, worker_env
 from tests.invariants import assert_consistent
 
 pytestmark = pytest.mark.usefixtures("workers")
