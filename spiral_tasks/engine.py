@@ -25,7 +25,7 @@ from typing import Any
 from spiral_tasks import events, gc, geometry, rebuild, validation
 from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.config import Limits
-from spiral_tasks.coordination.base import Coordinator, Fence
+from spiral_tasks.coordination.base import NO_GENERATION, Coordinator, Fence, Snapshot
 from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout, SpiralError
 from spiral_tasks.gc import GcReport
 from spiral_tasks.keys import SIGIL_SECRET_KEY, TENANTS_PREFIX, TenantKeys, tenant_marker
@@ -97,6 +97,16 @@ class _Known:
     tombstoned: frozenset[str]
 
 
+def _named_ids(batch: Sequence[Pending[_StoreArgs, StoreResult]]
+               ) -> tuple[list[str], list[str]]:
+    """The memory ids a store batch gives, and the other ids it links to."""
+    given = list(dict.fromkeys(p.payload.memory_id for p in batch
+                               if p.payload.memory_id is not None))
+    linked = list(dict.fromkeys(a for p in batch for a in p.payload.associations
+                                if a not in given))
+    return given, linked
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -153,8 +163,8 @@ class SpiralMemory:
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         keys = TenantKeys(tenant)
-        with self.coordinator.critical(tenant) as fence:
-            data = self.storage.get(keys.memory(memory_id))
+        with self.coordinator.critical(tenant, read=[keys.memory(memory_id)]) as fence:
+            data = fence.read[keys.memory(memory_id)]
             if data is None:
                 return None
             memory = Memory.from_json(data).accessed(self._clock())
@@ -170,9 +180,10 @@ class SpiralMemory:
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         keys = TenantKeys(tenant)
-        with self.coordinator.critical(tenant) as fence:
+        with self.coordinator.critical(tenant, read=[keys.memory(memory_id)],
+                                       snapshot=self._snapshot(tenant)) as fence:
             state = self._state(tenant, fence)
-            data = self.storage.get(keys.memory(memory_id))
+            data = fence.read[keys.memory(memory_id)]
             if data is None:
                 return False
             self._remove(keys, state, fence, [Memory.from_json(data)], [], final=True,
@@ -235,19 +246,34 @@ class SpiralMemory:
         self.storage.close()
 
     # --- state ----------------------------------------------------------------------
+    def _snapshot(self, tenant: str) -> Snapshot:
+        """What to read on entering a tenant's section if this process's cache of it
+        is missing or stale: its spirals and its total."""
+        keys = TenantKeys(tenant)
+        cached = self._states.get(tenant)
+        return Snapshot(prefix=keys.spirals, keys=(keys.memory_count,),
+                        unless_generation=cached.generation if cached else NO_GENERATION)
+
     def _state(self, tenant: str, fence: Fence) -> _TenantState:
-        """The tenant's state: the cached one while it is current, else from storage."""
+        """The tenant's state: the cached one while it is current, else the snapshot
+        taken on entering the section, else read from storage now."""
         state = self._states.get(tenant)
-        if state is None or state.generation != fence.generation:
-            keys = TenantKeys(tenant)
+        if state is not None and state.generation == fence.generation:
+            return state
+        keys = TenantKeys(tenant)
+        if fence.snapshot is not None:
+            found = fence.snapshot
+            spirals = [v for k, v in found.items() if k.startswith(keys.spirals)]
+            total = found.get(keys.memory_count)
+        else:
+            spirals = [v for _, v in self.storage.scan(keys.spirals)]
             total = self.storage.get(keys.memory_count)
-            state = _TenantState(
-                spirals={v["id"]: Spiral.from_json(v)
-                         for _, v in self.storage.scan(keys.spirals)},
-                memory_count=total if isinstance(total, int) else 0,
-                generation=fence.generation,
-            )
-            self._states[tenant] = state
+        state = _TenantState(
+            spirals={v["id"]: Spiral.from_json(v) for v in spirals if v is not None},
+            memory_count=total if isinstance(total, int) else 0,
+            generation=fence.generation,
+        )
+        self._states[tenant] = state
         return state
 
     def _commit(self, tenant: str, fence: Fence, writes: Sequence[Write],
@@ -285,28 +311,22 @@ class SpiralMemory:
         """
         keys = TenantKeys(tenant)
         staged = _StagedStores()
-        with self.coordinator.critical(tenant) as fence:
+        given, linked = _named_ids(batch)
+        reads = ([keys.memory(i) for i in given] + [keys.tombstone(i) for i in given]
+                 + [keys.memory(i) for i in linked])
+        with self.coordinator.critical(tenant, read=reads,
+                                       snapshot=self._snapshot(tenant)) as fence:
             state = self._state(tenant, fence)
-            known = self._known(keys, batch)
+            known = _Known(
+                records={i: fence.read[keys.memory(i)] for i in (*given, *linked)},
+                tombstoned=frozenset(i for i in given
+                                     if fence.read[keys.tombstone(i)] is not None))
             for pending in batch:
                 try:
                     self._stage_store(keys, fence, state, staged, known, pending)
                 except SpiralError as exc:
                     pending.fail(exc)
             self._flush(keys, fence, state, staged, final=True)
-
-    def _known(self, keys: TenantKeys,
-               batch: list[Pending[_StoreArgs, StoreResult]]) -> _Known:
-        """Records of every id the batch names, and which of its ids are tombstoned:
-        one read for the whole batch."""
-        given = list(dict.fromkeys(p.payload.memory_id for p in batch
-                                   if p.payload.memory_id is not None))
-        ids = list(dict.fromkeys([*given, *(a for p in batch for a in p.payload.associations)]))
-        found = self.storage.get_many([keys.memory(i) for i in ids]
-                                      + [keys.tombstone(i) for i in given])
-        return _Known(records=dict(zip(ids, found[:len(ids)], strict=True)),
-                      tombstoned=frozenset(i for i, t in zip(given, found[len(ids):],
-                                                            strict=True) if t is not None))
 
     def _stage_store(self, keys: TenantKeys, fence: Fence, state: _TenantState,
                      staged: _StagedStores, known: _Known,
@@ -496,7 +516,8 @@ class SpiralMemory:
             if started + per_item * batch > deadline:
                 return False
             try:
-                with self.coordinator.critical(tenant, timeout_s=deadline - started) as fence:
+                with self.coordinator.critical(tenant, timeout_s=deadline - started,
+                                               snapshot=self._snapshot(tenant)) as fence:
                     state = self._state(tenant, fence)
                     over = state.memory_count - self.limits.max_memory_nodes
                     if batch == GC_FIRST_BATCH:

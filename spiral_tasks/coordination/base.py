@@ -16,12 +16,38 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
 
-from spiral_tasks.storage.base import Write
+from spiral_tasks.storage.base import Storage, Write
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A request, made when entering a section: unless the tenant is still at
+    `unless_generation`, also read every key under `prefix` and every key in `keys`
+    (so a process whose cache went stale refreshes it without another round trip)."""
+
+    prefix: str
+    keys: tuple[str, ...]
+    unless_generation: int | None
+
+
+#: An `unless_generation` no tenant is ever at: always take the snapshot.
+NO_GENERATION = -1
 
 
 class Fence(ABC):
-    """Proof of holding a tenant's lock; commits only while the proof holds."""
+    """Proof of holding a tenant's lock; commits only while the proof holds.
+
+    `read` holds the values of the keys the section asked for when it was entered
+    (None for a missing key), read under the lock: the Redis coordinator reads them in
+    the same round trip that takes the lock.
+    """
+
+    read: dict[str, Any]
+    #: The snapshot's keys and values, if one was asked for and taken; else None.
+    snapshot: dict[str, Any] | None = None
 
     @property
     def generation(self) -> int | None:
@@ -47,7 +73,20 @@ class Coordinator(ABC):
         every process this coordinator serves (e.g. one startup rebuild per window)."""
 
     @abstractmethod
-    def critical(self, tenant: str,
-                 timeout_s: float | None = None) -> AbstractContextManager[Fence]:
+    def critical(self, tenant: str, timeout_s: float | None = None,
+                 read: Sequence[str] = (),
+                 snapshot: Snapshot | None = None) -> AbstractContextManager[Fence]:
         """Enter the tenant's critical section, waiting at most `timeout_s` (default:
-        the configured lock timeout), or raise `LockTimeout`."""
+        the configured lock timeout), or raise `LockTimeout`; then `fence.read` holds
+        the values of the keys in `read`, and `fence.snapshot` what `snapshot` asked
+        for, if the tenant moved since."""
+
+
+def read_locally(storage: Storage, fence: Fence, read: Sequence[str],
+                 snapshot: Snapshot | None) -> None:
+    """Fill a fence's reads from storage directly: for coordinators of one process."""
+    fence.read = dict(zip(read, storage.get_many(read), strict=True)) if read else {}
+    if snapshot is not None and snapshot.unless_generation != fence.generation:
+        taken = dict(storage.scan(snapshot.prefix))
+        taken.update(zip(snapshot.keys, storage.get_many(snapshot.keys), strict=True))
+        fence.snapshot = taken

@@ -12,14 +12,16 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks.coordination.base import Coordinator, Fence
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, read_locally
 from spiral_tasks.errors import LockTimeout
 from spiral_tasks.storage.base import Storage, Write
 
 
 class _LocalFence(Fence):
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, read: Sequence[str],
+                 snapshot: Snapshot | None) -> None:
         self._storage = storage
+        read_locally(storage, self, read, snapshot)
 
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
         return self._storage.apply(writes)
@@ -46,7 +48,9 @@ class LocalCoordinator(Coordinator):
             return self._locks.setdefault(tenant, threading.Lock())
 
     @contextmanager
-    def critical(self, tenant: str, timeout_s: float | None = None) -> Iterator[Fence]:
+    def critical(self, tenant: str, timeout_s: float | None = None,
+                 read: Sequence[str] = (),
+                 snapshot: Snapshot | None = None) -> Iterator[Fence]:
         wait = self._timeout_s if timeout_s is None else max(0.0, timeout_s)
         lock = self._lock_for(tenant)
         if not lock.acquire(timeout=wait):
@@ -54,6 +58,6 @@ class LocalCoordinator(Coordinator):
                 f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing was written, "
                 "try again")
         try:
-            yield _LocalFence(self._storage)
+            yield _LocalFence(self._storage, read, snapshot)
         finally:
             lock.release()

@@ -24,12 +24,12 @@ import redis
 import redis.lock
 from redis.exceptions import LockNotOwnedError
 
-from spiral_tasks.coordination.base import Coordinator, Fence
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
 from spiral_tasks.errors import LockTimeout
 from spiral_tasks.keys import TenantKeys
-from spiral_tasks.storage import lua
-from spiral_tasks.storage.base import Write
-from spiral_tasks.storage.redis import FenceArgs, LockLost, RedisStorage
+from spiral_tasks.storage import codec, lua
+from spiral_tasks.storage.base import Write, check_key
+from spiral_tasks.storage.redis import FenceArgs, LockLost, RedisStorage, directory_of
 
 #: How long a lock lives without being extended: the runbook's 2 s.
 LOCK_TTL_S = 2.0
@@ -38,23 +38,49 @@ LOCK_POLL_S = 0.002
 
 
 class FencedLock(redis.lock.Lock):
-    """redis-py's Lock whose acquisition also reads the tenant's generation."""
+    """redis-py's Lock whose acquisition also reads the tenant's generation and the
+    keys the section will need, in the same round trip."""
 
     def __init__(self, client: redis.Redis, name: str, generation_key: str,
-                 script: Any, **options: Any) -> None:
+                 script: Any, read: Sequence[str] = (), snapshot: Snapshot | None = None,
+                 **options: Any) -> None:
         super().__init__(client, name, **options)
         self.generation_key = generation_key
         self.generation = 0
+        self.read_keys = list(read)
+        self.read_raw: list[bytes | None] = []
+        self.snapshot_request = snapshot
+        self.snapshot_raw: dict[str, bytes | None] | None = None
         self._script = script
 
     def do_acquire(self, token: str) -> bool:
         assert self.timeout is not None
-        found = self._script(keys=[self.name, self.generation_key],
-                             args=[token, int(self.timeout * 1000)], client=self.redis)
+        wanted = self.snapshot_request
+        keys = [self.name, self.generation_key,
+                directory_of(wanted.prefix) if wanted else self.generation_key,
+                *self.read_keys, *(wanted.keys if wanted else ())]
+        args = [token, int(self.timeout * 1000),
+                "" if wanted is None else str(wanted.unless_generation),
+                wanted.prefix if wanted else "", len(self.read_keys)]
+        found = self._script(keys=keys, args=args, client=self.redis)
         if found is None:
             return False
-        self.generation = int(found)
+        self.generation = int(found[0])
+        reads = len(self.read_keys)
+        self.read_raw = list(found[2:2 + reads])
+        if wanted is not None and found[1] == 1:
+            rest = found[2 + reads:]
+            count = len(wanted.keys)
+            taken = dict(zip(wanted.keys, rest[:count], strict=True))
+            listed = rest[count:]
+            taken.update((name.decode(), raw) for name, raw in zip(listed[::2], listed[1::2],
+                                                                   strict=True))
+            self.snapshot_raw = taken
         return True
+
+
+def _decode(raw: bytes | None) -> Any:
+    return None if raw is None else codec.decode(raw)
 
 
 class RedisFence(Fence):
@@ -63,6 +89,10 @@ class RedisFence(Fence):
         self._lock = lock
         self._generation = lock.generation
         self.released = False
+        self.read = {key: _decode(raw)
+                     for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
+        if lock.snapshot_raw is not None:
+            self.snapshot = {key: _decode(raw) for key, raw in lock.snapshot_raw.items()}
 
     @property
     def generation(self) -> int | None:
@@ -99,11 +129,15 @@ class RedisCoordinator(Coordinator):
         return bool(claimed)
 
     @contextmanager
-    def critical(self, tenant: str, timeout_s: float | None = None) -> Iterator[Fence]:
+    def critical(self, tenant: str, timeout_s: float | None = None,
+                 read: Sequence[str] = (),
+                 snapshot: Snapshot | None = None) -> Iterator[Fence]:
         keys = TenantKeys(tenant)
         wait = self._wait_s if timeout_s is None else max(0.0, timeout_s)
         lock = FencedLock(self._storage.client, keys.lock, keys.generation, self._acquire,
-                          timeout=self._ttl_s, sleep=LOCK_POLL_S, blocking_timeout=wait)
+                          read=[check_key(k) for k in read], snapshot=snapshot,
+                          timeout=self._ttl_s,
+                          sleep=LOCK_POLL_S, blocking_timeout=wait)
         # The token names its process, so an operator (or a test) can tell who holds it.
         if not lock.acquire(token=f"{os.getpid()}:{uuid.uuid4().hex}"):
             raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing "
