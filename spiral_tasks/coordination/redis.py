@@ -34,7 +34,7 @@ from spiral_tasks.storage.redis import FenceArgs, LockLost, RedisStorage, direct
 #: How long a lock lives without being extended: the runbook's 2 s.
 LOCK_TTL_S = 2.0
 #: Poll interval while waiting for a lock held elsewhere.
-LOCK_POLL_S = 0.002
+LOCK_POLL_S = 0.0005
 
 
 class FencedLock(redis.lock.Lock):
