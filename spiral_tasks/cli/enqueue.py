@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -44,29 +43,29 @@ def main(argv: list[str] | None = None) -> int:
     from spiral_tasks.tasks.app import app  # noqa: PLC0415 - --help needs no broker
 
     contents = args.contents or [f"memory {i} at {time.time():.3f}" for i in range(args.count)]
-    calls: list[tuple[str, dict[str, Any]]] = [
-        ("spiral.store_memory", {"content": c, "tenant": args.tenant, "depth": args.depth,
-                                 "type": args.type}) for c in contents]
-    if args.gc:
-        calls.append(("spiral.gc", {"tenant": args.tenant}))
-    if args.rebuild:
-        calls.append(("spiral.rebuild_stats", {"tenant": args.tenant}))
-    if args.stats:
-        calls.append(("spiral.stats", {"tenant": args.tenant}))
-    pending = [(name, app.send_task(name, kwargs=kwargs)) for name, kwargs in calls]
+    stores = [("spiral.store_memory", {"content": c, "tenant": args.tenant,
+                                       "depth": args.depth, "type": args.type})
+              for c in contents]
+    maintenance = [(name, {"tenant": args.tenant}) for name, wanted in (
+        ("spiral.gc", args.gc), ("spiral.rebuild_stats", args.rebuild),
+        ("spiral.stats", args.stats)) if wanted]
     failed = 0
-    for name, result in pending:
-        try:
-            answer = result.get(timeout=args.timeout, interval=0.05)
-            print(json.dumps({"task": name, "result": answer}), flush=True)
-        except CeleryTimeout:
-            print(f"spiral-enqueue: no answer to {name} within {args.timeout:g} s: is a "
-                  "worker running?", file=sys.stderr)
-            return 2
-        except Exception as exc:  # the task's own error, rebuilt from its result
-            failed += 1
-            print(json.dumps({"task": name, "error": f"{type(exc).__name__}: {exc}"}),
-                  flush=True)
+    # Stores go out together; each maintenance task only after everything before it
+    # was answered, so stats and rebuild see the stores.
+    for batch in [stores, *([call] for call in maintenance)]:
+        pending = [(name, app.send_task(name, kwargs=kwargs)) for name, kwargs in batch]
+        for name, result in pending:
+            try:
+                answer = result.get(timeout=args.timeout, interval=0.05)
+                print(json.dumps({"task": name, "result": answer}), flush=True)
+            except CeleryTimeout:
+                print(f"spiral-enqueue: no answer to {name} within {args.timeout:g} s: is "
+                      "a worker running?", file=sys.stderr)
+                return 2
+            except Exception as exc:  # the task's own error, rebuilt from its result
+                failed += 1
+                print(json.dumps({"task": name, "error": f"{type(exc).__name__}: {exc}"}),
+                      flush=True)
     return 1 if failed else 0
 
 

@@ -42,3 +42,12 @@ def test_embedded_worker_stores_and_rebuilds(tmp_path: Path) -> None:
             time.sleep(0.2)
     finally:
         worker.stop()
+
+
+def test_enqueue_without_a_worker_says_so(tmp_path: Path) -> None:
+    env = worker_env(None, SPIRAL_EMBEDDED_DIR=str(tmp_path / "spiral-embedded"))
+    result = subprocess.run(
+        [sys.executable, "-m", "spiral_tasks.cli.enqueue", "--count", "1", "--timeout", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "is a worker running?" in result.stderr
