@@ -510,7 +510,7 @@ class SpiralMemory:
         the time left, and a batch that would not finish in time is not started.
         """
         keys = TenantKeys(tenant)
-        batch, per_item = GC_FIRST_BATCH, 0.0
+        batch, per_item, first = GC_FIRST_BATCH, 0.0, True
         while True:
             started = time.perf_counter()
             if started + per_item * batch > deadline:
@@ -520,8 +520,9 @@ class SpiralMemory:
                                                snapshot=self._snapshot(tenant)) as fence:
                     state = self._state(tenant, fence)
                     over = state.memory_count - self.limits.max_memory_nodes
-                    if batch == GC_FIRST_BATCH:
+                    if first:
                         self._purge_tombstones(keys, fence)
+                        first = False
                     chosen, collected = self._collect_lowest(
                         keys, state, fence, self._clock(), over=over, limit=batch,
                         final=True)

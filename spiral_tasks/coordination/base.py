@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from spiral_tasks.storage.base import Storage, Write
+from spiral_tasks.storage.base import Write
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,3 @@ class Coordinator(ABC):
         the values of the keys in `read`, and `fence.snapshot` what `snapshot` asked
         for, if the tenant moved since."""
 
-
-def read_locally(storage: Storage, fence: Fence, read: Sequence[str],
-                 snapshot: Snapshot | None) -> None:
-    """Fill a fence's reads from storage directly: for coordinators of one process."""
-    fence.read = dict(zip(read, storage.get_many(read), strict=True)) if read else {}
-    if snapshot is not None and snapshot.unless_generation != fence.generation:
-        taken = dict(storage.scan(snapshot.prefix))
-        taken.update(zip(snapshot.keys, storage.get_many(snapshot.keys), strict=True))
-        fence.snapshot = taken

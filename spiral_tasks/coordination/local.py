@@ -12,16 +12,23 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, read_locally
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
 from spiral_tasks.errors import LockTimeout
 from spiral_tasks.storage.base import Storage, Write
 
 
-class _LocalFence(Fence):
+class DirectFence(Fence):
+    """Applies commits straight to storage: the fence of coordinators whose writers
+    cannot lose their lock (one process) or have none (benchmarks)."""
+
     def __init__(self, storage: Storage, read: Sequence[str],
                  snapshot: Snapshot | None) -> None:
         self._storage = storage
-        read_locally(storage, self, read, snapshot)
+        self.read = dict(zip(read, storage.get_many(read), strict=True)) if read else {}
+        if snapshot is not None and snapshot.unless_generation != self.generation:
+            taken = dict(storage.scan(snapshot.prefix))
+            taken.update(zip(snapshot.keys, storage.get_many(snapshot.keys), strict=True))
+            self.snapshot = taken
 
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
         return self._storage.apply(writes)
@@ -58,6 +65,6 @@ class LocalCoordinator(Coordinator):
                 f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing was written, "
                 "try again")
         try:
-            yield _LocalFence(self._storage, read, snapshot)
+            yield DirectFence(self._storage, read, snapshot)
         finally:
             lock.release()

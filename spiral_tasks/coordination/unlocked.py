@@ -9,18 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, read_locally
-from spiral_tasks.storage.base import Storage, Write
-
-
-class _UnlockedFence(Fence):
-    def __init__(self, storage: Storage, read: Sequence[str],
-                 snapshot: Snapshot | None) -> None:
-        self._storage = storage
-        read_locally(storage, self, read, snapshot)
-
-    def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
-        return self._storage.apply(writes)
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.coordination.local import DirectFence
+from spiral_tasks.storage.base import Storage
 
 
 class UnlockedCoordinator(Coordinator):
@@ -34,4 +25,4 @@ class UnlockedCoordinator(Coordinator):
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
                  snapshot: Snapshot | None = None) -> Iterator[Fence]:
-        yield _UnlockedFence(self._storage, read, snapshot)
+        yield DirectFence(self._storage, read, snapshot)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 
@@ -17,6 +16,7 @@ from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage.base import Put
 from spiral_tasks.storage.redis import LockLost, RedisStorage
 from tests.invariants import assert_consistent
+from tests.processes import run_in_processes
 
 
 def open_engine(url: str, **limits: float) -> SpiralMemory:
@@ -85,13 +85,7 @@ def _store_many(url: str, worker: int) -> None:
 
 
 def test_processes_storing_into_one_tenant_keep_the_invariant(redis_url: str) -> None:
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_store_many, args=(redis_url, w)) for w in range(4)]
-    for p in workers:
-        p.start()
-    for p in workers:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    run_in_processes(_store_many, [(redis_url, w) for w in range(4)], timeout=120)
     engine = open_engine(redis_url)
     assert assert_consistent(engine) == 600
     positions = {(m["spiral_id"], m["position"]["index"])

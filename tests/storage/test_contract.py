@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from typing import Any
 
@@ -13,6 +12,7 @@ from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, 
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.redis_server import free_port
+from tests.processes import run_in_processes
 
 JSON_VALUES: list[Any] = [
     "plain",
@@ -272,14 +272,7 @@ def _process_writer(url: str, writer: int) -> None:
 
 
 def test_redis_concurrent_processes(redis_url: str) -> None:
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_process_writer, args=(redis_url, w))
-                 for w in range(4)]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    run_in_processes(_process_writer, [(redis_url, w) for w in range(4)], timeout=60)
     store = RedisStorage(redis_url)
     store.init()
     final = store.get("shared")

@@ -6,7 +6,6 @@ own; producers are this process and spawned producer processes.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import time
@@ -26,6 +25,7 @@ from spiral_tasks.tasks.app import create_app
 from spiral_tasks.testing.celery_worker import CeleryProcess, child_pids, worker_env
 from spiral_tasks.testing.redis_server import RedisServer
 from tests.invariants import assert_consistent
+from tests.processes import run_in_processes
 
 pytestmark = pytest.mark.usefixtures("workers")
 WAIT = 60
@@ -113,14 +113,7 @@ def _produce(url: str, producer_id: int, count: int) -> None:
 
 def test_2000_stores_from_four_producers_keep_the_invariant(
         worker_redis: RedisServer, engine: SpiralMemory) -> None:
-    context = multiprocessing.get_context("spawn")
-    producers = [context.Process(target=_produce, args=(worker_redis.url, p, 500))
-                 for p in range(4)]
-    for p in producers:
-        p.start()
-    for p in producers:
-        p.join(timeout=240)
-        assert p.exitcode == 0
+    run_in_processes(_produce, [(worker_redis.url, p, 500) for p in range(4)], timeout=240)
     assert assert_consistent(engine, "load") == 2000 - 4 * 50
     assert engine.rebuild_stats("load").clean
 
