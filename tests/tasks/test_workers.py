@@ -6,8 +6,10 @@ own; producers are this process and spawned producer processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -171,3 +173,38 @@ def test_a_stopped_lock_holder_makes_no_stale_write(
     logs = "".join(w.log() for w in workers)
     assert "LockLost" in logs  # the resumed holder's commit was refused, then retried
     client.close()
+
+
+def test_every_hundredth_store_enqueues_one_gc(producer: Celery) -> None:
+    received: list[str] = []
+
+    def listen() -> None:
+        with contextlib.suppress(Exception), producer.connection_for_read() as connection:
+            producer.events.Receiver(connection, handlers={
+                "task-received": lambda e: received.append(f"{e['name']} {e['kwargs']}"),
+            }).capture(limit=None, timeout=None, wakeup=False)
+
+    threading.Thread(target=listen, daemon=True).start()
+    time.sleep(0.5)
+    stores = [producer.send_task("spiral.store_memory",
+                                 kwargs={"content": f"t{i}", "tenant": "trigger"})
+              for i in range(300)]
+    for result in stores:
+        result.get(timeout=WAIT, interval=0.01)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        triggered = [r for r in received if r.startswith("spiral.gc") and "trigger" in r]
+        if len(triggered) >= 3:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    triggered = [r for r in received if r.startswith("spiral.gc") and "trigger" in r]
+    assert len(triggered) == 3
+
+
+def test_one_startup_rebuild_for_the_whole_fleet(workers: list[CeleryProcess]) -> None:
+    """Four children started at once: one rebuilds, the others see it was just done
+    (a child replacing the one killed earlier in this module skips too)."""
+    logs = "".join(w.log() for w in workers)
+    assert logs.count("startup rebuild corrected") == 1
+    assert logs.count("startup rebuild: another process rebuilt") >= 3
