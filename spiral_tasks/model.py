@@ -180,7 +180,8 @@ class Spiral:
 
     @classmethod
     def new(cls, id: str, tenant: str, type: SpiralType, now: float) -> Spiral:
-        return cls._derived(id, tenant, type, 0, 0, (), 0, now, now, 1)
+        """An empty spiral (its turns are 0 whatever the turn length)."""
+        return cls._derived(id, tenant, type, 0, 0, (), 0, now, now, spiral_turns=1)
 
     @property
     def high(self) -> int:

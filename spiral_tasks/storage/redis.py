@@ -103,8 +103,10 @@ def _slot_key(write: EncodedWrite) -> str:
 
 def _script_args(writes: Sequence[EncodedWrite],
                  fence: FenceArgs | None) -> tuple[list[str], list[bytes | str]]:
-    anchor = _slot_key(writes[0])
-    keys: list[str] = [fence.lock_key, fence.generation_key] if fence else [anchor, anchor]
+    if fence:
+        keys: list[str] = [fence.lock_key, fence.generation_key]
+    else:
+        keys = [_slot_key(writes[0])] * 2  # the script ignores these two when unfenced
     argv: list[bytes | str] = (
         [fence.token, "" if fence.expected_generation is None
          else str(fence.expected_generation), "1" if fence.release else "0"]
@@ -220,10 +222,7 @@ class RedisStorage(Storage):
     def apply_fenced(self, writes: Sequence[Write], fence: FenceArgs) -> Applied:
         """Apply `writes` only while the lock named in `fence` still holds its token;
         bumps the generation (and releases the lock if asked) in the same step."""
-        encoded = prepare(writes)
-        if not encoded:
-            encoded = [Delete(fence.generation_key + ":noop")]  # still checks and bumps
-        return self._run(_script_args(encoded, fence))
+        return self._run(_script_args(prepare(writes), fence))
 
     def _run(self, script_args: tuple[list[str], list[bytes | str]]) -> Applied:
         keys, argv = script_args
