@@ -18,18 +18,18 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spiral_tasks import events, gc, geometry, rebuild, validation
+from spiral_tasks import events, gc, geometry, placement, rebuild, validation
 from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.config import Limits
 from spiral_tasks.coordination.base import NO_GENERATION, Coordinator, Fence, Snapshot
 from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout, SpiralError
 from spiral_tasks.gc import GcReport
 from spiral_tasks.keys import SIGIL_SECRET_KEY, TENANTS_PREFIX, TenantKeys, tenant_marker
-from spiral_tasks.model import Depth, Memory, Spiral, SpiralType
+from spiral_tasks.model import Depth, Memory, Spiral
 from spiral_tasks.rebuild import RebuildReport
 from spiral_tasks.results import StoreResult, TenantStats
 from spiral_tasks.storage.base import (
@@ -422,38 +422,19 @@ class SpiralMemory:
                 raise CapacityExceeded(
                     f"tenant {keys.tenant!r} holds {state.memory_count} memories, the limit "
                     f"is {limit}, and none is collectable")
-        spiral = self._choose_spiral(keys.tenant, {**state.spirals, **staged.spirals},
-                                     depth, now)
+        spiral = placement.choose_spiral(keys.tenant, {**state.spirals, **staged.spirals},
+                                         depth, self.limits.max_memory_spirals, now)
         if spiral is None:
             self._flush(keys, fence, state, staged)
             _, collected = self._collect_lowest(keys, state, fence, now, over=0, limit=32)
             known.records.update(dict.fromkeys(collected))
-            spiral = self._choose_spiral(keys.tenant, state.spirals, depth, now)
+            spiral = placement.choose_spiral(keys.tenant, state.spirals, depth,
+                                             self.limits.max_memory_spirals, now)
         if spiral is None:
             raise CapacityExceeded(
                 f"all {self.limits.max_memory_spirals} spirals of tenant {keys.tenant!r} are "
                 "full and GC found nothing collectable")
         return spiral
-
-    def _choose_spiral(self, tenant: str, spirals: Mapping[str, Spiral], depth: Depth,
-                       now: float) -> Spiral | None:
-        """Best-scoring spiral with room; a new one of the depth's preferred type when
-        no open spiral has that type and the spiral limit allows it."""
-        preferred = SpiralType.preferred_for(depth)
-        open_spirals = [s for s in spirals.values() if s.has_room]
-        if (len(spirals) < self.limits.max_memory_spirals
-                and not any(s.type is preferred for s in open_spirals)):
-            return Spiral.new(f"spiral_{uuid.uuid4().hex[:16]}", tenant, preferred, now)
-        if not open_spirals:
-            return None
-
-        def fit(spiral: Spiral) -> tuple[float, str]:
-            score = (2.0 * (spiral.type is preferred)
-                     + 1.0 - abs(spiral.utilisation - 0.7)
-                     + 1.0 - abs(spiral.average_depth - depth.weight))
-            return score, spiral.id
-
-        return max(open_spirals, key=fit)
 
     # --- removal --------------------------------------------------------------------
     def _remove(self, keys: TenantKeys, state: _TenantState, fence: Fence,
