@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from pathlib import Path
@@ -68,5 +69,9 @@ def test_redis_restart_mid_run(tmp_path: Path) -> None:
         log = worker.log()
         assert "Connection" in log or "Retry" in log or "retry" in log
     finally:
+        # Results still subscribed must let go while their Redis is up, not later in
+        # another test's garbage collection.
+        gc.collect()
+        app.close()
         worker.stop()
         server.stop()
