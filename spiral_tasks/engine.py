@@ -256,18 +256,16 @@ class SpiralMemory:
 
     def _state(self, tenant: str, fence: Fence) -> _TenantState:
         """The tenant's state: the cached one while it is current, else the snapshot
-        taken on entering the section, else read from storage now."""
+        taken on entering the section (every section that needs state asks for one
+        with `_snapshot`, so a stale or missing cache always comes with it)."""
         state = self._states.get(tenant)
         if state is not None and state.generation == fence.generation:
             return state
         keys = TenantKeys(tenant)
-        if fence.snapshot is not None:
-            found = fence.snapshot
-            spirals = [v for k, v in found.items() if k.startswith(keys.spirals)]
-            total = found.get(keys.memory_count)
-        else:
-            spirals = [v for _, v in self.storage.scan(keys.spirals)]
-            total = self.storage.get(keys.memory_count)
+        found = fence.snapshot
+        assert found is not None, "a section that reads state must ask for a snapshot"
+        spirals = [v for k, v in found.items() if k.startswith(keys.spirals)]
+        total = found.get(keys.memory_count)
         state = _TenantState(
             spirals={v["id"]: Spiral.from_json(v) for v in spirals if v is not None},
             memory_count=total if isinstance(total, int) else 0,

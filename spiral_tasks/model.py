@@ -284,8 +284,12 @@ class Memory:
         return replace(self, last_accessed=now, access_count=self.access_count + 1,
                        strength=min(1.0, round(self.strength + 0.1, 10)))
 
-    def to_json(self) -> JSONDict:
+    def position_json(self) -> JSONDict:
         p = self.position
+        return {"index": p.index, "angle": p.angle, "radius": p.radius, "x": p.x, "y": p.y,
+                "turn": p.turn}
+
+    def to_json(self) -> JSONDict:
         return {
             "id": self.id,
             "tenant": self.tenant,
@@ -294,8 +298,7 @@ class Memory:
             "depth": self.depth.value,
             "sigil": self.sigil,
             "spiral_id": self.spiral_id,
-            "position": {"index": p.index, "angle": p.angle, "radius": p.radius,
-                         "x": p.x, "y": p.y, "turn": p.turn},
+            "position": self.position_json(),
             "associations": list(self.associations),
             "created": self.created,
             "last_accessed": self.last_accessed,

@@ -256,9 +256,10 @@ def _reconcile_counters(storage: Storage, keys: TenantKeys, truths: dict[str, Sp
     stored = {key: value for key, value in storage.scan(keys.spiral_counts)}
     for spiral_id, truth in truths.items():
         key = keys.spiral_count(spiral_id)
-        if stored.pop(key, None) != truth.node_count:
+        found = stored.pop(key, None)
+        if found != truth.node_count:
             report.corrected_counters.append(
-                CounterCorrection(key, _int_or_none(storage.get(key)), truth.node_count))
+                CounterCorrection(key, _int_or_none(found), truth.node_count))
             writes.append(Put(key, truth.node_count))
     for key, value in stored.items():
         report.orphans.counters.append(key)

@@ -35,7 +35,7 @@ class StoreResult:
             "tenant": self.tenant,
             "spiral_id": memory.spiral_id if memory else None,
             "sigil": memory.sigil if memory else None,
-            "position": memory.to_json()["position"] if memory else None,
+            "position": memory.position_json() if memory else None,
             "created": self.created,
         }
 
