@@ -20,19 +20,40 @@ from tests.invariants import assert_consistent
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
 
 
-def store_until_acknowledged(app: Celery, memory_id: str, errors: list[str]) -> dict[str, Any]:
-    """What a careful producer does: resend (same id, so idempotent) until answered."""
-    for _ in range(60):
-        try:
-            result = app.send_task("spiral.store_memory", kwargs={
-                "content": f"durable {memory_id}", "tenant": "fault",
-                "memory_id": memory_id})
-            answer: dict[str, Any] = result.get(timeout=10, interval=0.02)
-            return answer
-        except Exception as exc:  # connection refused, timeout, task failed: all say why
-            errors.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.2)
-    raise AssertionError(f"{memory_id} was never acknowledged")
+class CarefulProducer:
+    """What a careful producer does: resend (same id, so idempotent) until answered.
+
+    Celery's Redis result consumer can give up reconnecting after an outage ("Retry
+    limit exceeded ... The Celery application must be restarted"): then the producer
+    makes itself a new app, as the message says.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.app: Celery = create_app(env)
+        self.errors: list[str] = []
+        self._renewing = threading.Lock()
+
+    def renew(self, broken: Celery) -> None:
+        with self._renewing:
+            if self.app is broken:
+                self.app = create_app(self.env)
+
+    def store(self, memory_id: str) -> dict[str, Any]:
+        for _ in range(60):
+            app = self.app
+            try:
+                result = app.send_task("spiral.store_memory", kwargs={
+                    "content": f"durable {memory_id}", "tenant": "fault",
+                    "memory_id": memory_id})
+                answer: dict[str, Any] = result.get(timeout=10, interval=0.02)
+                return answer
+            except Exception as exc:  # refused, timed out, failed: each says why
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                if "must be restarted" in str(exc):
+                    self.renew(app)
+                time.sleep(0.2)
+        raise AssertionError(f"{memory_id} was never acknowledged")
 
 
 def test_redis_restart_mid_run(tmp_path: Path) -> None:
@@ -41,15 +62,14 @@ def test_redis_restart_mid_run(tmp_path: Path) -> None:
     server.start(*DURABLE)
     env = worker_env(server.url)
     worker = start_worker(env, tmp_path / "worker", "fault")
-    app = create_app(env)
+    producer = CarefulProducer(env)
     try:
-        wait_for_workers(app, ["fault"])
+        wait_for_workers(producer.app, ["fault"])
         acknowledged: dict[str, dict[str, Any]] = {}
-        errors: list[str] = []
 
         def produce(first: int) -> None:
             for i in range(first, first + 150):
-                acknowledged[f"m{i}"] = store_until_acknowledged(app, f"m{i}", errors)
+                acknowledged[f"m{i}"] = producer.store(f"m{i}")
 
         producers = [threading.Thread(target=produce, args=(n * 150,)) for n in range(3)]
         for p in producers:
@@ -61,7 +81,7 @@ def test_redis_restart_mid_run(tmp_path: Path) -> None:
         for p in producers:
             p.join(timeout=300)
         assert len(acknowledged) == 450
-        assert errors, "the outage was not noticed"
+        assert producer.errors, "the outage was not noticed"
         engine = open_engine(Settings.from_env({"REDIS_URL": server.url}))
         assert assert_consistent(engine, "fault") == 450
         assert engine.rebuild_stats("fault").clean
@@ -72,6 +92,6 @@ def test_redis_restart_mid_run(tmp_path: Path) -> None:
         # Results still subscribed must let go while their Redis is up, not later in
         # another test's garbage collection.
         gc.collect()
-        app.close()
+        producer.app.close()
         worker.stop()
         server.stop()
