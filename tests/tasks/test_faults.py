@@ -13,7 +13,12 @@ from celery import Celery
 from spiral_tasks.config import Settings
 from spiral_tasks.factory import open_engine
 from spiral_tasks.tasks.app import create_app
-from spiral_tasks.testing.celery_worker import start_worker, wait_for_workers, worker_env
+from spiral_tasks.testing.celery_worker import (
+    CeleryProcess,
+    start_worker,
+    wait_for_workers,
+    worker_env,
+)
 from spiral_tasks.testing.redis_server import RedisServer
 from tests.invariants import assert_consistent
 
@@ -56,6 +61,17 @@ class CarefulProducer:
         raise AssertionError(f"{memory_id} was never acknowledged")
 
 
+def supervise(worker: CeleryProcess, stop: threading.Event, restarts: list[int]) -> None:
+    """Restart the worker if it exits, as docker-compose (`restart: unless-stopped`) or
+    Kubernetes would: kombu's Redis transport can stop a worker with "Unrecoverable
+    error" when the connection drops while it acknowledges a message (a long-standing
+    kombu issue). Late acks keep that message in the broker for redelivery."""
+    while not stop.wait(0.2):
+        if worker.process is not None and worker.process.poll() is not None:
+            restarts.append(worker.process.returncode)
+            worker.start()
+
+
 def test_redis_restart_mid_run(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis")
     (tmp_path / "redis").mkdir()
@@ -63,8 +79,12 @@ def test_redis_restart_mid_run(tmp_path: Path) -> None:
     env = worker_env(server.url)
     worker = start_worker(env, tmp_path / "worker", "fault")
     producer = CarefulProducer(env)
+    stop_supervising = threading.Event()
+    restarts: list[int] = []
+    supervisor = threading.Thread(target=supervise, args=(worker, stop_supervising, restarts))
     try:
         wait_for_workers(producer.app, ["fault"])
+        supervisor.start()
         acknowledged: dict[str, dict[str, Any]] = {}
 
         def produce(first: int) -> None:
@@ -93,5 +113,8 @@ def test_redis_restart_mid_run(tmp_path: Path) -> None:
         # another test's garbage collection.
         gc.collect()
         producer.app.close()
+        stop_supervising.set()
+        if supervisor.is_alive():
+            supervisor.join()
         worker.stop()
         server.stop()
