@@ -112,7 +112,8 @@ class RedisFence(Fence):
 
     def extend(self) -> None:
         if not self.released:
-            self._lock.extend(LOCK_TTL_S, replace_ttl=True)
+            assert self._lock.timeout is not None  # every lock here has one
+            self._lock.extend(self._lock.timeout, replace_ttl=True)  # a full timeout again
 
 
 class RedisCoordinator(Coordinator):

@@ -43,7 +43,8 @@ def test_a_holder_whose_lock_expired_cannot_write(redis_url: str) -> None:
 
 def test_a_held_lock_times_out_without_writing(redis_url: str) -> None:
     engine = open_engine(redis_url, lock_timeout_s=0.2)
-    holder = RedisCoordinator(engine.storage)  # type: ignore[arg-type]
+    # A long TTL: a stalled machine must not let the held lock expire mid-test.
+    holder = RedisCoordinator(engine.storage, ttl_s=30)  # type: ignore[arg-type]
     with holder.critical("default"), pytest.raises(LockTimeout, match="stayed locked"):
         engine.store("blocked")
     assert engine.storage.keys("t:{default}:mem:") == []
@@ -119,12 +120,12 @@ def test_events_are_published_with_the_commit(redis_url: str) -> None:
 def test_long_sections_keep_their_lock(redis_url: str) -> None:
     storage = RedisStorage(redis_url)
     storage.init()
-    coordinator = RedisCoordinator(storage, ttl_s=0.3)
+    coordinator = RedisCoordinator(storage, ttl_s=1.0)
     other = RedisCoordinator(storage)
     stolen = threading.Event()
     with coordinator.critical("t") as fence:
-        for _ in range(4):
-            time.sleep(0.15)
+        for _ in range(4):  # 1.6 s in all: longer than the lock lives unextended
+            time.sleep(0.4)
             fence.extend()
             try:
                 with other.critical("t", timeout_s=0):
