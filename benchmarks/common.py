@@ -11,16 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from spiral_tasks.config import Limits
-from spiral_tasks.coordination.local import LocalCoordinator
-from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.memory import MemoryStorage
 from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 
 BACKENDS = ("memory", "level", "redis")
+__all__ = ["BACKENDS", "Run", "drive", "engine_over", "median", "open_backend", "redis_server"]
 
 
 @dataclass(frozen=True)
@@ -99,11 +98,6 @@ def open_backend(name: str, redis_url: str | None = None) -> Iterator[Storage]:
             yield storage
         finally:
             storage.close()
-
-
-def engine_over(storage: Storage, **limits: float) -> SpiralMemory:
-    return SpiralMemory(storage, LocalCoordinator(storage), Limits(**limits),  # type: ignore[arg-type]
-                        sigil_secret="benchmark")
 
 
 def median(values: list[float]) -> float:

@@ -21,7 +21,7 @@ from spiral_tasks.keys import TenantKeys
 def pauses(backend: str, url: str, memories: int, budget_ms: float,
            contended: bool) -> Run:
     with open_backend(backend, url) as storage:
-        engine = engine_over(storage, gc_retention_s=0.001, max_memory_nodes=memories * 2,
+        engine = engine_over(storage, retention_s=0.001, max_memory_nodes=memories * 2,
                              max_memory_spirals=89)
         for i in range(memories):
             engine.store(f"memory {i}", depth="surface" if i % 2 else "shallow",

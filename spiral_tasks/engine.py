@@ -24,7 +24,7 @@ from typing import Any
 
 from spiral_tasks import events, gc, geometry, placement, rebuild, validation
 from spiral_tasks.combining import Combiner, Pending
-from spiral_tasks.config import Limits
+from spiral_tasks.config import GcPolicy, Limits
 from spiral_tasks.coordination.base import NO_GENERATION, Coordinator, Fence, Snapshot
 from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout, SpiralError
 from spiral_tasks.gc import GcReport
@@ -117,6 +117,7 @@ class SpiralMemory:
         storage: Storage,
         coordinator: Coordinator,
         limits: Limits | None = None,
+        gc_policy: GcPolicy | None = None,
         *,
         sigil_secret: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -124,6 +125,7 @@ class SpiralMemory:
     ) -> None:
         self.storage = storage
         self.limits = limits or Limits()
+        self.gc_policy = gc_policy or GcPolicy()
         self.coordinator = coordinator
         self._clock = clock
         self._new_id = new_id
@@ -171,7 +173,7 @@ class SpiralMemory:
             writes: list[Write] = [Put(keys.memory(memory_id), memory.to_json())]
             if not memory.depth.protected:
                 writes.append(IndexPut(keys.gc_queue, memory_id,
-                                       gc.retain_until(memory, self.limits.gc_retention_s)))
+                                       gc.retain_until(memory, self.gc_policy.retention_s)))
             self._commit(tenant, fence, writes, final=True)
         return memory
 
@@ -192,7 +194,7 @@ class SpiralMemory:
 
     def gc(self, time_budget_ms: float | None = None, tenant: str | None = None) -> GcReport:
         """Collect eligible memories, least valuable first, within the time budget."""
-        budget_ms = (self.limits.gc_time_budget_ms if time_budget_ms is None
+        budget_ms = (self.gc_policy.time_budget_ms if time_budget_ms is None
                      else validation.time_budget_ms(time_budget_ms))
         tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
         started = time.perf_counter()
@@ -216,8 +218,9 @@ class SpiralMemory:
         for name in tenants:
             with self.coordinator.critical(name) as fence:
                 self._states.pop(name, None)
-                part, writes = rebuild.rebuild_tenant(self.storage, name, self.limits,
-                                                      self._clock(), heartbeat=fence.extend)
+                part, writes = rebuild.rebuild_tenant(
+                    self.storage, name, self.limits, self.gc_policy, self._clock(),
+                    heartbeat=fence.extend)
                 chunks = range(0, len(writes), REBUILD_CHUNK)
                 for start in chunks:
                     fence.extend()
@@ -368,7 +371,7 @@ class SpiralMemory:
         ]
         if not args.depth.protected:
             staged.writes.append(IndexPut(keys.gc_queue, mid, gc.retain_until(
-                memory, self.limits.gc_retention_s)))
+                memory, self.gc_policy.retention_s)))
         staged.spirals[grown.id] = grown
         staged.memories[mid] = memory
         result = StoreResult(mid, keys.tenant, memory, created=True)
@@ -396,7 +399,7 @@ class SpiralMemory:
         self._registered.add(keys.tenant)
         state.spirals.update(spirals)
         state.memory_count += count
-        interval = self.limits.gc_trigger_interval
+        interval = self.gc_policy.trigger_interval
         tick = ticks - count  # the batch's stores are ticks - count + 1 .. ticks
         for pending, answer in answers:
             if answer.created:
@@ -442,7 +445,7 @@ class SpiralMemory:
         commit; the spirals free their slots. Each leaves a tombstone, so a store
         redelivered later cannot bring it back."""
         now = self._clock()
-        expires = now + self.limits.tombstone_ttl_s
+        expires = now + self.gc_policy.tombstone_ttl_s
         shrunk: dict[str, Spiral] = {}
         writes: list[Write] = [IndexRemove(keys.gc_queue, m) for m in stale_entries]
         for memory in memories:

@@ -1,10 +1,13 @@
 """The errors the engine raises, so callers (tasks, CLIs) can tell them apart.
 
 Every error that reaches a caller says what was wrong in words a producer can act on;
-validation errors name the offending argument.
+validation errors name the offending argument. Lock errors live here, not beside the
+lock code, so the task layer can retry them without importing a storage backend.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class SpiralError(Exception):
@@ -33,5 +36,28 @@ class LockTimeout(SpiralError, TimeoutError):
     """A critical section could not be entered in time; nothing was written."""
 
 
+class LockLost(SpiralError):
+    """The lock expired (or was taken over) before a commit or an extension: nothing
+    more was written, and the operation may be retried from the start."""
+
+
+class StaleGeneration(SpiralError):
+    """The tenant changed under a lock we still hold (a writer skipped the lock, or the
+    data set went back in time): nothing was written."""
+
+
 class StorageUnavailable(SpiralError):
     """The storage backend cannot be opened or reached."""
+
+
+class ConfigError(SpiralError, ValueError):
+    """One or more settings are malformed or cannot work together."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__(list(problems))
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return f"bad setting: {self.problems[0]}"
+        return "bad settings:\n" + "\n".join(f"  {p}" for p in self.problems)

@@ -1,11 +1,10 @@
-"""Build an engine from settings: storage, coordination and limits wired together."""
+"""Build an engine from settings: storage, coordination and policies wired together."""
 
 from __future__ import annotations
 
 import logging
-import os
 
-from spiral_tasks.config import Limits, Settings
+from spiral_tasks.config import LockPolicy, Settings, current
 from spiral_tasks.coordination.base import Coordinator
 from spiral_tasks.coordination.local import LocalCoordinator
 from spiral_tasks.coordination.redis import RedisCoordinator
@@ -18,21 +17,22 @@ from spiral_tasks.storage.redis import RedisStorage
 log = logging.getLogger(__name__)
 
 
-def open_coordinator(storage: Storage, limits: Limits) -> Coordinator:
+def open_coordinator(storage: Storage, locks: LockPolicy | None = None) -> Coordinator:
     """Redis storage is shared by many processes: coordinate with Redis locks. The
     other backends serve one process: a local lock suffices. (SPIRAL_UNSAFE_UNLOCKED=1
     turns locking off, so benchmarks can measure what it costs.)"""
-    if os.environ.get("SPIRAL_UNSAFE_UNLOCKED") == "1":
+    locks = locks or LockPolicy()
+    if locks.unsafe_unlocked:
         log.warning("SPIRAL_UNSAFE_UNLOCKED=1: no locks; tenants WILL be corrupted by "
                     "concurrent writers. For benchmarks only.")
         return UnlockedCoordinator(storage)
     if isinstance(storage, RedisStorage):
-        return RedisCoordinator(storage, wait_s=limits.lock_timeout_s)
-    return LocalCoordinator(storage, limits.lock_timeout_s)
+        return RedisCoordinator(storage, wait_s=locks.wait_s, ttl_s=locks.ttl_s)
+    return LocalCoordinator(storage, locks.wait_s)
 
 
 def open_engine(settings: Settings | None = None) -> SpiralMemory:
-    settings = settings or Settings.from_env()
+    settings = settings or current()
     storage = open_storage(settings)
-    return SpiralMemory(storage, open_coordinator(storage, settings.limits), settings.limits,
-                        sigil_secret=settings.sigil_secret)
+    return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
+                        settings.gc, sigil_secret=settings.sigil_secret)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from spiral_tasks import gc, geometry
-from spiral_tasks.config import Limits
+from spiral_tasks.config import GcPolicy, Limits
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Depth, Memory, Spiral, SpiralStats, SpiralType
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Storage, Write
@@ -148,7 +148,8 @@ def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> Spir
 HEARTBEAT_EVERY = 20_000
 
 
-def rebuild_tenant(storage: Storage, tenant: str, limits: Limits, now: float,
+def rebuild_tenant(storage: Storage, tenant: str, limits: Limits, policy: GcPolicy,
+                   now: float,
                    heartbeat: Callable[[], None] = lambda: None,
                    ) -> tuple[RebuildReport, list[Write]]:
     """The report and the writes that make `tenant`'s records agree with its nodes.
@@ -162,7 +163,7 @@ def rebuild_tenant(storage: Storage, tenant: str, limits: Limits, now: float,
     slots: dict[str, _Slots] = {}
     sigil_of: dict[str, str] = {}
     deadlines: dict[str, float] = {}
-    retention = limits.gc_retention_s
+    retention = policy.retention_s
 
     for _, node in storage.scan(keys.memories):
         report.total_nodes += 1

@@ -14,9 +14,7 @@ import pytest
 import redis
 from celery import Celery
 
-from spiral_tasks.config import Limits
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.factory import open_coordinator
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.memory import MemoryStorage
@@ -28,6 +26,7 @@ from spiral_tasks.testing.celery_worker import (
     wait_for_workers,
     worker_env,
 )
+from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 
 BACKENDS = ["memory", "level", "redis"]
@@ -94,10 +93,8 @@ EngineFactory = Callable[..., SpiralMemory]
 def make_engine(storage: Storage, clock: Clock) -> EngineFactory:
     """Engines over the parametrized storage; each call may set its own limits."""
 
-    def build(**limits: float) -> SpiralMemory:
-        settings = Limits(**limits)  # type: ignore[arg-type]
-        return SpiralMemory(storage, open_coordinator(storage, settings), settings,
-                            sigil_secret="test-secret", clock=clock)
+    def build(**overrides: float) -> SpiralMemory:
+        return engine_over(storage, clock=clock, **overrides)
 
     return build
 

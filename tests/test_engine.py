@@ -245,14 +245,14 @@ def test_a_collected_id_stays_collected(make_engine: EngineFactory, clock: Clock
 
 
 def test_every_nth_store_is_flagged_for_gc(make_engine: EngineFactory) -> None:
-    engine = make_engine(gc_trigger_interval=10)
+    engine = make_engine(trigger_interval=10)
     flags = [engine.store(f"m{i}").gc_due for i in range(25)]
     assert [i for i, due in enumerate(flags) if due] == [9, 19]
     assert not engine.store("again", memory_id="x").gc_due
 
 
 def test_gc_flags_are_exact_under_concurrency(make_engine: EngineFactory) -> None:
-    engine = make_engine(gc_trigger_interval=7)
+    engine = make_engine(trigger_interval=7)
     with ThreadPoolExecutor(max_workers=12) as pool:
         flags = list(pool.map(lambda i: engine.store(f"m{i}").gc_due, range(700)))
     assert sum(flags) == 100

@@ -13,7 +13,7 @@ import sys
 import time
 
 from spiral_tasks.cli import render
-from spiral_tasks.config import Settings
+from spiral_tasks.config import current
 from spiral_tasks.errors import SpiralError
 from spiral_tasks.factory import open_engine
 from spiral_tasks.model import Depth
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    settings = Settings.from_env()
+    settings = current()
     where = settings.redis_url if settings.storage.value == "redis" else settings.db_path
     print(f"spiral-demo: {settings.storage.value} storage at {where}")
     engine = open_engine(settings)

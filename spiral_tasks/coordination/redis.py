@@ -25,11 +25,11 @@ import redis.lock
 from redis.exceptions import LockNotOwnedError
 
 from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
-from spiral_tasks.errors import LockTimeout
+from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage import codec, lua
 from spiral_tasks.storage.base import Write, check_key
-from spiral_tasks.storage.redis import FenceArgs, LockLost, RedisStorage, directory_of
+from spiral_tasks.storage.redis import FenceArgs, RedisStorage, directory_of
 
 #: How long a lock lives without being extended: the runbook's 2 s.
 LOCK_TTL_S = 2.0

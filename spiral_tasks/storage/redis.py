@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import redis
 
-from spiral_tasks.errors import SpiralError, StorageUnavailable
+from spiral_tasks.errors import LockLost, StaleGeneration, StorageUnavailable
 from spiral_tasks.storage import lua
 from spiral_tasks.storage.base import (
     Delete,
@@ -79,14 +79,6 @@ class FenceArgs:
 class Applied:
     last_increment: int | None
     generation: int | None
-
-
-class LockLost(SpiralError):
-    """The lock expired (or was taken over) before the commit: nothing was written."""
-
-
-class StaleGeneration(SpiralError):
-    """The tenant changed under a lock we still hold: a writer skipped the lock."""
 
 
 def _slot_key(write: EncodedWrite) -> str:

@@ -7,22 +7,23 @@ from collections.abc import Mapping
 
 from celery import Celery
 
-from spiral_tasks.config import Settings
-from spiral_tasks.tasks.config import CelerySettings, celery_config, embedded_folders
+from spiral_tasks.config import Settings, current
+from spiral_tasks.tasks.config import celery_config, embedded_folders
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Celery:
-    """An app configured from `env` (default: the process environment). Producers can
+    """An app configured from `env` (default: this process's settings). Producers can
     make their own with another environment; workers use `app` below."""
-    celery = CelerySettings.from_env(env)
+    settings = current() if env is None else Settings.from_env(env)
     app = Celery("spiral_tasks", include=["spiral_tasks.tasks.tasks"])
-    app.config_from_object(celery_config(Settings.from_env(env), celery))
+    app.config_from_object(celery_config(settings))
+    embedded_dir = settings.tasks.embedded_dir
 
     @app.on_after_configure.connect(weak=False)
     def _make_folders(**_: object) -> None:
         # Only once the app is used: importing it must not create folders.
-        if celery.embedded_dir is not None:
-            for folder in embedded_folders(celery.embedded_dir).values():
+        if embedded_dir is not None:
+            for folder in embedded_folders(embedded_dir).values():
                 folder.mkdir(parents=True, exist_ok=True)
 
     return app

@@ -1,15 +1,14 @@
-"""Celery settings from the environment.
+"""The Celery configuration, built from the process's settings.
 
 With `REDIS_URL` set, Redis is the broker, the result backend, the storage and the
 lock service, and celery-redbeat keeps a single active beat scheduler. Without it,
-the embedded default needs no server: kombu's filesystem transport as the broker,
-Celery's file result backend, LevelDB storage, beat inside the worker.
+the embedded default needs no server: a broker and results on local files, LevelDB
+storage, beat inside the worker.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,51 +17,28 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from spiral_tasks.config import Settings
+from spiral_tasks.errors import ConfigError
 
 DEFAULT_QUEUE = "spiral"
 MAINTENANCE_QUEUE = "spiral.maintenance"
 EXCHANGE = Exchange("spiral", type="direct")
+#: Seconds between a task's soft time limit (an exception it can handle) and its hard
+#: one (the child is killed).
+SOFT_MARGIN_S = 5
 
 
-@dataclass(frozen=True)
-class CelerySettings:
-    broker_url: str
-    result_backend: str
-    embedded_dir: Path | None
-    visibility_timeout_s: int
-    gc_every_s: float
-    rebuild_cron: str
-    result_expires_s: int
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> CelerySettings:
-        env = os.environ if env is None else env
-        redis_url = env.get("REDIS_URL") or None
-        embedded = None if redis_url else Path(env.get("SPIRAL_EMBEDDED_DIR")
-                                               or "./spiral-embedded").resolve()
-        broker = env.get("SPIRAL_BROKER_URL") or redis_url or "filesystem://"
-        backend = (env.get("SPIRAL_RESULT_BACKEND") or redis_url
-                   or f"file://{embedded}/results")
-        return cls(
-            broker_url=broker,
-            result_backend=backend,
-            embedded_dir=embedded,
-            visibility_timeout_s=int(env.get("SPIRAL_VISIBILITY_TIMEOUT_S") or 3600),
-            gc_every_s=float(env.get("SPIRAL_GC_EVERY_S") or 60),
-            rebuild_cron=env.get("SPIRAL_REBUILD_CRON") or "0 2 * * *",
-            result_expires_s=int(env.get("SPIRAL_RESULT_EXPIRES_S") or 3600),
-        )
-
-
-def parse_cron(expression: str) -> crontab:
+def parse_cron(expression: str, variable: str = "SPIRAL_REBUILD_CRON") -> crontab:
     """A five-field cron line ("minute hour day-of-month month day-of-week")."""
     fields = expression.split()
     if len(fields) != 5:
-        raise ValueError(f"SPIRAL_REBUILD_CRON={expression!r}: expected five fields, "
-                         "e.g. '0 2 * * *'")
+        raise ConfigError([f"{variable}={expression!r}: expected five fields, e.g. "
+                           "'0 2 * * *'"])
     minute, hour, day_of_month, month, day_of_week = fields
-    return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
-                   month_of_year=month, day_of_week=day_of_week)
+    try:
+        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
+                       month_of_year=month, day_of_week=day_of_week)
+    except ValueError as exc:
+        raise ConfigError([f"{variable}={expression!r}: {exc}"]) from None
 
 
 def embedded_folders(root: Path) -> dict[str, Path]:
@@ -71,20 +47,31 @@ def embedded_folders(root: Path) -> dict[str, Path]:
     return {name: root / name for name in ("queue", "processed", "control", "results")}
 
 
-def celery_config(settings: Settings, celery: CelerySettings) -> dict[str, Any]:
-    if settings.limits.tombstone_ttl_s < celery.visibility_timeout_s:
-        raise ValueError(
-            f"SPIRAL_TOMBSTONE_TTL_S ({settings.limits.tombstone_ttl_s:g}) must be at least "
-            f"SPIRAL_VISIBILITY_TIMEOUT_S ({celery.visibility_timeout_s}): a redelivered "
-            "store must still find the tombstone of a memory collected meanwhile")
+@dataclass(frozen=True)
+class TimeLimits:
+    """A task's hard time limit (its child is killed) and a soft one a little before
+    it (an exception the task can handle), in whole seconds as Celery takes them."""
+
+    soft: int
+    hard: int
+
+    @classmethod
+    def of(cls, limit_s: float) -> TimeLimits:
+        hard = max(2, math.ceil(limit_s))
+        return cls(soft=max(hard // 2, hard - SOFT_MARGIN_S), hard=hard)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    tasks, beat = settings.tasks, settings.beat
+    store_limits = TimeLimits.of(tasks.store_time_limit_s)
     config: dict[str, Any] = {
-        "broker_url": celery.broker_url,
-        "result_backend": celery.result_backend,
+        "broker_url": tasks.broker_url,
+        "result_backend": tasks.result_backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_accept_content": ["json"],
-        "result_expires": celery.result_expires_s,
+        "result_expires": tasks.result_expires_s,
         "result_extended": False,
         "task_queues": [Queue(name, EXCHANGE, routing_key=name)
                         for name in (DEFAULT_QUEUE, MAINTENANCE_QUEUE)],
@@ -99,21 +86,22 @@ def celery_config(settings: Settings, celery: CelerySettings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": 25,
-        "task_time_limit": 30,
+        "task_soft_time_limit": store_limits.soft,
+        "task_time_limit": store_limits.hard,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": celery.visibility_timeout_s},
+        "broker_transport_options": {"visibility_timeout": tasks.visibility_timeout_s},
         "result_backend_transport_options": {"retry_policy": {"max_retries": 5}},
         "worker_send_task_events": True,
         "task_send_sent_event": True,
+        "beat_max_interval": beat.max_interval_s,
         "beat_schedule": {
-            "spiral-gc": {"task": "spiral.gc", "schedule": celery.gc_every_s},
+            "spiral-gc": {"task": "spiral.gc", "schedule": beat.gc_every_s},
             "spiral-nightly-rebuild": {"task": "spiral.rebuild_stats",
-                                       "schedule": parse_cron(celery.rebuild_cron)},
+                                       "schedule": parse_cron(beat.rebuild_cron)},
         },
     }
-    if celery.embedded_dir is not None:
-        folders = embedded_folders(celery.embedded_dir)
+    if tasks.embedded_dir is not None:
+        folders = embedded_folders(tasks.embedded_dir)
         config["broker_transport_options"] = {
             "data_folder_in": str(folders["queue"]),
             "data_folder_out": str(folders["queue"]),
@@ -122,9 +110,10 @@ def celery_config(settings: Settings, celery: CelerySettings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
-        config["beat_schedule_filename"] = str(celery.embedded_dir / "celerybeat-schedule")
+        config["beat_schedule_filename"] = str(tasks.embedded_dir / "celerybeat-schedule")
     else:
         config["beat_scheduler"] = "redbeat.RedBeatScheduler"
-        config["redbeat_redis_url"] = settings.redis_url or celery.broker_url
-        config["redbeat_lock_timeout"] = 60
+        config["redbeat_redis_url"] = settings.redis_url or tasks.broker_url
+        if beat.lock_timeout_s is not None:
+            config["redbeat_lock_timeout"] = beat.lock_timeout_s
     return config

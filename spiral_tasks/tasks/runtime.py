@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 
-from spiral_tasks.config import Settings
+from spiral_tasks.config import current
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_engine
 
@@ -28,14 +28,14 @@ def engine() -> SpiralMemory:
     global _engine, _pid  # noqa: PLW0603 - the process's one engine
     with _lock:
         if _engine is None or _pid != os.getpid():
-            _engine = open_engine(Settings.from_env())
+            _engine = open_engine(current())
             _pid = os.getpid()
             startup_rebuild(_engine)
         return _engine
 
 
 def startup_rebuild(opened: SpiralMemory) -> bool:
-    window = float(os.environ.get("SPIRAL_STARTUP_REBUILD_WINDOW_S") or 60)
+    window = current().tasks.startup_rebuild_window_s
     if not opened.coordinator.claim("startup_rebuild", window):
         log.info("startup rebuild: another process rebuilt within %.0f s, skipped", window)
         return False

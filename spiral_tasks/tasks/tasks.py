@@ -17,22 +17,30 @@ import redis
 from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from spiral_tasks.errors import CapacityExceeded, InvalidArgument, LockTimeout, StorageUnavailable
-from spiral_tasks.storage.redis import LockLost
+from spiral_tasks.config import RetryPolicy, current
+from spiral_tasks.errors import (
+    CapacityExceeded,
+    InvalidArgument,
+    LockLost,
+    LockTimeout,
+    StaleGeneration,
+    StorageUnavailable,
+)
 from spiral_tasks.tasks import runtime
 from spiral_tasks.tasks.app import app
+from spiral_tasks.tasks.config import TimeLimits
 
 #: Failures worth trying again: the lock was busy or lost, Redis was unreachable.
-TRANSIENT = (LockTimeout, LockLost, StorageUnavailable, redis.ConnectionError,
-             redis.TimeoutError, redis.BusyLoadingError)
-MAX_RETRIES = 12
-BACKOFF_BASE_S = 0.05
-BACKOFF_MAX_S = 5.0
+TRANSIENT = (LockTimeout, LockLost, StaleGeneration, StorageUnavailable,
+             redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+SETTINGS = current()
+GC_LIMITS = TimeLimits.of(SETTINGS.tasks.gc_time_limit_s)
+REBUILD_LIMITS = TimeLimits.of(SETTINGS.tasks.rebuild_time_limit_s)
 
 
-def backoff(retries: int) -> float:
+def backoff(retries: int, policy: RetryPolicy = SETTINGS.tasks.retry) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^n)]."""
-    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** retries))
+    return random.uniform(0, min(policy.max_s, policy.base_s * 2 ** retries))
 
 
 class SpiralTask(Task[Any, Any]):
@@ -48,7 +56,7 @@ class SpiralTask(Task[Any, Any]):
             if self.request.called_directly:
                 raise
             raise self.retry(exc=exc, countdown=backoff(self.request.retries),
-                             max_retries=MAX_RETRIES) from exc
+                             max_retries=SETTINGS.tasks.retry.max_retries) from exc
 
 
 @app.task(name="spiral.store_memory", base=SpiralTask, bind=True, acks_late=True,
@@ -77,14 +85,15 @@ def retrieve_memory(self: SpiralTask, memory_id: str,
     return None if memory is None else memory.to_json()
 
 
-@app.task(name="spiral.gc", base=SpiralTask, bind=True, time_limit=120,
-          soft_time_limit=110)
-def gc(self: SpiralTask, time_budget_ms: float = 25, tenant: str | None = None) -> dict[str, Any]:
+@app.task(name="spiral.gc", base=SpiralTask, bind=True,
+          time_limit=GC_LIMITS.hard, soft_time_limit=GC_LIMITS.soft)
+def gc(self: SpiralTask, time_budget_ms: float | None = None,
+       tenant: str | None = None) -> dict[str, Any]:
     return runtime.engine().gc(time_budget_ms, tenant=tenant).to_json()
 
 
-@app.task(name="spiral.rebuild_stats", base=SpiralTask, bind=True, time_limit=1800,
-          soft_time_limit=1780)
+@app.task(name="spiral.rebuild_stats", base=SpiralTask, bind=True,
+          time_limit=REBUILD_LIMITS.hard, soft_time_limit=REBUILD_LIMITS.soft)
 def rebuild_stats(self: SpiralTask, tenant: str | None = None) -> dict[str, Any]:
     return runtime.engine().rebuild_stats(tenant).to_json()
 

@@ -8,13 +8,13 @@ import time
 import pytest
 import redis
 
-from spiral_tasks.config import Limits
 from spiral_tasks.coordination.redis import RedisCoordinator
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import LockTimeout
+from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage.base import Put
-from spiral_tasks.storage.redis import LockLost, RedisStorage
+from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.testing.engines import engine_over
 from tests.invariants import assert_consistent
 from tests.processes import run_in_processes
 
@@ -22,8 +22,7 @@ from tests.processes import run_in_processes
 def open_engine(url: str, **limits: float) -> SpiralMemory:
     storage = RedisStorage(url)
     storage.init()
-    return SpiralMemory(storage, RedisCoordinator(storage), Limits(**limits),  # type: ignore[arg-type]
-                        sigil_secret="s")
+    return engine_over(storage, sigil_secret="s", **limits)
 
 
 def test_a_holder_whose_lock_expired_cannot_write(redis_url: str) -> None:
@@ -42,7 +41,7 @@ def test_a_holder_whose_lock_expired_cannot_write(redis_url: str) -> None:
 
 
 def test_a_held_lock_times_out_without_writing(redis_url: str) -> None:
-    engine = open_engine(redis_url, lock_timeout_s=0.2)
+    engine = open_engine(redis_url, wait_s=0.2)
     # A long TTL: a stalled machine must not let the held lock expire mid-test.
     holder = RedisCoordinator(engine.storage, ttl_s=30)  # type: ignore[arg-type]
     with holder.critical("default"), pytest.raises(LockTimeout, match="stayed locked"):

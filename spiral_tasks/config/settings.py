@@ -1,0 +1,226 @@
+"""Every setting, read once per process from the environment into frozen dataclasses.
+
+Defaults are the runbook's. Each group has one job: `Limits` bounds what a tenant may
+hold, `GcPolicy` says when memories go, `LockPolicy` how critical sections wait and
+expire, `TaskSettings` how Celery delivers, retries and times out, `BeatSettings`
+what is scheduled. Relations between settings (a tombstone must outlive redelivery,
+beat's lock must outlive its sleep) are checked here, so a deployment that cannot
+work refuses to start with a message naming the variables, instead of failing later.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spiral_tasks.config.environment import Environment
+
+
+class StorageKind(enum.StrEnum):
+    MEMORY = "memory"
+    LEVEL = "level"
+    REDIS = "redis"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one tenant may hold (the runbook's `memoryConfig` names)."""
+
+    max_memory_spirals: int = 89
+    spiral_turns: int = 21
+    max_memory_nodes: int = 2618
+
+    def __post_init__(self) -> None:
+        for name in ("max_memory_spirals", "spiral_turns", "max_memory_nodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class GcPolicy:
+    """When memories are collected, and how long a collected id stays collected."""
+
+    time_budget_ms: float = 25.0
+    trigger_interval: int = 100
+    retention_s: float = 3600.0
+    tombstone_ttl_s: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.trigger_interval < 1:
+            raise ValueError(f"trigger_interval must be at least 1, got {self.trigger_interval}")
+        for name in ("time_budget_ms", "retention_s", "tombstone_ttl_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    """A tenant's lock: how long a section waits for it, how long it lives unextended
+    (the runbook's 2 s), and whether locking is off (benchmarks only)."""
+
+    wait_s: float = 2.0
+    ttl_s: float = 2.0
+    unsafe_unlocked: bool = False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter for transient failures."""
+
+    base_s: float = 0.05
+    max_s: float = 5.0
+    max_retries: int = 12
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """How Celery delivers, keeps results, times out and retries."""
+
+    broker_url: str = "filesystem://"
+    result_backend: str = "file://./spiral-embedded/results"
+    embedded_dir: Path | None = None
+    visibility_timeout_s: int = 3600
+    result_expires_s: int = 3600
+    store_time_limit_s: float = 30.0
+    gc_time_limit_s: float = 120.0
+    rebuild_time_limit_s: float = 1800.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    startup_rebuild_window_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class BeatSettings:
+    """What beat schedules, how long it may sleep, and how long its lock lives
+    (celery-redbeat; None: 5 x the max interval beat really runs with)."""
+
+    gc_every_s: float = 60.0
+    rebuild_cron: str = "0 2 * * *"
+    max_interval_s: float = 10.0
+    lock_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageKind = StorageKind.LEVEL
+    db_path: str = "./spiraldb"
+    redis_url: str | None = None
+    sigil_secret: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    gc: GcPolicy = field(default_factory=GcPolicy)
+    locks: LockPolicy = field(default_factory=LockPolicy)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
+    beat: BeatSettings = field(default_factory=BeatSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; raise one `ConfigError` listing each bad one."""
+        read = Environment(os.environ if env is None else env)
+        redis_url = read.redis_url("REDIS_URL")
+        settings = cls(
+            storage=_storage_kind(read, redis_url),
+            db_path=read.text("SPIRAL_DB_PATH", "./spiraldb"),
+            redis_url=redis_url,
+            sigil_secret=read.optional_text("SPIRAL_SIGIL_SECRET"),
+            limits=Limits(
+                max_memory_spirals=read.integer("SPIRAL_MAX_MEMORY_SPIRALS", 89),
+                spiral_turns=read.integer("SPIRAL_TURNS", 21),
+                max_memory_nodes=read.integer("SPIRAL_MAX_MEMORY_NODES", 2618),
+            ),
+            gc=GcPolicy(
+                time_budget_ms=read.number("SPIRAL_GC_TIME_BUDGET_MS", 25.0,
+                                           maximum=MAX_GC_BUDGET_MS, unit="milliseconds"),
+                trigger_interval=read.integer("SPIRAL_GC_TRIGGER_INTERVAL", 100),
+                retention_s=read.number("SPIRAL_GC_RETENTION_S", 3600.0, unit="seconds"),
+                tombstone_ttl_s=read.number("SPIRAL_TOMBSTONE_TTL_S", 86400.0,
+                                            unit="seconds"),
+            ),
+            locks=LockPolicy(
+                wait_s=read.number("SPIRAL_LOCK_TIMEOUT_S", 2.0, unit="seconds"),
+                ttl_s=read.number("SPIRAL_LOCK_TTL_S", 2.0, unit="seconds"),
+                unsafe_unlocked=read.flag("SPIRAL_UNSAFE_UNLOCKED"),
+            ),
+            tasks=_task_settings(read, redis_url),
+            beat=BeatSettings(
+                gc_every_s=read.number("SPIRAL_GC_EVERY_S", 60.0, unit="seconds"),
+                rebuild_cron=read.fields("SPIRAL_REBUILD_CRON", "0 2 * * *", 5),
+                max_interval_s=read.number("SPIRAL_BEAT_MAX_INTERVAL_S", 10.0,
+                                           unit="seconds"),
+                lock_timeout_s=_optional_seconds(read, "SPIRAL_BEAT_LOCK_TIMEOUT_S"),
+            ),
+        )
+        read.check()
+        _check_relations(read, settings)
+        read.check()
+        return settings
+
+
+#: The largest GC budget a run may be given: well inside the GC task's time limit.
+MAX_GC_BUDGET_MS = 60_000.0
+
+
+def _storage_kind(read: Environment, redis_url: str | None) -> StorageKind:
+    kind = read.choice("SPIRAL_STORAGE", StorageKind,
+                       StorageKind.REDIS if redis_url else StorageKind.LEVEL)
+    if kind is StorageKind.REDIS and not redis_url and read.raw("REDIS_URL") is None:
+        read.problem("SPIRAL_STORAGE", kind.value, "redis storage needs REDIS_URL")
+    return kind
+
+
+def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
+    embedded = None if redis_url else Path(read.text("SPIRAL_EMBEDDED_DIR",
+                                                     "./spiral-embedded")).resolve()
+    broker = read.optional_text("SPIRAL_BROKER_URL") or redis_url or "filesystem://"
+    backend = (read.optional_text("SPIRAL_RESULT_BACKEND") or redis_url
+               or f"file://{embedded}/results")
+    return TaskSettings(
+        broker_url=broker,
+        result_backend=backend,
+        embedded_dir=embedded,
+        visibility_timeout_s=read.integer("SPIRAL_VISIBILITY_TIMEOUT_S", 3600),
+        result_expires_s=read.integer("SPIRAL_RESULT_EXPIRES_S", 3600),
+        store_time_limit_s=read.number("SPIRAL_TASK_TIME_LIMIT_S", 30.0, unit="seconds"),
+        gc_time_limit_s=read.number("SPIRAL_GC_TIME_LIMIT_S", 120.0, unit="seconds"),
+        rebuild_time_limit_s=read.number("SPIRAL_REBUILD_TIME_LIMIT_S", 1800.0,
+                                         unit="seconds"),
+        retry=RetryPolicy(
+            base_s=read.number("SPIRAL_RETRY_BACKOFF_BASE_S", 0.05, unit="seconds"),
+            max_s=read.number("SPIRAL_RETRY_BACKOFF_MAX_S", 5.0, unit="seconds"),
+            max_retries=read.integer("SPIRAL_RETRY_MAX", 12, minimum=0),
+        ),
+        startup_rebuild_window_s=read.number("SPIRAL_STARTUP_REBUILD_WINDOW_S", 60.0,
+                                             unit="seconds"),
+    )
+
+
+def _optional_seconds(read: Environment, name: str) -> float | None:
+    return None if read.raw(name) is None else read.number(name, 1.0, unit="seconds")
+
+
+def _check_relations(read: Environment, settings: Settings) -> None:
+    tasks, beat, gc = settings.tasks, settings.beat, settings.gc
+    if gc.tombstone_ttl_s < tasks.visibility_timeout_s:
+        read.problem("SPIRAL_TOMBSTONE_TTL_S", f"{gc.tombstone_ttl_s:g}",
+                     f"must be at least SPIRAL_VISIBILITY_TIMEOUT_S "
+                     f"({tasks.visibility_timeout_s}): a redelivered store must still find "
+                     "the tombstone of a memory collected meanwhile")
+    if gc.time_budget_ms / 1000 >= tasks.gc_time_limit_s:
+        read.problem("SPIRAL_GC_TIME_BUDGET_MS", f"{gc.time_budget_ms:g}",
+                     f"must be below SPIRAL_GC_TIME_LIMIT_S ({tasks.gc_time_limit_s:g} s)")
+    if tasks.retry.base_s > tasks.retry.max_s:
+        read.problem("SPIRAL_RETRY_BACKOFF_BASE_S", f"{tasks.retry.base_s:g}",
+                     f"must not exceed SPIRAL_RETRY_BACKOFF_MAX_S ({tasks.retry.max_s:g})")
+    if beat.lock_timeout_s is not None and beat.lock_timeout_s <= 2 * beat.max_interval_s:
+        read.problem("SPIRAL_BEAT_LOCK_TIMEOUT_S", f"{beat.lock_timeout_s:g}",
+                     f"must exceed twice SPIRAL_BEAT_MAX_INTERVAL_S "
+                     f"({beat.max_interval_s:g} s): beat extends its lock only when it "
+                     "wakes, so a shorter lock expires while it sleeps")
+
+
+@functools.cache
+def current() -> Settings:
+    """This process's settings, read from its environment once."""
+    return Settings.from_env()
