@@ -59,6 +59,17 @@ class Combiner(Generic[P, R]):
         self._leaders: set[str] = set()
         self._guard = threading.Lock()
 
+    def waiting(self, key: str) -> int:
+        """How many requests for `key` wait for a leader to take them."""
+        with self._guard:
+            queue = self._queues.get(key)
+            return len(queue) if queue else 0
+
+    def leading(self, key: str) -> bool:
+        """Whether a caller is serving `key` now."""
+        with self._guard:
+            return key in self._leaders
+
     def run(self, key: str, payload: P) -> R:
         pending: Pending[P, R] = Pending(payload)
         with self._guard:

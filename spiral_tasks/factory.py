@@ -7,12 +7,10 @@ import logging
 from spiral_tasks.config import LockPolicy, Settings, current
 from spiral_tasks.coordination.base import Coordinator
 from spiral_tasks.coordination.local import LocalCoordinator
-from spiral_tasks.coordination.redis import RedisCoordinator
 from spiral_tasks.coordination.unlocked import UnlockedCoordinator
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.storage.base import Storage
-from spiral_tasks.storage.factory import open_storage
-from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.storage.factory import storage_from
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +24,17 @@ def open_coordinator(storage: Storage, locks: LockPolicy | None = None) -> Coord
         log.warning("SPIRAL_UNSAFE_UNLOCKED=1: no locks; tenants WILL be corrupted by "
                     "concurrent writers. For benchmarks only.")
         return UnlockedCoordinator(storage)
-    if isinstance(storage, RedisStorage):
+    if storage.name == "redis":
+        from spiral_tasks.coordination.redis import RedisCoordinator  # noqa: PLC0415
+        from spiral_tasks.storage.redis import RedisStorage  # noqa: PLC0415
+
+        assert isinstance(storage, RedisStorage)
         return RedisCoordinator(storage, wait_s=locks.wait_s, ttl_s=locks.ttl_s)
     return LocalCoordinator(storage, locks.wait_s)
 
 
 def open_engine(settings: Settings | None = None) -> SpiralMemory:
     settings = settings or current()
-    storage = open_storage(settings)
+    storage = storage_from(settings)
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
                         settings.gc, sigil_secret=settings.sigil_secret)

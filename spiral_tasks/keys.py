@@ -13,9 +13,13 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:tombq                        tombstones by expiry (an ordered index / ZSET)
     t:{acme}:store_ticks                  stores so far: every Nth triggers a GC (INCRBY)
     t:{acme}:lock                         the tenant's lock (Redis coordination)
-    t:{acme}:generation                   bumped by every fenced commit (cache validity)
+    t:{acme}:generation                   a new unique token on every commit (cache validity)
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
+    meta:gc_cursor                        the tenant where the last full GC run stopped
+    claim:<name>                          "done recently" marks (one startup rebuild per window)
+    __dir__:{acme}                        Redis only: names of every key tagged {acme}
+    __dir__                               Redis only: names of untagged keys
 """
 
 from __future__ import annotations
@@ -24,6 +28,30 @@ from dataclasses import dataclass
 
 TENANTS_PREFIX = "tenants:"
 SIGIL_SECRET_KEY = "meta:sigil_secret"
+GC_CURSOR_KEY = "meta:gc_cursor"
+DIRECTORY = "__dir__"
+
+
+def claim_key(name: str) -> str:
+    return f"claim:{name}"
+
+
+def hash_tag(key: str) -> str | None:
+    """The Redis Cluster hash tag of `key`: the text between the first `{` and the
+    next `}`, if not empty."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end <= start + 1:
+        return None
+    return key[start + 1:end]
+
+
+def directory_of(key: str) -> str:
+    """The Redis directory listing `key`: one per hash tag, in the tag's slot."""
+    tag = hash_tag(key)
+    return DIRECTORY if tag is None else f"{DIRECTORY}:{{{tag}}}"
 
 
 def tenant_marker(tenant: str) -> str:

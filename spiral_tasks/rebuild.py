@@ -16,15 +16,16 @@ are removed. Two nodes claiming one slot: the later is moved to a free slot.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spiral_tasks import gc, geometry
-from spiral_tasks.config import GcPolicy, Limits
-from spiral_tasks.keys import TenantKeys
+from spiral_tasks import events, gc, geometry
+from spiral_tasks.context import Context
 from spiral_tasks.model import Depth, Memory, Spiral, SpiralStats, SpiralType
-from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Storage, Write
+from spiral_tasks.section import Section, Sections
+from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Write
 
 
 @dataclass(frozen=True)
@@ -146,26 +147,47 @@ def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> Spir
 
 #: Nodes scanned between two calls of the rebuild's heartbeat.
 HEARTBEAT_EVERY = 20_000
+#: Corrections are committed in chunks so one Redis script stays small.
+COMMIT_CHUNK = 5000
 
 
-def rebuild_tenant(storage: Storage, tenant: str, limits: Limits, policy: GcPolicy,
-                   now: float,
+def rebuild(ctx: Context, sections: Sections, tenants: list[str]) -> RebuildReport:
+    """Rebuild each tenant under its lock, kept alive while the scan runs; a lock lost
+    meanwhile raises `LockLost` (nothing of that tenant's corrections was written
+    after the loss) and the caller retries."""
+    started = time.perf_counter()
+    report = RebuildReport()
+    for tenant in tenants:
+        with sections.enter(tenant) as section:
+            part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
+            for start in range(0, len(writes), COMMIT_CHUNK):
+                section.fence.extend()
+                section.stage(*writes[start:start + COMMIT_CHUNK])
+                section.commit(final=start + COMMIT_CHUNK >= len(writes))
+        report.extend(part)
+    report.duration_ms = (time.perf_counter() - started) * 1000
+    sections.storage.apply([events.event(events.REBUILD_STATS, report.to_json())])
+    return report
+
+
+def rebuild_tenant(ctx: Context, section: Section,
                    heartbeat: Callable[[], None] = lambda: None,
                    ) -> tuple[RebuildReport, list[Write]]:
-    """The report and the writes that make `tenant`'s records agree with its nodes.
+    """The report and the writes that make the tenant's records agree with its nodes.
 
     `heartbeat` is called every few thousand nodes, so a caller can keep its lock.
     """
-    keys = TenantKeys(tenant)
+    keys = section.keys
+    now = ctx.clock()
     report = RebuildReport()
     writes: list[Write] = []
-    spirals = {s["id"]: Spiral.from_json(s) for _, s in storage.scan(keys.spirals)}
+    spirals = {s["id"]: Spiral.from_json(s) for _, s in section.scan(keys.spirals)}
     slots: dict[str, _Slots] = {}
     sigil_of: dict[str, str] = {}
     deadlines: dict[str, float] = {}
-    retention = policy.retention_s
+    retention = ctx.gc.retention_s
 
-    for _, node in storage.scan(keys.memories):
+    for _, node in section.scan(keys.memories):
         report.total_nodes += 1
         if report.total_nodes % HEARTBEAT_EVERY == 0:
             heartbeat()
@@ -188,16 +210,18 @@ def rebuild_tenant(storage: Storage, tenant: str, limits: Limits, policy: GcPoli
                 depth, node["strength"], node["access_count"], node["last_accessed"],
                 retention)
 
-    truths = _true_spirals(storage, keys, spirals, slots, limits, now, report, writes)
-    _reconcile_counters(storage, keys, truths, report, writes)
-    _reconcile_sigils(storage, keys, sigil_of, report, writes)
-    _reconcile_queue(storage, keys, deadlines, report, writes)
+    truths = _true_spirals(section, spirals, slots, ctx.limits.spiral_turns, now, report,
+                           writes)
+    _reconcile_counters(section, truths, report, writes)
+    _reconcile_sigils(section, sigil_of, report, writes)
+    _reconcile_queue(section, deadlines, report, writes)
     return report, writes
 
 
-def _true_spirals(storage: Storage, keys: TenantKeys, spirals: dict[str, Spiral],
-                  slots: dict[str, _Slots], limits: Limits, now: float,
-                  report: RebuildReport, writes: list[Write]) -> dict[str, Spiral]:
+def _true_spirals(section: Section, spirals: dict[str, Spiral], slots: dict[str, _Slots],
+                  spiral_turns: int, now: float, report: RebuildReport,
+                  writes: list[Write]) -> dict[str, Spiral]:
+    keys = section.keys
     truths: dict[str, Spiral] = {}
     for spiral_id in sorted(spirals.keys() | slots.keys()):
         stored = spirals.get(spiral_id)
@@ -208,14 +232,14 @@ def _true_spirals(storage: Storage, keys: TenantKeys, spirals: dict[str, Spiral]
             report.orphans.nodes.append(spiral_id)
         else:
             kind = stored.type
-        moved = _reslot(storage, keys, kind, group, limits, writes)
+        moved = _reslot(section, kind, group, spiral_turns, writes)
         report.orphans.reslotted_nodes += moved
         truth = Spiral.from_slots(
             id=spiral_id, tenant=keys.tenant, type=kind, used=group.used,
             depth_tenths=group.depth_tenths,
             created=stored.created if stored else now,
             updated=stored.updated if stored else now,
-            spiral_turns=limits.spiral_turns,
+            spiral_turns=spiral_turns,
         )
         truths[spiral_id] = truth
         if stored is not None and _same(stored, truth):
@@ -236,25 +260,26 @@ def _same(stored: Spiral, truth: Spiral) -> bool:
             and stored.capacity == truth.capacity)
 
 
-def _reslot(storage: Storage, keys: TenantKeys, kind: SpiralType, group: _Slots,
-            limits: Limits, writes: list[Write]) -> list[str]:
+def _reslot(section: Section, kind: SpiralType, group: _Slots, spiral_turns: int,
+            writes: list[Write]) -> list[str]:
     """Give each node that shares a slot with another a free slot of its own."""
     for memory_id in group.duplicates:
-        data = storage.get(keys.memory(memory_id))
+        data = section.get(section.keys.memory(memory_id))
         if data is None:
             continue
         high = max(group.used) + 1 if group.used else 0
         free = next((i for i in range(high) if i not in group.used), high)
         group.used.add(free)
         memory = Memory.from_json(data)
-        memory = replace(memory, position=geometry.place(kind, free, limits.spiral_turns))
-        writes.append(Put(keys.memory(memory_id), memory.to_json()))
+        memory = replace(memory, position=geometry.place(kind, free, spiral_turns))
+        writes.append(Put(section.keys.memory(memory_id), memory.to_json()))
     return list(group.duplicates)
 
 
-def _reconcile_counters(storage: Storage, keys: TenantKeys, truths: dict[str, Spiral],
+def _reconcile_counters(section: Section, truths: dict[str, Spiral],
                         report: RebuildReport, writes: list[Write]) -> None:
-    stored = {key: value for key, value in storage.scan(keys.spiral_counts)}
+    keys = section.keys
+    stored = dict(section.scan(keys.spiral_counts))
     for spiral_id, truth in truths.items():
         key = keys.spiral_count(spiral_id)
         found = stored.pop(key, None)
@@ -267,8 +292,9 @@ def _reconcile_counters(storage: Storage, keys: TenantKeys, truths: dict[str, Sp
         report.corrected_counters.append(CounterCorrection(key, _int_or_none(value), None))
         writes.append(Delete(key))
     total = sum(t.node_count for t in truths.values())
-    current = _int_or_none(storage.get(keys.memory_count))
-    if current != total:
+    current = _int_or_none(section.get(keys.memory_count))
+    # A tenant never written to has no counter: that is a count of 0, not a drift.
+    if current != total and not (current is None and total == 0):
         report.corrected_counters.append(CounterCorrection(keys.memory_count, current, total))
         writes.append(Put(keys.memory_count, total))
 
@@ -277,9 +303,10 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _reconcile_sigils(storage: Storage, keys: TenantKeys, sigil_of: dict[str, str],
-                      report: RebuildReport, writes: list[Write]) -> None:
-    owner = {key[len(keys.sigils):]: value for key, value in storage.scan(keys.sigils)}
+def _reconcile_sigils(section: Section, sigil_of: dict[str, str], report: RebuildReport,
+                      writes: list[Write]) -> None:
+    keys = section.keys
+    owner = {key[len(keys.sigils):]: value for key, value in section.scan(keys.sigils)}
     for sigil, memory_id in owner.items():
         if sigil_of.get(memory_id) != sigil:
             report.orphans.sigils.append(sigil)
@@ -290,9 +317,10 @@ def _reconcile_sigils(storage: Storage, keys: TenantKeys, sigil_of: dict[str, st
             writes.append(Put(keys.sigil(sigil), memory_id))
 
 
-def _reconcile_queue(storage: Storage, keys: TenantKeys, deadlines: dict[str, float],
-                     report: RebuildReport, writes: list[Write]) -> None:
-    queued = dict(storage.index_range(keys.gc_queue))
+def _reconcile_queue(section: Section, deadlines: dict[str, float], report: RebuildReport,
+                     writes: list[Write]) -> None:
+    keys = section.keys
+    queued = dict(section.index_range(keys.gc_queue))
     for member in queued.keys() - deadlines.keys():
         report.orphans.queue_entries.append(member)
         writes.append(IndexRemove(keys.gc_queue, member))

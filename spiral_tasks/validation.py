@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
+from spiral_tasks.config.settings import MAX_GC_BUDGET_MS
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.model import Depth
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MEMORY_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 MAX_CONTENT_BYTES = 1024 * 1024
+MAX_ASSOCIATIONS = 1000
+#: How much of a bad value, and how many ids, an error message quotes: messages go
+#: into result backends and logs, which must not receive a megabyte per mistake.
+QUOTE_CHARS = 80
+QUOTE_IDS = 5
+
+
+def quote(value: Any) -> str:
+    """`repr(value)`, cut short."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
+
+
+def ids(values: Sequence[str]) -> str:
+    """A list of ids for a message: the first few, then how many more."""
+    shown = ", ".join(values[:QUOTE_IDS])
+    more = len(values) - QUOTE_IDS
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def name(argument: str, value: Any) -> str:
     """A tenant or a memory type: a short label."""
     if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-        raise InvalidArgument(argument, f"must match {NAME_PATTERN.pattern}, got {value!r}")
+        raise InvalidArgument(argument, f"must match {NAME_PATTERN.pattern}, got {quote(value)}")
     return value
 
 
 def memory_id(argument: str, value: Any) -> str:
     if not isinstance(value, str) or not MEMORY_ID_PATTERN.fullmatch(value):
         raise InvalidArgument(argument,
-                              f"must match {MEMORY_ID_PATTERN.pattern}, got {value!r}")
+                              f"must match {MEMORY_ID_PATTERN.pattern}, got {quote(value)}")
     return value
 
 
@@ -45,20 +65,32 @@ def depth(value: Any) -> Depth:
         return Depth(value)
     except ValueError:
         choices = ", ".join(d.value for d in Depth)
-        raise InvalidArgument("depth", f"must be one of {choices}, got {value!r}") from None
+        raise InvalidArgument("depth", f"must be one of {choices}, got {quote(value)}") from None
 
 
 def associations(value: Any) -> tuple[str, ...]:
-    """A fresh tuple of distinct ids: the caller's list is never kept or aliased."""
+    """A fresh tuple of distinct ids: the caller's list is never kept or aliased. Only
+    a list (or tuple): a dict or a set would be taken for its keys or in no order."""
     if value is None:
         return ()
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise InvalidArgument("associations", "must be a list of memory ids")
-    ids = [memory_id("associations", item) for item in value]
-    return tuple(dict.fromkeys(ids))
+    if not isinstance(value, list | tuple):
+        raise InvalidArgument("associations", "must be a list of memory ids, got "
+                              f"{type(value).__name__}")
+    if len(value) > MAX_ASSOCIATIONS:
+        raise InvalidArgument("associations", f"holds {len(value)} ids; the limit is "
+                              f"{MAX_ASSOCIATIONS}")
+    return tuple(dict.fromkeys(memory_id("associations", item) for item in value))
 
 
 def time_budget_ms(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidArgument("time_budget_ms", f"must be a positive number, got {value!r}")
-    return float(value)
+    """A positive, finite budget no longer than a GC task may run."""
+    problem = f"must be a number of milliseconds above 0 and at most {MAX_GC_BUDGET_MS:g}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument("time_budget_ms", f"{problem}, got {quote(value)}")
+    try:
+        budget = float(value)
+    except OverflowError:
+        raise InvalidArgument("time_budget_ms", f"{problem}, got {quote(value)}") from None
+    if not (math.isfinite(budget) and 0 < budget <= MAX_GC_BUDGET_MS):
+        raise InvalidArgument("time_budget_ms", f"{problem}, got {quote(value)}")
+    return budget

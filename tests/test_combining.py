@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument
+from spiral_tasks.testing.waiting import wait_until
 from tests.invariants import assert_consistent
 
 
@@ -31,13 +31,12 @@ def test_waiters_are_served_in_one_batch_by_the_next_leader() -> None:
         leader = pool.submit(combiner.run, "k", 0)
         assert first_entered.wait(5)
         waiters = [pool.submit(combiner.run, "k", i) for i in range(1, 6)]
-        while len(combiner._queues["k"]) < 5:
-            time.sleep(0.001)
+        wait_until(lambda: combiner.waiting("k") == 5, message="five queued waiters")
         release.set()
         assert leader.result(5) == 0
         assert [w.result(5) for w in waiters] == [10, 20, 30, 40, 50]
     assert batches == [[0], [1, 2, 3, 4, 5]]
-    assert combiner._leaders == set()
+    assert not combiner.leading("k")
 
 
 def test_a_failing_batch_fails_every_request_in_it() -> None:
@@ -50,7 +49,8 @@ def test_a_failing_batch_fails_every_request_in_it() -> None:
         for future in futures:
             with pytest.raises(TimeoutError, match="lock held elsewhere"):
                 future.result(5)
-    assert combiner._leaders == set()
+    assert not combiner.leading("k")
+    assert combiner.waiting("k") == 0
 
 
 def test_keys_are_served_independently() -> None:
@@ -107,15 +107,13 @@ def test_a_batch_sees_its_own_earlier_stores(engine: SpiralMemory) -> None:
         pool.submit(hold)
         assert held.wait(5)
         leader = pool.submit(engine.store, "leader")  # takes its batch, waits for the lock
-        while "default" not in engine._stores._leaders:
-            time.sleep(0.001)
+        stores = engine.store_combiner
+        wait_until(lambda: stores.leading("default"), message="a leader")
         first = pool.submit(engine.store, "first", memory_id="first")
-        while len(engine._stores._queues["default"]) < 1:
-            time.sleep(0.001)
+        wait_until(lambda: stores.waiting("default") == 1, message="one waiting store")
         again = pool.submit(engine.store, "dup", memory_id="first")
         linked = pool.submit(engine.store, "linked", associations=["first"])
-        while len(engine._stores._queues["default"]) < 3:
-            time.sleep(0.001)
+        wait_until(lambda: stores.waiting("default") == 3, message="three waiting stores")
         release.set()
         assert leader.result(5).created
         assert first.result(5).created

@@ -223,9 +223,9 @@ def test_stats_reports_spirals_and_consistency(engine: SpiralMemory) -> None:
 def test_sigil_secret_is_kept_for_the_next_process(storage: Any) -> None:
     first = SpiralMemory(storage, LocalCoordinator(storage))
     second = SpiralMemory(storage, LocalCoordinator(storage))
-    assert first._sigil("t", "m") == second._sigil("t", "m")
+    assert first.context.sigils.sign("t", "m") == second.context.sigils.sign("t", "m")
     configured = SpiralMemory(storage, LocalCoordinator(storage), sigil_secret="other")
-    assert configured._sigil("t", "m") != first._sigil("t", "m")
+    assert configured.context.sigils.sign("t", "m") != first.context.sigils.sign("t", "m")
 
 
 def test_a_collected_id_stays_collected(make_engine: EngineFactory, clock: Clock) -> None:

@@ -1,18 +1,21 @@
 """The seam between the engine and whatever serializes it.
 
 The engine does all the writes of one operation inside `critical(tenant)` and hands
-them to `Fence.commit`. A local coordinator just applies them; the Redis coordinator
-makes each commit conditional on still holding the tenant's lock, so a holder whose
-lock expired mid-operation (a GC pause, a stopped process) can never write.
+them to `Fence.commit`. A local coordinator applies them; the Redis coordinator makes
+each commit conditional on still holding the tenant's lock, so a holder whose lock
+expired mid-operation (a GC pause, a stopped process) can never write.
 
-Engines cache a tenant's spirals between operations. `Fence.generation` tells whether
-that cache may be used: None means this process is the only writer (always valid);
-a number is the tenant's write generation, read when the lock was taken and bumped
-by every commit, so a cache made at another generation is stale.
+Engines cache a tenant's spirals between operations. `Fence.generation` says whether
+that cache may be used: it is the tenant's generation when the section was entered,
+and every commit replaces the generation with a token never used before. A cache taken
+at another generation is stale, and since tokens are never reused, no sequence of
+events (another process's commits, a Redis restarted from an older snapshot and
+written to again) can make a stale cache look current.
 """
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -24,17 +27,19 @@ from spiral_tasks.storage.base import Write
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A request, made when entering a section: unless the tenant is still at
-    `unless_generation`, also read every key under `prefix` and every key in `keys`
-    (so a process whose cache went stale refreshes it without another round trip)."""
+    """A request made when entering a section: unless the tenant is still at
+    `unless_generation` (None: in any case), also read every key in `keys` and every
+    key under `prefix`. `keys` should list the keys under `prefix` the caller knows
+    of; a distributed coordinator can then read them in the lock's own round trip."""
 
     prefix: str
     keys: tuple[str, ...]
-    unless_generation: int | None
+    unless_generation: str | None
 
 
-#: An `unless_generation` no tenant is ever at: always take the snapshot.
-NO_GENERATION = -1
+def new_generation() -> str:
+    """A generation token no commit has used before."""
+    return uuid.uuid4().hex
 
 
 class Fence(ABC):
@@ -50,20 +55,22 @@ class Fence(ABC):
     snapshot: dict[str, Any] | None = None
 
     @property
-    def generation(self) -> int | None:
-        return None
+    @abstractmethod
+    def generation(self) -> str:
+        """The tenant's generation now: as entered, then as left by our last commit."""
 
     @abstractmethod
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
-        """Apply `writes` atomically; return the value the last increment left.
+        """Apply `writes` atomically with a new generation; return the value the last
+        increment left. Raises `LockLost` if the lock is no longer ours.
 
         `final` says no other commit follows in this section, so a distributed
         coordinator may release the lock in the same round trip.
         """
 
     def extend(self) -> None:  # noqa: B027 - a hook with a do-nothing default
-        """Keep the lock for another full timeout (long work calls this between
-        steps); nothing to do for a local lock, which does not expire."""
+        """Keep the lock for another full lifetime (long work calls this between steps).
+        Raises `LockLost` if it expired meanwhile; a local lock does not expire."""
 
 
 class Coordinator(ABC):
@@ -77,7 +84,6 @@ class Coordinator(ABC):
                  read: Sequence[str] = (),
                  snapshot: Snapshot | None = None) -> AbstractContextManager[Fence]:
         """Enter the tenant's critical section, waiting at most `timeout_s` (default:
-        the configured lock timeout), or raise `LockTimeout`; then `fence.read` holds
-        the values of the keys in `read`, and `fence.snapshot` what `snapshot` asked
-        for, if the tenant moved since."""
-
+        the configured wait), or raise `LockTimeout`; then `fence.read` holds the values
+        of the keys in `read`, and `fence.snapshot` what `snapshot` asked for, if the
+        tenant is not at the generation it names."""

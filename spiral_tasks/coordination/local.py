@@ -12,26 +12,41 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, new_generation
 from spiral_tasks.errors import LockTimeout
-from spiral_tasks.storage.base import Storage, Write
+from spiral_tasks.keys import TenantKeys
+from spiral_tasks.storage.base import Put, Storage, Write
 
 
 class DirectFence(Fence):
-    """Applies commits straight to storage: the fence of coordinators whose writers
-    cannot lose their lock (one process) or have none (benchmarks)."""
+    """Applies commits straight to storage, with the tenant's new generation in the same
+    batch: the fence of coordinators whose writers cannot lose their lock (one
+    process) or have none (benchmarks)."""
 
-    def __init__(self, storage: Storage, read: Sequence[str],
+    def __init__(self, storage: Storage, tenant: str, read: Sequence[str],
                  snapshot: Snapshot | None) -> None:
         self._storage = storage
-        self.read = dict(zip(read, storage.get_many(read), strict=True)) if read else {}
-        if snapshot is not None and snapshot.unless_generation != self.generation:
+        self._generation_key = TenantKeys(tenant).generation
+        found = storage.get_many([self._generation_key, *read])
+        self._generation = found[0] if isinstance(found[0], str) else ""
+        self.read = dict(zip(read, found[1:], strict=True))
+        if snapshot is not None and snapshot.unless_generation != self._generation:
             taken = dict(storage.scan(snapshot.prefix))
             taken.update(zip(snapshot.keys, storage.get_many(snapshot.keys), strict=True))
             self.snapshot = taken
 
+    @property
+    def generation(self) -> str:
+        return self._generation
+
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
-        return self._storage.apply(writes)
+        if not writes:
+            return None  # nothing changes, so the generation need not either
+        generation = new_generation()
+        # The generation goes first: the batch's last increment is what it returns.
+        last = self._storage.apply([Put(self._generation_key, generation), *writes])
+        self._generation = generation
+        return last
 
 
 class LocalCoordinator(Coordinator):
@@ -65,6 +80,6 @@ class LocalCoordinator(Coordinator):
                 f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing was written, "
                 "try again")
         try:
-            yield DirectFence(self._storage, read, snapshot)
+            yield DirectFence(self._storage, tenant, read, snapshot)
         finally:
             lock.release()

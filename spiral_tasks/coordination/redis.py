@@ -2,14 +2,17 @@
 
 Each critical section takes a fresh `redis.lock.Lock` (2 s timeout) on the tenant's
 lock key, waiting at most the configured time; failing that it raises `LockTimeout`
-(the Celery layer turns it into a retry). Commits are fenced: the commit script writes
-only if the lock key still holds this section's token. The failure timeline it guards
-against: A takes the lock; A stalls (GC pause, SIGSTOP) past the 2 s timeout; the lock
-expires; B takes it and writes; A resumes and commits. Without the fence A's write
-would land on top of B's; with it A gets `LockLost` and writes nothing.
+(the Celery layer turns it into a retry). Commits are fenced: the commit script
+(`lua/commit.lua`) writes only if the lock key still holds this section's token. The
+failure timeline it guards against: A takes the lock; A stalls (GC pause, SIGSTOP)
+past the 2 s timeout; the lock expires; B takes it and writes; A resumes and commits.
+Without the fence A's write would land on top of B's; with it A gets `LockLost` and
+writes nothing. Every way of finding the lock gone (a commit, an extension) raises
+`LockLost`, which callers retry.
 
 Round trips per store: one to take the lock (which also reads the tenant's generation,
-so the engine knows whether its cached spirals are current), one to commit and release.
+the keys the section asked for and, when this process's cache is stale, the snapshot),
+one to commit and release.
 """
 
 from __future__ import annotations
@@ -18,23 +21,61 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.lock
-from redis.exceptions import LockNotOwnedError
+from redis.commands.core import Script
+from redis.exceptions import LockError
 
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
-from spiral_tasks.errors import LockLost, LockTimeout
-from spiral_tasks.keys import TenantKeys
+from spiral_tasks.coordination import lua as coordination_lua
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, new_generation
+from spiral_tasks.errors import LockLost, LockTimeout, StaleGeneration
+from spiral_tasks.keys import TenantKeys, claim_key, directory_of
 from spiral_tasks.storage import codec, lua
-from spiral_tasks.storage.base import Write, check_key
-from spiral_tasks.storage.redis import FenceArgs, RedisStorage, directory_of
+from spiral_tasks.storage.base import Write, check_key, prepare
+from spiral_tasks.storage.redis import WRITE_ERRORS, RedisStorage, run_script, write_args
 
 #: How long a lock lives without being extended: the runbook's 2 s.
 LOCK_TTL_S = 2.0
 #: Poll interval while waiting for a lock held elsewhere.
 LOCK_POLL_S = 0.0005
+#: Error replies of the commit script.
+COMMIT_ERRORS: dict[str, type[Exception]] = {
+    **WRITE_ERRORS, "LOCKLOST ": LockLost, "STALE ": StaleGeneration}
+
+
+@dataclass(frozen=True)
+class FenceArgs:
+    """What a fenced commit checks and sets: the lock still holds `token`, the
+    generation is still `expected_generation`; then it becomes `new_generation`."""
+
+    lock_key: str
+    generation_key: str
+    token: bytes
+    expected_generation: str
+    new_generation: str
+    release: bool
+
+
+def _raw_generation(generation: str) -> str:
+    """A generation as the generation key holds it: JSON, like every value (so a
+    listing of all keys decodes), or nothing for a tenant never written."""
+    return codec.encode(generation).decode() if generation else ""
+
+
+def _parse_generation(raw: bytes) -> str:
+    value = codec.decode(raw) if raw else ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _snapshot_mode(wanted: Snapshot | None) -> str:
+    if wanted is None:
+        return "-"
+    if wanted.unless_generation is None:
+        return "*"
+    return "=" + _raw_generation(wanted.unless_generation)
 
 
 class FencedLock(redis.lock.Lock):
@@ -42,40 +83,36 @@ class FencedLock(redis.lock.Lock):
     keys the section will need, in the same round trip."""
 
     def __init__(self, client: redis.Redis, name: str, generation_key: str,
-                 script: Any, read: Sequence[str] = (), snapshot: Snapshot | None = None,
+                 script: Script, read: Sequence[str] = (), snapshot: Snapshot | None = None,
                  **options: Any) -> None:
         super().__init__(client, name, **options)
         self.generation_key = generation_key
-        self.generation = 0
+        self.generation = ""
         self.read_keys = list(read)
         self.read_raw: list[bytes | None] = []
         self.snapshot_request = snapshot
         self.snapshot_raw: dict[str, bytes | None] | None = None
+        self.undeclared: list[str] = []
         self._script = script
 
-    def do_acquire(self, token: str) -> bool:
+    def do_acquire(self, token: str | bytes) -> bool:
         assert self.timeout is not None
         wanted = self.snapshot_request
         keys = [self.name, self.generation_key,
                 directory_of(wanted.prefix) if wanted else self.generation_key,
                 *self.read_keys, *(wanted.keys if wanted else ())]
-        args = [token, int(self.timeout * 1000),
-                "" if wanted is None else str(wanted.unless_generation),
+        args = [token, int(self.timeout * 1000), _snapshot_mode(wanted),
                 wanted.prefix if wanted else "", len(self.read_keys)]
         found = self._script(keys=keys, args=args, client=self.redis)
         if found is None:
             return False
-        self.generation = int(found[0])
+        self.generation = _parse_generation(found[0])
         reads = len(self.read_keys)
         self.read_raw = list(found[2:2 + reads])
         if wanted is not None and found[1] == 1:
             rest = found[2 + reads:]
-            count = len(wanted.keys)
-            taken = dict(zip(wanted.keys, rest[:count], strict=True))
-            listed = rest[count:]
-            taken.update((name.decode(), raw) for name, raw in zip(listed[::2], listed[1::2],
-                                                                   strict=True))
-            self.snapshot_raw = taken
+            self.snapshot_raw = dict(zip(wanted.keys, rest[:len(wanted.keys)], strict=True))
+            self.undeclared = [name.decode() for name in rest[len(wanted.keys):]]
         return True
 
 
@@ -84,36 +121,71 @@ def _decode(raw: bytes | None) -> Any:
 
 
 class RedisFence(Fence):
-    def __init__(self, storage: RedisStorage, lock: FencedLock) -> None:
+    def __init__(self, storage: RedisStorage, lock: FencedLock, commit: Script) -> None:
         self._storage = storage
         self._lock = lock
+        self._commit = commit
         self._generation = lock.generation
         self.released = False
         self.read = {key: _decode(raw)
                      for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
         if lock.snapshot_raw is not None:
-            self.snapshot = {key: _decode(raw) for key, raw in lock.snapshot_raw.items()}
+            taken = dict(lock.snapshot_raw)
+            # Names the lock's script could list but not read: read them now, under
+            # the lock (rare: a key created since this process last looked).
+            if lock.undeclared:
+                values: list[bytes | None] = storage.client.mget(  # type: ignore[assignment]
+                    lock.undeclared)
+                taken.update(zip(lock.undeclared, values, strict=True))
+            self.snapshot = {key: _decode(raw) for key, raw in taken.items()}
 
     @property
-    def generation(self) -> int | None:
+    def generation(self) -> str:
         return self._generation
+
+    @property
+    def token(self) -> bytes:
+        token: bytes = self._lock.local.token
+        return token
 
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
         if self.released:
             raise LockLost(f"{self._lock.name} was already released by a final commit")
-        token = self._lock.local.token
-        applied = self._storage.apply_fenced(writes, FenceArgs(
-            lock_key=self._lock.name, generation_key=self._lock.generation_key,
-            token=token, expected_generation=self._generation, release=final))
-        assert applied.generation is not None
-        self._generation = applied.generation
+        encoded = prepare(writes)
+        if not encoded:
+            if final:
+                self.release()
+            return None
+        fence = FenceArgs(lock_key=self._lock.name,
+                          generation_key=self._lock.generation_key, token=self.token,
+                          expected_generation=self._generation,
+                          new_generation=new_generation(), release=final)
+        keys, argv = write_args(encoded, placeholder=fence.lock_key)
+        (last,) = run_script(
+            self._commit, [fence.lock_key, fence.generation_key, *keys],
+            [fence.token, _raw_generation(fence.expected_generation),
+             _raw_generation(fence.new_generation),
+             "1" if fence.release else "0", *argv], COMMIT_ERRORS)
+        self._generation = fence.new_generation
         self.released = final
-        return applied.last_increment
+        return None if last is None else int(last)
 
     def extend(self) -> None:
-        if not self.released:
-            assert self._lock.timeout is not None  # every lock here has one
-            self._lock.extend(self._lock.timeout, replace_ttl=True)  # a full timeout again
+        if self.released:
+            return
+        assert self._lock.timeout is not None  # every lock here has one
+        try:
+            self._lock.extend(self._lock.timeout, replace_ttl=True)  # a full lifetime again
+        except LockError as exc:  # LockNotOwnedError included: it expired meanwhile
+            raise LockLost(f"{self._lock.name} expired before it could be extended: "
+                           f"{exc}") from exc
+
+    def release(self) -> None:
+        self.released = True
+        # A lock that expired meanwhile is not ours to release; the fence kept this
+        # section from writing after it expired.
+        with suppress(LockError):
+            self._lock.release()
 
 
 class RedisCoordinator(Coordinator):
@@ -122,10 +194,12 @@ class RedisCoordinator(Coordinator):
         self._storage = storage
         self._wait_s = wait_s
         self._ttl_s = ttl_s
-        self._acquire = storage.client.register_script(lua.load("acquire"))
+        package = coordination_lua.__name__
+        self._acquire = storage.script(lua.load("acquire", package))
+        self._commit = storage.script(lua.load("commit", package))
 
     def claim(self, name: str, window_s: float) -> bool:
-        claimed = self._storage.client.set(f"claim:{name}", os.getpid(), nx=True,
+        claimed = self._storage.client.set(claim_key(name), os.getpid(), nx=True,
                                            px=max(1, int(window_s * 1000)))
         return bool(claimed)
 
@@ -137,18 +211,14 @@ class RedisCoordinator(Coordinator):
         wait = self._wait_s if timeout_s is None else max(0.0, timeout_s)
         lock = FencedLock(self._storage.client, keys.lock, keys.generation, self._acquire,
                           read=[check_key(k) for k in read], snapshot=snapshot,
-                          timeout=self._ttl_s,
-                          sleep=LOCK_POLL_S, blocking_timeout=wait)
+                          timeout=self._ttl_s, sleep=LOCK_POLL_S, blocking_timeout=wait)
         # The token names its process, so an operator (or a test) can tell who holds it.
         if not lock.acquire(token=f"{os.getpid()}:{uuid.uuid4().hex}"):
             raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing "
                               "was written, try again")
-        fence = RedisFence(self._storage, lock)
+        fence = RedisFence(self._storage, lock, self._commit)
         try:
             yield fence
         finally:
             if not fence.released:
-                # A lock that expired meanwhile is not ours to release; the fence kept
-                # this section from writing after it expired.
-                with suppress(LockNotOwnedError):
-                    lock.release()
+                fence.release()

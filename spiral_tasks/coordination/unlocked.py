@@ -25,4 +25,4 @@ class UnlockedCoordinator(Coordinator):
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
                  snapshot: Snapshot | None = None) -> Iterator[Fence]:
-        yield DirectFence(self._storage, read, snapshot)
+        yield DirectFence(self._storage, tenant, read, snapshot)

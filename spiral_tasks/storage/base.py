@@ -156,6 +156,11 @@ class Storage(ABC):
         `Increment` left (None if there was none)."""
 
     @abstractmethod
+    def _set_if_absent_raw(self, key: str, raw: bytes) -> bytes:
+        """Store `raw` at `key` unless the key exists, atomically; return what the key
+        holds afterwards."""
+
+    @abstractmethod
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]: ...
 
     @abstractmethod
@@ -173,6 +178,14 @@ class Storage(ABC):
 
     def set(self, key: str, value: Any) -> None:
         self._apply([EncodedPut(check_key(key), codec.encode(value))])
+
+    def set_if_absent(self, key: str, value: Any) -> Any:
+        """Store `value` unless `key` holds something; return the value that won.
+
+        Many processes creating the same thing at once (a generated secret) each get
+        the first one written, never their own losing copy.
+        """
+        return codec.decode(self._set_if_absent_raw(check_key(key), codec.encode(value)))
 
     def delete(self, key: str) -> None:
         self.apply([Delete(key)])

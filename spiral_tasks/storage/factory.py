@@ -1,22 +1,38 @@
-"""Pick and open the backend the settings name (by default: LevelDB, no server)."""
+"""The one place a backend is chosen and opened: for the package, tests and benchmarks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from spiral_tasks.config import Settings, StorageKind
 from spiral_tasks.storage.base import Storage
-from spiral_tasks.storage.level import LevelStorage
-from spiral_tasks.storage.memory import MemoryStorage
-from spiral_tasks.storage.redis import RedisStorage
 
 
-def open_storage(settings: Settings) -> Storage:
+def open_storage(kind: StorageKind | str, *, db_path: str | Path = "./spiraldb",
+                 redis_url: str | None = None) -> Storage:
+    """Open the backend `kind` (memory, level or redis). Client libraries are imported
+    here, when a backend is chosen, so importing the engine imports neither."""
+    kind = StorageKind(kind)
     storage: Storage
-    if settings.storage is StorageKind.MEMORY:
+    if kind is StorageKind.MEMORY:
+        from spiral_tasks.storage.memory import MemoryStorage  # noqa: PLC0415
+
         storage = MemoryStorage()
-    elif settings.storage is StorageKind.LEVEL:
-        storage = LevelStorage(settings.db_path)
+    elif kind is StorageKind.LEVEL:
+        from spiral_tasks.storage.level import LevelStorage  # noqa: PLC0415
+
+        storage = LevelStorage(db_path)
     else:
-        assert settings.redis_url is not None
-        storage = RedisStorage(settings.redis_url)
+        from spiral_tasks.storage.redis import RedisStorage  # noqa: PLC0415
+
+        if redis_url is None:
+            raise ValueError("redis storage needs a URL")
+        storage = RedisStorage(redis_url)
     storage.init()
     return storage
+
+
+def storage_from(settings: Settings) -> Storage:
+    """The backend the settings select (by default LevelDB in ./spiraldb: no server)."""
+    return open_storage(settings.storage, db_path=settings.db_path,
+                        redis_url=settings.redis_url)

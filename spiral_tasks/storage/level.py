@@ -51,6 +51,12 @@ def unsortable(raw: bytes) -> float:
     return value
 
 
+def _plain(exc: Exception) -> str:
+    """plyvel's errors carry LevelDB's message as bytes: show it as text."""
+    message = exc.args[0] if exc.args else exc
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
 class LevelStorage(Storage):
     name = "level"
 
@@ -66,9 +72,9 @@ class LevelStorage(Storage):
             self._db = plyvel.DB(str(self.path), create_if_missing=True)
         except plyvel.IOError as exc:
             raise StorageUnavailable(
-                f"cannot open LevelDB at {self.path}: {exc}. LevelDB admits one process "
-                "at a time: stop the process that holds it, or send the work to it as a "
-                "task.") from exc
+                f"cannot open LevelDB at {self.path}: {_plain(exc)}. LevelDB admits one "
+                "process at a time: stop the process that holds it, or send the work to "
+                "it as a task (spiral-enqueue).") from exc
 
     def close(self) -> None:
         if self._db is not None:
@@ -108,6 +114,16 @@ class LevelStorage(Storage):
             value = parse_counter(key, self.db.get(raw_key)) + delta
             self.db.put(raw_key, str(value).encode())
             return value
+
+    def _set_if_absent_raw(self, key: str, raw: bytes) -> bytes:
+        # The write lock serializes this process; LevelDB's LOCK file keeps others out.
+        raw_key = key.encode()
+        with self._write_lock:
+            found: bytes | None = self.db.get(raw_key)
+            if found is not None:
+                return found
+            self.db.put(raw_key, raw, sync=True)
+            return raw
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         db = self.db

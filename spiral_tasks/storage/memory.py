@@ -70,6 +70,10 @@ class MemoryStorage(Storage):
             self._data[key] = str(value).encode()
             return value
 
+    def _set_if_absent_raw(self, key: str, raw: bytes) -> bytes:
+        with self._lock:
+            return self._data.setdefault(key, raw)
+
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         with self._lock:
             staged, last = stage_values(writes, self._data.get)

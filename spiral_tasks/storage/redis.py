@@ -1,27 +1,30 @@
 """Redis storage (redis-py): shared by every worker, counters kept with INCRBY.
 
-Every write runs in one Lua script (`lua/apply.lua`), so a batch is atomic and checks
-its counters before writing anything.
+Every batch runs in one Lua script (`lua/apply.lua`), so it is atomic and checks its
+counters before writing anything. The coordinator's fenced commit runs the same write
+code (`lua/writes.lua`) behind its lock check, with arguments built by `write_args`.
 
 Listing by prefix must not cost a walk over the whole key space per tenant (SCAN MATCH
-visits every key, so a rebuild of N tenants would be quadratic). So the script also
-keeps a *directory* of key names: a sorted set per Redis Cluster hash tag
-(`__dir__:{acme}` for every key containing `{acme}`, `__dir__` for untagged keys), in
-the tag's own slot. A prefix that contains a complete hash tag is answered from that
-directory with ZRANGEBYLEX, in order, like a LevelDB range. Any other prefix falls back
-to SCAN (never KEYS, which would block the server), asking for string keys only, so
-sorted sets (directories, GC queues) stay out of `keys()` and `scan()`. Keys written
-behind the adapter's back are seen by SCAN but not by a directory.
+visits every key, so a rebuild of N tenants would be quadratic). So the scripts also
+keep a *directory* of key names: a sorted set per Redis Cluster hash tag (see
+`keys.directory_of`), in the tag's own slot. A prefix that contains a complete hash
+tag is answered from that directory with ZRANGEBYLEX, in order, like a LevelDB range.
+Any other prefix falls back to SCAN (never KEYS, which would block the server), asking
+for string keys only, so sorted sets (directories, GC queues) stay out of `keys()` and
+`scan()`. Keys written behind the adapter's back are seen by SCAN but not by a
+directory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.commands.core import Script
 
-from spiral_tasks.errors import LockLost, StaleGeneration, StorageUnavailable
+from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.keys import DIRECTORY, directory_of, hash_tag
 from spiral_tasks.storage import lua
 from spiral_tasks.storage.base import (
     Delete,
@@ -32,12 +35,9 @@ from spiral_tasks.storage.base import (
     IndexRemove,
     Publish,
     Storage,
-    Write,
-    prepare,
 )
 
 SCAN_COUNT = 1000
-DIRECTORY = "__dir__"
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
@@ -46,63 +46,13 @@ def match_prefix(prefix: str) -> str:
     return prefix.translate(_GLOB_SPECIAL) + "*"
 
 
-def hash_tag(key: str) -> str | None:
-    """The Redis Cluster hash tag of `key`: the text between the first `{` and the
-    next `}`, if not empty."""
-    start = key.find("{")
-    if start < 0:
-        return None
-    end = key.find("}", start + 1)
-    if end <= start + 1:
-        return None
-    return key[start + 1:end]
-
-
-def directory_of(key: str) -> str:
-    tag = hash_tag(key)
-    return DIRECTORY if tag is None else f"{DIRECTORY}:{{{tag}}}"
-
-
-@dataclass(frozen=True)
-class FenceArgs:
-    """What a fenced commit checks: the lock still holds `token`, and (if given) the
-    generation is still `expected_generation`."""
-
-    lock_key: str
-    generation_key: str
-    token: bytes
-    expected_generation: int | None
-    release: bool
-
-
-@dataclass(frozen=True)
-class Applied:
-    last_increment: int | None
-    generation: int | None
-
-
-def _slot_key(write: EncodedWrite) -> str:
-    """A key of the write's hash slot, to fill the KEYS places the script ignores."""
-    match write:
-        case Publish(channel, _):
-            return channel
-        case IndexPut(index, _, _) | IndexRemove(index, _):
-            return index
-        case EncodedPut(key, _) | Delete(key) | Increment(key, _):
-            return key
-    raise TypeError(f"not a storage write: {write!r}")
-
-
-def _script_args(writes: Sequence[EncodedWrite],
-                 fence: FenceArgs | None) -> tuple[list[str], list[bytes | str]]:
-    if fence:
-        keys: list[str] = [fence.lock_key, fence.generation_key]
-    else:
-        keys = [_slot_key(writes[0])] * 2  # the script ignores these two when unfenced
-    argv: list[bytes | str] = (
-        [fence.token, "" if fence.expected_generation is None
-         else str(fence.expected_generation), "1" if fence.release else "0"]
-        if fence else ["", "", "0"])
+def write_args(writes: Sequence[EncodedWrite],
+               placeholder: str) -> tuple[list[str], list[bytes | str]]:
+    """KEYS and ARGV for `lua/writes.lua`: two keys and three arguments per write.
+    `placeholder` fills the key places of writes that have no key (a publish); it must
+    be a key of the batch's hash slot, so a cluster routes the script correctly."""
+    keys: list[str] = []
+    argv: list[bytes | str] = []
     for write in writes:
         match write:
             case EncodedPut(key, raw):
@@ -121,9 +71,39 @@ def _script_args(writes: Sequence[EncodedWrite],
                 keys += [index, index]
                 argv += ["R", member, ""]
             case Publish(channel, message):
-                keys += [keys[0], keys[0]]  # not keys: the script ignores them
+                keys += [placeholder, placeholder]
                 argv += ["P", channel, message]
     return keys, argv
+
+
+def first_key(writes: Sequence[EncodedWrite]) -> str:
+    """A key of the batch (a channel if it only publishes), for `write_args`."""
+    match writes[0]:
+        case Publish(channel, _):
+            return channel
+        case IndexPut(index, _, _) | IndexRemove(index, _):
+            return index
+        case EncodedPut(key, _) | Delete(key) | Increment(key, _):
+            return key
+    raise TypeError(f"not a storage write: {writes[0]!r}")
+
+
+def run_script(script: Script, keys: Sequence[str], argv: Sequence[Any],
+               errors: dict[str, type[Exception]]) -> Any:
+    """Run `script`; an error reply starting with one of `errors`' markers (e.g.
+    "NOTINT ") becomes that exception with the rest of the reply as its message."""
+    try:
+        return script(keys=keys, args=argv)
+    except redis.ResponseError as exc:
+        message = str(exc)
+        for marker, error in errors.items():
+            if marker in message:
+                raise error(message.split(marker, 1)[-1]) from exc
+        raise
+
+
+#: Error replies of the write script.
+WRITE_ERRORS: dict[str, type[Exception]] = {"NOTINT ": ValueError}
 
 
 class RedisStorage(Storage):
@@ -132,8 +112,8 @@ class RedisStorage(Storage):
     def __init__(self, url: str) -> None:
         self.url = url
         self._client: redis.Redis | None = None
-        self._apply_source = lua.load("apply")
-        self._apply_sha = ""
+        self._apply_script: Script | None = None
+        self._set_if_absent_script: Script | None = None
 
     def init(self) -> None:
         if self._client is not None:
@@ -145,7 +125,9 @@ class RedisStorage(Storage):
             client.close()
             raise StorageUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
         self._client = client
-        self._apply_sha = client.script_load(self._apply_source)
+        # register_script loads a script again if the server lost it (restart, flush).
+        self._apply_script = client.register_script(lua.load("apply"))
+        self._set_if_absent_script = client.register_script(lua.load("set_if_absent"))
 
     def close(self) -> None:
         if self._client is not None:
@@ -157,6 +139,10 @@ class RedisStorage(Storage):
         if self._client is None:
             raise StorageUnavailable(f"Redis storage at {self.url} is not open: call init()")
         return self._client
+
+    def script(self, source: str) -> Script:
+        """A script bound to this storage's client (for the coordinator's scripts)."""
+        return self.client.register_script(source)
 
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -204,37 +190,23 @@ class RedisStorage(Storage):
                 return
 
     def _incr(self, key: str, delta: int) -> int:
-        last = self._run(_script_args([Increment(key, delta)], None)).last_increment
+        last = self._apply_encoded([Increment(key, delta)])
         assert last is not None
         return last
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
-        return self._run(_script_args(writes, None)).last_increment
+        return self._apply_encoded(writes)
 
-    def apply_fenced(self, writes: Sequence[Write], fence: FenceArgs) -> Applied:
-        """Apply `writes` only while the lock named in `fence` still holds its token;
-        bumps the generation (and releases the lock if asked) in the same step."""
-        return self._run(_script_args(prepare(writes), fence))
+    def _apply_encoded(self, writes: Sequence[EncodedWrite]) -> int | None:
+        assert self._apply_script is not None, "storage not open"
+        keys, argv = write_args(writes, first_key(writes))
+        (last,) = run_script(self._apply_script, keys, argv, WRITE_ERRORS)
+        return None if last is None else int(last)
 
-    def _run(self, script_args: tuple[list[str], list[bytes | str]]) -> Applied:
-        keys, argv = script_args
-        client = self.client
-        try:
-            try:
-                result = client.evalsha(self._apply_sha, len(keys), *keys, *argv)
-            except redis.exceptions.NoScriptError:  # the server restarted or was flushed
-                self._apply_sha = client.script_load(self._apply_source)
-                result = client.evalsha(self._apply_sha, len(keys), *keys, *argv)
-        except redis.ResponseError as exc:
-            message = str(exc)
-            for marker, error in (("NOTINT ", ValueError), ("LOCKLOST ", LockLost),
-                                  ("STALE ", StaleGeneration)):
-                if marker in message:
-                    raise error(message.split(marker, 1)[-1]) from exc
-            raise
-        last, generation = result
-        return Applied(None if last is None else int(last),
-                       None if generation is None else int(generation))
+    def _set_if_absent_raw(self, key: str, raw: bytes) -> bytes:
+        assert self._set_if_absent_script is not None, "storage not open"
+        won: bytes = self._set_if_absent_script(keys=[key, directory_of(key)], args=[raw])
+        return won
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
         end = -1 if limit is None else limit - 1

@@ -10,53 +10,18 @@ backoff and full jitter; bad arguments fail at once, naming the argument.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-import redis
-from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from spiral_tasks.config import RetryPolicy, current
-from spiral_tasks.errors import (
-    CapacityExceeded,
-    InvalidArgument,
-    LockLost,
-    LockTimeout,
-    StaleGeneration,
-    StorageUnavailable,
-)
+from spiral_tasks.config import current
 from spiral_tasks.tasks import runtime
 from spiral_tasks.tasks.app import app
+from spiral_tasks.tasks.base import SpiralTask
 from spiral_tasks.tasks.config import TimeLimits
 
-#: Failures worth trying again: the lock was busy or lost, Redis was unreachable.
-TRANSIENT = (LockTimeout, LockLost, StaleGeneration, StorageUnavailable,
-             redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-SETTINGS = current()
-GC_LIMITS = TimeLimits.of(SETTINGS.tasks.gc_time_limit_s)
-REBUILD_LIMITS = TimeLimits.of(SETTINGS.tasks.rebuild_time_limit_s)
-
-
-def backoff(retries: int, policy: RetryPolicy = SETTINGS.tasks.retry) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^n)]."""
-    return random.uniform(0, min(policy.max_s, policy.base_s * 2 ** retries))
-
-
-class SpiralTask(Task[Any, Any]):
-    """Turns transient failures into retries (with backoff and jitter). Bad input and a
-    full tenant are expected outcomes: logged without a traceback, never retried."""
-
-    throws = (InvalidArgument, CapacityExceeded)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self.run(*args, **kwargs)
-        except TRANSIENT as exc:
-            if self.request.called_directly:
-                raise
-            raise self.retry(exc=exc, countdown=backoff(self.request.retries),
-                             max_retries=SETTINGS.tasks.retry.max_retries) from exc
+GC_LIMITS = TimeLimits.of(current().tasks.gc_time_limit_s)
+REBUILD_LIMITS = TimeLimits.of(current().tasks.rebuild_time_limit_s)
 
 
 @app.task(name="spiral.store_memory", base=SpiralTask, bind=True, acks_late=True,
@@ -66,7 +31,8 @@ def store_memory(self: SpiralTask, content: str, type: str = "general", depth: s
                  memory_id: str | None = None) -> dict[str, Any]:
     result = runtime.engine().store(content, type=type, depth=depth,
                                     associations=associations, tenant=tenant,
-                                    memory_id=memory_id or self.request.id)
+                                    memory_id=self.request.id if memory_id is None
+                                    else memory_id)
     if result.gc_due:
         gc.apply_async(kwargs={"tenant": result.tenant})
     return result.to_json()

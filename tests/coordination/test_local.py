@@ -4,9 +4,12 @@ import threading
 
 import pytest
 
+from spiral_tasks.config import Settings
 from spiral_tasks.coordination.local import LocalCoordinator
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import LockTimeout
+from spiral_tasks.factory import open_coordinator
+from spiral_tasks.storage.base import Put
 from spiral_tasks.storage.memory import MemoryStorage
 
 
@@ -43,12 +46,24 @@ def test_tenants_lock_independently() -> None:
     coordinator = LocalCoordinator(storage, timeout_s=0.2)
     entered, release = threading.Event(), threading.Event()
     holder = hold(coordinator, "busy", entered, release)
-    with coordinator.critical("idle") as fence:
-        fence.commit([])
+    with coordinator.critical("idle", timeout_s=0) as fence:  # no wait: "busy" is held
+        fence.commit([Put("t:{idle}:x", 1)])
+    assert storage.get("t:{idle}:x") == 1
+    with pytest.raises(LockTimeout), coordinator.critical("busy", timeout_s=0):
+        pass
     release.set()
     holder.join()
 
 
-def test_the_default_timeout_is_two_seconds() -> None:
-    coordinator = LocalCoordinator(MemoryStorage())
-    assert coordinator._timeout_s == 2.0
+def test_the_default_wait_is_the_runbooks_two_seconds() -> None:
+    storage = MemoryStorage()
+    coordinator = open_coordinator(storage, Settings.from_env({}).locks)
+    entered, release = threading.Event(), threading.Event()
+    holder = hold(coordinator, "t", entered, release)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(LockTimeout, match=r"stayed locked for 2\.000 s"), \
+                coordinator.critical("t"):
+            pass
+    finally:
+        release.set()
+        holder.join()

@@ -1,29 +1,11 @@
-"""What only the Redis backend has: hash tags and per-tag key directories."""
+"""What only the Redis backend has: per-hash-tag key directories, script reloads."""
 
 from __future__ import annotations
 
-import pytest
 import redis
 
 from spiral_tasks.storage.base import Increment, Put
-from spiral_tasks.storage.redis import RedisStorage, directory_of, hash_tag
-
-
-@pytest.mark.parametrize(("key", "tag"), [
-    ("t:{acme}:mem:1", "acme"),
-    ("{a}{b}", "a"),
-    ("no tag", None),
-    ("empty {} braces", None),
-    ("open { only", None),
-    ("x}{y}", "y"),
-])
-def test_hash_tag_follows_redis_cluster_rules(key: str, tag: str | None) -> None:
-    assert hash_tag(key) == tag
-
-
-def test_directory_lives_in_the_tag_slot() -> None:
-    assert directory_of("t:{acme}:mem:1") == "__dir__:{acme}"
-    assert directory_of("tenants:acme") == "__dir__"
+from spiral_tasks.storage.redis import RedisStorage
 
 
 def test_directories_follow_writes_and_stay_out_of_sight(redis_url: str) -> None:

@@ -6,8 +6,8 @@ import pytest
 
 from spiral_tasks.config import RetryPolicy, Settings
 from spiral_tasks.errors import ConfigError
+from spiral_tasks.tasks.base import backoff
 from spiral_tasks.tasks.config import celery_config, parse_cron
-from spiral_tasks.tasks.tasks import backoff
 
 
 def test_backoff_grows_and_is_capped() -> None:

@@ -90,9 +90,30 @@ def test_bad_arguments_fail_naming_the_argument(producer: Celery, engine: Spiral
     assert engine.storage.keys("t:{bad}:mem:") == []
 
 
-def test_an_unknown_argument_is_named(producer: Celery) -> None:
-    with pytest.raises(TypeError, match="conten"):
-        call(producer, "spiral.store_memory", conten="typo")
+@pytest.mark.parametrize(("name", "args", "kwargs", "argument"), [
+    ("spiral.store_memory", (), {"conten": "typo"}, "conten"),
+    ("spiral.store_memory", (), {"tenant": "bad"}, "content"),
+    ("spiral.store_memory", tuple(range(7)), {}, "args"),
+    ("spiral.store_memory", ("x",), {"content": "x"}, "content"),
+    ("spiral.store_memory", (), {"content": "x", "memory_id": ""}, "memory_id"),
+    ("spiral.store_memory", (), {"content": "x", "memory_id": 0}, "memory_id"),
+    ("spiral.store_memory", (), {"content": "x", "memory_id": False}, "memory_id"),
+    ("spiral.store_memory", (), {"content": "x", "memory_id": []}, "memory_id"),
+    ("spiral.store_memory", (), {"content": "x", "associations": {"a": 1}}, "associations"),
+    ("spiral.gc", (), {"time_budget_ms": 1e30}, "time_budget_ms"),
+    ("spiral.gc", (), {"time_budget_ms": 10**400}, "time_budget_ms"),
+    ("spiral.collect_memory", (), {}, "memory_id"),
+])
+def test_a_call_that_does_not_fit_is_refused_naming_the_argument(
+        producer: Celery, engine: SpiralMemory, name: str, args: tuple[Any, ...],
+        kwargs: dict[str, Any], argument: str) -> None:
+    """Producers send by name from any language: a wrong call is InvalidArgument (never
+    Python's TypeError, never a memory under a substituted id), and writes nothing."""
+    with pytest.raises(InvalidArgument) as caught:
+        producer.send_task(name, args=args, kwargs=kwargs).get(timeout=WAIT, interval=0.01)
+    assert caught.value.argument == argument
+    assert engine.storage.keys("t:{bad}:") == []
+    assert engine.storage.keys("t:{default}:mem:") == []
 
 
 def _produce(url: str, producer_id: int, count: int) -> None:

@@ -54,12 +54,14 @@ def select(candidates: Sequence[tuple[str, float]], now: float, over: int) -> li
 @dataclass
 class GcReport:
     """What one GC run did. `complete` is False when the budget ran out first; the next
-    run resumes at the head of the queue, which is where this one stopped."""
+    run resumes where this one stopped. `time_budget_ms` is the budget it was given
+    (the configured one unless the caller named one)."""
 
     collected_ids: list[str] = field(default_factory=list)
     remaining: int = 0
     duration_ms: float = 0.0
     complete: bool = True
+    time_budget_ms: float = 0.0
 
     @property
     def collected(self) -> int:
@@ -71,5 +73,6 @@ class GcReport:
             "remaining": self.remaining,
             "duration_ms": round(self.duration_ms, 3),
             "complete": self.complete,
+            "time_budget_ms": self.time_budget_ms,
             "collected_ids": list(self.collected_ids),
         }

@@ -1,0 +1,67 @@
+"""The per-process cache of each tenant's spirals and total.
+
+Entering a section costs one round trip either way; with a current cache, that round
+trip carries no spirals. A cached state is trusted only at the generation it was
+read or written at (see `coordination.base`): the section asks for a snapshot
+unless the tenant is still there, and falls back to the snapshot otherwise.
+
+States are shared between threads, so they are never changed in place: a section
+works on a copy and puts a new state back after each successful commit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from spiral_tasks.keys import TenantKeys
+from spiral_tasks.model import Spiral
+
+
+@dataclass
+class TenantState:
+    """A tenant's spirals and memory total, as of `generation`."""
+
+    spirals: dict[str, Spiral] = field(default_factory=dict)
+    memory_count: int = 0
+    generation: str = ""
+
+    def copy(self) -> TenantState:
+        return TenantState(dict(self.spirals), self.memory_count, self.generation)
+
+    @classmethod
+    def from_snapshot(cls, keys: TenantKeys, snapshot: dict[str, Any],
+                      generation: str) -> TenantState:
+        spirals = (Spiral.from_json(v) for k, v in snapshot.items()
+                   if k.startswith(keys.spirals) and v is not None)
+        total = snapshot.get(keys.memory_count)
+        return cls({s.id: s for s in spirals}, total if isinstance(total, int) else 0,
+                   generation)
+
+    def spiral_keys(self, keys: TenantKeys) -> tuple[str, ...]:
+        return tuple(keys.spiral(spiral_id) for spiral_id in self.spirals)
+
+
+class TenantCache:
+    def __init__(self) -> None:
+        self._states: dict[str, TenantState] = {}
+        self._registered: set[str] = set()
+        self._guard = threading.Lock()
+
+    def get(self, tenant: str) -> TenantState | None:
+        """The cached state (read-only: copy it before changing it)."""
+        return self._states.get(tenant)
+
+    def put(self, tenant: str, state: TenantState) -> None:
+        with self._guard:
+            self._states[tenant] = state
+
+    def registered(self, tenant: str) -> bool:
+        """Whether this process already wrote the tenant's marker."""
+        return tenant in self._registered
+
+    def mark_registered(self, tenants: Iterable[str]) -> None:
+        with self._guard:
+            self._registered.update(tenants)

@@ -1,0 +1,72 @@
+"""Removing memories: collect by id, and the eviction GC and full stores share.
+
+A removed memory frees its slot, leaves its counters exact, and leaves a tombstone for
+the policy's tombstone TTL, so a store of the same id redelivered later (late acks,
+a resending producer) finds the tombstone and cannot bring it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spiral_tasks import events, gc
+from spiral_tasks.context import Context
+from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.section import Section
+from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, Put, Write
+
+
+def remove(ctx: Context, section: Section, memories: Sequence[Memory],
+           stale_entries: Sequence[str] = (), *, announce: bool = False) -> None:
+    """Stage the removal of `memories` (and drop queue entries of already-missing
+    ones); their spirals free their slots. The caller commits."""
+    keys = section.keys
+    now = ctx.clock()
+    expires = now + ctx.gc.tombstone_ttl_s
+    shrunk: dict[str, Spiral] = {}
+    writes: list[Write] = [IndexRemove(keys.gc_queue, m) for m in stale_entries]
+    for memory in memories:
+        writes += [Delete(keys.memory(memory.id)), Delete(keys.sigil(memory.sigil)),
+                   Increment(keys.spiral_count(memory.spiral_id), -1),
+                   IndexRemove(keys.gc_queue, memory.id),
+                   Put(keys.tombstone(memory.id), expires),
+                   IndexPut(keys.tombstone_queue, memory.id, expires)]
+        if announce:
+            writes.append(events.event(events.COLLECTED,
+                                       {"id": memory.id, "tenant": keys.tenant}))
+        spiral = shrunk.get(memory.spiral_id) or section.state.spirals.get(memory.spiral_id)
+        if spiral is not None:
+            shrunk[spiral.id] = spiral.without_node(
+                memory.position.index, memory.depth, now, ctx.limits.spiral_turns)
+    if memories:
+        writes.append(Increment(keys.memory_count, -len(memories)))
+        section.state.memory_count -= len(memories)
+    for spiral in shrunk.values():
+        section.put_spiral(spiral)
+    section.stage(*writes)
+
+
+def collect_lowest(ctx: Context, section: Section, *, over: int,
+                   limit: int) -> tuple[int, list[str]]:
+    """Stage the removal of up to `limit` eligible memories from the head of the GC
+    queue (see `gc.select`). Returns how many queue entries were eligible (stale ones
+    included) and the ids of the memories removed."""
+    keys = section.keys
+    chosen = gc.select(section.index_range(keys.gc_queue, limit), ctx.clock(), over)
+    if not chosen:
+        return 0, []
+    records = section.get_many([keys.memory(m) for m in chosen])
+    memories = [Memory.from_json(r) for r in records if r is not None]
+    stale = [m for m, r in zip(chosen, records, strict=True) if r is None]
+    remove(ctx, section, memories, stale)
+    return len(chosen), [m.id for m in memories]
+
+
+def collect(ctx: Context, section: Section, memory_id: str) -> bool:
+    """Remove one memory by id (announced on `spiralmemory:collected`) and commit;
+    False when there was none."""
+    data = section.get(section.keys.memory(memory_id))
+    if data is not None:
+        remove(ctx, section, [Memory.from_json(data)], announce=True)
+    section.commit(final=True)
+    return data is not None

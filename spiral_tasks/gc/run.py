@@ -1,0 +1,110 @@
+"""A GC run: eligible memories collected in short locked batches, within a time budget.
+
+Each batch holds the tenant's lock only briefly: it is sized from the cost per memory
+measured so far in this run to take a third of the time left, and a batch that would
+not finish in time is not started.
+
+Fair across tenants: a run over every tenant starts after the tenant where the last
+run stopped (a cursor kept in storage, `meta:gc_cursor`) and walks the tenants in
+name order from there, wrapping around. The cursor moves past every tenant the run
+touched, finished or not, and every run works on at least the tenant it starts with,
+so with N tenants each one is reached within N runs whatever the budget (in practice a
+run covers many). Without the cursor, runs that always started from the first tenant
+name never reached the later ones once the budget ran out earlier.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Sequence
+
+from spiral_tasks import events
+from spiral_tasks.collect import collect_lowest
+from spiral_tasks.context import Context
+from spiral_tasks.errors import LockTimeout
+from spiral_tasks.gc.policy import GcReport
+from spiral_tasks.keys import GC_CURSOR_KEY, TenantKeys
+from spiral_tasks.section import Section, Sections, StateUse
+from spiral_tasks.storage.base import Delete, IndexRemove
+
+#: GC batches: the first is small, to measure; none holds the lock for long.
+FIRST_BATCH = 8
+MAX_BATCH = 256
+
+
+def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
+    """`tenants` (sorted) starting after `cursor`, wrapping around."""
+    if not isinstance(cursor, str):
+        return list(tenants)
+    start = bisect.bisect_right(tenants, cursor)
+    return [*tenants[start:], *tenants[:start]]
+
+
+def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: float, *,
+        resume: bool) -> GcReport:
+    """GC `tenants` within `budget_ms`. `resume`: start after the stored cursor and move
+    it (a run over every tenant); otherwise visit `tenants` as given."""
+    storage = sections.storage
+    started = time.perf_counter()
+    deadline = started + budget_ms / 1000
+    report = GcReport(time_budget_ms=budget_ms)
+    order = rotated(tenants, storage.get(GC_CURSOR_KEY)) if resume else list(tenants)
+    last_touched = None
+    for tenant in order:
+        touched, complete = _tenant(ctx, sections, tenant, deadline, report)
+        if touched:
+            last_touched = tenant
+        if not complete:
+            report.complete = False
+            break
+    if resume and last_touched is not None:
+        # A hint, not tenant data: two runs racing to set it cost fairness, not safety.
+        storage.set(GC_CURSOR_KEY, last_touched)
+    counts = storage.get_many([TenantKeys(t).memory_count for t in tenants])
+    report.remaining = sum(c for c in counts if isinstance(c, int))
+    report.duration_ms = (time.perf_counter() - started) * 1000
+    storage.apply([events.event(events.GC_TICK, report.to_json())])
+    return report
+
+
+def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
+            report: GcReport) -> tuple[bool, bool]:
+    """GC one tenant in batches: (touched it, finished it before the deadline)."""
+    batch, per_item, touched = FIRST_BATCH, 0.0, False
+    while True:
+        started = time.perf_counter()
+        if started + per_item * batch > deadline:
+            return touched, False
+        try:
+            with sections.enter(tenant, state=StateUse.LOAD,
+                                timeout_s=deadline - started) as section:
+                if not touched:
+                    _purge_tombstones(ctx, section)
+                touched = True
+                over = section.state.memory_count - ctx.limits.max_memory_nodes
+                chosen, collected = collect_lowest(ctx, section, over=over, limit=batch)
+                section.commit(final=True)
+                report.collected_ids += collected
+        except LockTimeout:
+            return touched, False
+        if chosen < batch:
+            return True, True
+        now = time.perf_counter()
+        per_item = max(per_item, (now - started) / batch)
+        batch = max(1, min(MAX_BATCH, int((deadline - now) / 3 / per_item)))
+
+
+def _purge_tombstones(ctx: Context, section: Section) -> None:
+    """Forget tombstones whose time is up (no redelivery can come that late)."""
+    keys = section.keys
+    now = ctx.clock()
+    expired = [m for m, expiry in section.index_range(keys.tombstone_queue, MAX_BATCH)
+               if expiry <= now]
+    if expired:
+        section.stage(*(w for m in expired for w in (Delete(keys.tombstone(m)),
+                                                     IndexRemove(keys.tombstone_queue, m))))
+        section.commit()
+
+
+__all__ = ["rotated", "run"]

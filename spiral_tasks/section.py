@@ -1,0 +1,191 @@
+"""One tenant's critical section: its keys, fence and state, with reads and commits.
+
+Every operation works inside a `Section`. It holds the tenant's lock (through its
+fence), the tenant's spirals and total when the operation needs them, and the writes
+staged but not yet committed. Reads see the section's own writes, staged or committed:
+a store batch that evicts a memory to make room, then meets a resend of that memory's
+id, finds its tombstone, not the record it read on entering. Without that, the batch
+would create the memory a second time and count it twice.
+
+The tenant's state (spirals, total) is a working copy: it changes as writes are
+staged, and goes back into the process's cache only after a commit succeeded, with
+the generation that commit made. A failed commit leaves the cache as it was.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from spiral_tasks.cache import TenantCache, TenantState
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.keys import TenantKeys, tenant_marker
+from spiral_tasks.model import Spiral
+from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Write
+
+
+class StateUse(enum.Enum):
+    """What an operation does with the tenant's cached spirals and total."""
+
+    #: Reads and changes them (store, collect, GC): load them on entering.
+    LOAD = "load"
+    #: Neither reads nor changes them (retrieve): a current cache stays current.
+    PRESERVE = "preserve"
+    #: May change them behind the cache's back (rebuild) or only reads storage
+    #: (stats): the cache is left to go stale by generation.
+    IGNORE = "ignore"
+
+
+class Section:
+    def __init__(self, keys: TenantKeys, fence: Fence, storage: Storage, cache: TenantCache,
+                 state: TenantState | None, carried: TenantState | None) -> None:
+        self.keys = keys
+        self.fence = fence
+        self._storage = storage
+        self._cache = cache
+        self._state = state
+        self._carried = carried
+        self._known: dict[str, Any] = dict(fence.read)
+        self._pending: list[Write] = []
+        self._staged: dict[str, Any] = {}
+        self._changed_spirals: dict[str, Spiral] = {}
+        self._register = False
+
+    @property
+    def tenant(self) -> str:
+        return self.keys.tenant
+
+    @property
+    def state(self) -> TenantState:
+        """The tenant's spirals and total, as the staged writes leave them."""
+        if self._state is None:
+            raise RuntimeError("this section was entered without the tenant's state")
+        return self._state
+
+    # --- reads ----------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        """The value at `key` as this section's writes leave it (None: none)."""
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        missing = [k for k in keys if k not in self._staged and k not in self._known]
+        if missing:
+            self._known.update(zip(missing, self._storage.get_many(missing), strict=True))
+        return [self._staged[k] if k in self._staged else self._known[k] for k in keys]
+
+    def index_range(self, index: str, limit: int | None = None) -> list[tuple[str, float]]:
+        """An ordered index as committed. Indexes are not tracked write by write, so
+        commit first: reading one with writes pending is a bug."""
+        self._require_committed("index_range")
+        return self._storage.index_range(index, limit)
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Every committed (key, value) under `prefix`, streamed."""
+        self._require_committed("scan")
+        return self._storage.scan(prefix)
+
+    def count(self, prefix: str) -> int:
+        self._require_committed("count")
+        return len(self._storage.keys(prefix))
+
+    # --- writes ---------------------------------------------------------------------
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending or self._changed_spirals or self._register)
+
+    def stage(self, *writes: Write) -> None:
+        """Queue writes for the next commit; reads see them at once."""
+        for write in writes:
+            match write:
+                case Put(key, value):
+                    self._staged[key] = value
+                case Delete(key):
+                    self._staged[key] = None
+                case Increment(key, _):
+                    self._staged.pop(key, None)
+                    self._known.pop(key, None)  # read afresh after the commit
+        self._pending.extend(writes)
+
+    def put_spiral(self, spiral: Spiral) -> None:
+        """A spiral's next state: in the working state now, written once per commit."""
+        self.state.spirals[spiral.id] = spiral
+        self._changed_spirals[spiral.id] = spiral
+
+    def ensure_registered(self) -> None:
+        """Make sure the tenant's marker exists (written once per process)."""
+        if not self._cache.registered(self.tenant):
+            self._register = True
+
+    def commit(self, final: bool = False) -> int | None:
+        """Commit every staged write in one atomic batch; return the value the last
+        increment left. `final`: no commit follows, so the lock may go with it."""
+        writes: list[Write] = [Put(tenant_marker(self.tenant), 1)] if self._register else []
+        writes += [Put(self.keys.spiral(s.id), s.to_json())
+                   for s in self._changed_spirals.values()]
+        writes += self._pending
+        last = self.fence.commit(writes, final=final)
+        self._known.update(self._staged)
+        if self._register:
+            self._cache.mark_registered([self.tenant])
+        self._pending, self._staged, self._changed_spirals = [], {}, {}
+        self._register = False
+        self._refresh_cache()
+        return last
+
+    def _refresh_cache(self) -> None:
+        generation = self.fence.generation
+        if self._state is not None:
+            self._state.generation = generation
+            self._cache.put(self.tenant, self._state.copy())
+        elif self._carried is not None:
+            self._carried = replace(self._carried, generation=generation)
+            self._cache.put(self.tenant, self._carried)
+
+    def _require_committed(self, what: str) -> None:
+        if self.has_pending:
+            raise RuntimeError(f"{what} with writes pending: commit them first")
+
+
+class Sections:
+    """Opens sections: the one way operations reach a tenant's data."""
+
+    def __init__(self, storage: Storage, coordinator: Coordinator,
+                 cache: TenantCache | None = None) -> None:
+        self.storage = storage
+        self.coordinator = coordinator
+        self.cache = cache or TenantCache()
+
+    @contextmanager
+    def enter(self, tenant: str, *, read: Sequence[str] = (),
+              state: StateUse = StateUse.IGNORE,
+              timeout_s: float | None = None) -> Iterator[Section]:
+        """Take the tenant's lock (waiting at most `timeout_s`), reading `read` and,
+        for `StateUse.LOAD`, the tenant's state unless this process's cache of it is
+        current, in the same step."""
+        keys = TenantKeys(tenant)
+        # Captured once: another thread may replace the cache entry meanwhile, but
+        # this section decides by the entry whose generation it asked about.
+        cached = None if state is StateUse.IGNORE else self.cache.get(tenant)
+        snapshot = None
+        if state is StateUse.LOAD:
+            known = cached.spiral_keys(keys) if cached else ()
+            snapshot = Snapshot(prefix=keys.spirals, keys=(keys.memory_count, *known),
+                                unless_generation=cached.generation if cached else None)
+        with self.coordinator.critical(tenant, timeout_s, read, snapshot) as fence:
+            current = cached if cached and cached.generation == fence.generation else None
+            working = None
+            if state is StateUse.LOAD:
+                working = current.copy() if current else self._load(keys, fence)
+            carried = current if state is StateUse.PRESERVE else None
+            yield Section(keys, fence, self.storage, self.cache, working, carried)
+
+    def _load(self, keys: TenantKeys, fence: Fence) -> TenantState:
+        # A snapshot was asked for unless the tenant was at the cached generation,
+        # and it is not: so the fence took one.
+        assert fence.snapshot is not None
+        loaded = TenantState.from_snapshot(keys, fence.snapshot, fence.generation)
+        self.cache.put(keys.tenant, loaded.copy())
+        return loaded

@@ -1,0 +1,194 @@
+"""Storing: the requests combined into one batch, served in one critical section.
+
+Placement, capacity, eviction and idempotency are decided here, against the section's
+view of the tenant, which includes what this batch already staged or committed. When
+the tenant is full, what is staged is committed first and GC makes room under the lock
+already held; the requests after that see the evictions (a resent id that was just
+evicted finds its tombstone, not a record to create again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from spiral_tasks import events, gc, geometry, placement, validation
+from spiral_tasks.collect import collect_lowest
+from spiral_tasks.combining import Pending
+from spiral_tasks.context import Context
+from spiral_tasks.errors import CapacityExceeded, InvalidArgument
+from spiral_tasks.keys import TenantKeys
+from spiral_tasks.model import Depth, Memory, Spiral
+from spiral_tasks.results import StoreResult
+from spiral_tasks.section import Section
+from spiral_tasks.storage.base import Increment, IndexPut, Put
+
+#: GC's chance to make room when every spiral is full: at most this many memories.
+ROOM_BATCH = 32
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """A validated store request."""
+
+    tenant: str
+    content: str
+    kind: str
+    depth: Depth
+    associations: tuple[str, ...]
+    memory_id: str | None
+
+    @classmethod
+    def validated(cls, content: Any, type: Any, depth: Any, associations: Any,
+                  tenant: Any, memory_id: Any) -> StoreRequest:
+        return cls(
+            tenant=validation.name("tenant", tenant),
+            content=validation.content(content),
+            kind=validation.name("type", type),
+            depth=validation.depth(depth),
+            associations=validation.associations(associations),
+            memory_id=None if memory_id is None
+            else validation.memory_id("memory_id", memory_id),
+        )
+
+
+StorePending = Pending[StoreRequest, StoreResult]
+
+
+def prefetch(keys: TenantKeys, batch: Sequence[StorePending]) -> list[str]:
+    """What the batch will ask about, read in the lock's own round trip: the record and
+    tombstone of every id it names, the record of every memory it links to."""
+    given = dict.fromkeys(p.payload.memory_id for p in batch if p.payload.memory_id)
+    linked = dict.fromkeys(a for p in batch for a in p.payload.associations
+                           if a not in given)
+    return ([keys.memory(i) for i in given] + [keys.tombstone(i) for i in given]
+            + [keys.memory(i) for i in linked])
+
+
+class StoreBatch:
+    """One batch's decisions, and the answers waiting for the commit that makes them
+    true."""
+
+    def __init__(self, ctx: Context, section: Section) -> None:
+        self.ctx = ctx
+        self.section = section
+        self._waiting: list[tuple[StorePending, StoreResult]] = []
+        self._created = 0
+
+    def serve(self, batch: Iterable[StorePending]) -> None:
+        """Answer every request. A request's own bad input or a full tenant fails only
+        that request; anything else (a lost lock, storage down) propagates, and the
+        combiner fails every request not yet answered."""
+        for pending in batch:
+            try:
+                self._stage(pending)
+            except (InvalidArgument, CapacityExceeded) as exc:
+                pending.fail(exc)
+        self._flush(final=True)
+
+    def _stage(self, pending: StorePending) -> None:
+        request = pending.payload
+        if request.memory_id is not None:
+            existing = self._existing(request.memory_id)
+            if existing is not None:
+                self._waiting.append((pending, existing))
+                return
+        self._check_associations(request.associations)
+        now = self.ctx.clock()
+        spiral = self._room_for(request.depth, now)
+        memory_id = request.memory_id or self.ctx.new_id()
+        slot = spiral.next_slot()
+        turns = self.ctx.limits.spiral_turns
+        memory = Memory(
+            id=memory_id, tenant=request.tenant, content=request.content,
+            type=request.kind, depth=request.depth,
+            sigil=self.ctx.sigils.sign(request.tenant, memory_id), spiral_id=spiral.id,
+            position=geometry.place(spiral.type, slot, turns),
+            associations=request.associations, created=now, last_accessed=now,
+            access_count=0, strength=gc.INITIAL_STRENGTH,
+        )
+        self._stage_memory(memory, spiral.with_node(slot, request.depth, now, turns))
+        result = StoreResult(memory_id, request.tenant, memory, created=True)
+        self.section.stage(events.event(events.STORED, result.to_json()))
+        self._waiting.append((pending, result))
+
+    def _existing(self, memory_id: str) -> StoreResult | None:
+        """The answer for an id that is stored, or collected (its tombstone): as this
+        section sees them, including this batch's own stores and evictions."""
+        keys, tenant = self.section.keys, self.section.tenant
+        record, tombstone = self.section.get_many([keys.memory(memory_id),
+                                                   keys.tombstone(memory_id)])
+        if record is not None:
+            return StoreResult(memory_id, tenant, Memory.from_json(record), created=False)
+        if tombstone is not None:
+            return StoreResult(memory_id, tenant, None, created=False)
+        return None
+
+    def _check_associations(self, associations: tuple[str, ...]) -> None:
+        keys = self.section.keys
+        records = self.section.get_many([keys.memory(a) for a in associations])
+        missing = [a for a, record in zip(associations, records, strict=True)
+                   if record is None]
+        if missing:
+            raise InvalidArgument("associations", f"no memory {validation.ids(missing)} in "
+                                  f"tenant {self.section.tenant!r}")
+
+    def _stage_memory(self, memory: Memory, grown: Spiral) -> None:
+        keys, section = self.section.keys, self.section
+        section.put_spiral(grown)
+        section.state.memory_count += 1
+        section.stage(Put(keys.memory(memory.id), memory.to_json()),
+                      Put(keys.sigil(memory.sigil), memory.id),
+                      Increment(keys.spiral_count(grown.id), 1),
+                      Increment(keys.memory_count, 1))
+        if not memory.depth.protected:
+            section.stage(IndexPut(keys.gc_queue, memory.id,
+                                   gc.retain_until(memory, self.ctx.gc.retention_s)))
+        self._created += 1
+
+    def _flush(self, final: bool = False) -> None:
+        """Commit what is staged and give the waiting requests their answers.
+
+        The commit ends by counting its new memories (`store_ticks`); the store whose
+        count lands on a multiple of the GC trigger interval is told so (`gc_due`),
+        whichever process made it.
+        """
+        created, waiting = self._created, self._waiting
+        if created:
+            self.section.ensure_registered()
+            self.section.stage(Increment(self.section.keys.store_ticks, created))
+        self._created, self._waiting = 0, []
+        last = self.section.commit(final=final)
+        interval = self.ctx.gc.trigger_interval
+        tick = (last or 0) - created  # this commit's stores are ticks tick+1 .. last
+        for pending, answer in waiting:
+            if answer.created:
+                tick += 1
+            due = answer.created and tick % interval == 0
+            pending.finish(replace(answer, gc_due=True) if due else answer)
+
+    def _room_for(self, depth: Depth, now: float) -> Spiral:
+        """The spiral a new memory goes to, making room first when the tenant is full."""
+        state, limits = self.section.state, self.ctx.limits
+        limit = limits.max_memory_nodes
+        if state.memory_count >= limit:
+            self._flush()
+            over = state.memory_count - limit + 1
+            collect_lowest(self.ctx, self.section, over=over, limit=over)
+            if state.memory_count >= limit:
+                raise CapacityExceeded(
+                    f"tenant {self.section.tenant!r} holds {state.memory_count} memories, "
+                    f"the limit is {limit}, and none is collectable")
+        spiral = placement.choose_spiral(self.section.tenant, state.spirals, depth,
+                                         limits.max_memory_spirals, now)
+        if spiral is None:
+            self._flush()
+            collect_lowest(self.ctx, self.section, over=0, limit=ROOM_BATCH)
+            spiral = placement.choose_spiral(self.section.tenant, state.spirals, depth,
+                                             limits.max_memory_spirals, now)
+        if spiral is None:
+            raise CapacityExceeded(
+                f"all {limits.max_memory_spirals} spirals of tenant "
+                f"{self.section.tenant!r} are full and GC found nothing collectable")
+        return spiral

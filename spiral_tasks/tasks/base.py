@@ -1,0 +1,80 @@
+"""The base of every spiral task: arguments checked like the engine checks them, and
+transient failures retried with backoff.
+
+Producers send tasks by name from any language, so nothing checks their arguments
+before a worker runs them. An unknown keyword, a missing argument or too many
+positional ones would surface as Python's TypeError from deep inside Celery; here
+they become `InvalidArgument` naming the argument, like every other bad input.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from typing import Any
+
+import redis
+from celery import Task
+
+from spiral_tasks.config import RetryPolicy, current
+from spiral_tasks.errors import (
+    CapacityExceeded,
+    InvalidArgument,
+    LockLost,
+    LockTimeout,
+    StaleGeneration,
+    StorageUnavailable,
+)
+
+#: Failures worth trying again: the lock was busy or lost, Redis was unreachable.
+TRANSIENT = (LockTimeout, LockLost, StaleGeneration, StorageUnavailable,
+             redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def backoff(retries: int, policy: RetryPolicy | None = None) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^n)]."""
+    policy = policy or current().tasks.retry
+    return random.uniform(0, min(policy.max_s, policy.base_s * 2 ** retries))
+
+
+def check_arguments(name: str, signature: inspect.Signature, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> None:
+    """Raise `InvalidArgument` unless `args` and `kwargs` fit `signature`."""
+    accepted = list(signature.parameters)
+    unknown = [k for k in kwargs if k not in signature.parameters]
+    if unknown:
+        raise InvalidArgument(unknown[0], f"is not an argument of {name} (its arguments: "
+                              f"{', '.join(accepted)})")
+    if len(args) > len(accepted):
+        raise InvalidArgument("args", f"{name} takes at most {len(accepted)} positional "
+                              f"arguments ({', '.join(accepted)}), got {len(args)}")
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        given = set(accepted[:len(args)]) | set(kwargs)
+        missing = [p.name for p in signature.parameters.values()
+                   if p.default is inspect.Parameter.empty and p.name not in given]
+        twice = [p for p in accepted[:len(args)] if p in kwargs]
+        if twice:
+            raise InvalidArgument(twice[0], "was given both by position and by name") \
+                from None
+        raise InvalidArgument(missing[0] if missing else "args",
+                              f"is required by {name}") from None
+
+
+class SpiralTask(Task[Any, Any]):
+    """Turns transient failures into retries (with backoff and jitter). Bad input and a
+    full tenant are expected outcomes: logged without a traceback, never retried."""
+
+    throws = (InvalidArgument, CapacityExceeded)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        check_arguments(self.name, inspect.signature(self.run), args, kwargs)
+        try:
+            return self.run(*args, **kwargs)
+        except TRANSIENT as exc:
+            if self.request.called_directly:
+                raise
+            policy = current().tasks.retry
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries, policy),
+                             max_retries=policy.max_retries) from exc
