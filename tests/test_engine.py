@@ -181,6 +181,14 @@ BAD_CALLS: list[tuple[dict[str, Any], str]] = [
     ({"content": "x", "associations": ["missing"]}, "associations"),
     ({"content": "x", "associations": [None]}, "associations"),
     ({"content": "x", "memory_id": "has space"}, "memory_id"),
+    ({"content": "x", "memory_id": ""}, "memory_id"),
+    ({"content": "x", "memory_id": 0}, "memory_id"),
+    ({"content": "x", "memory_id": False}, "memory_id"),
+    ({"content": "x", "memory_id": []}, "memory_id"),
+    ({"content": "x", "associations": {"already-here": 1}}, "associations"),
+    ({"content": "x", "associations": {"a", "b"}}, "associations"),
+    ({"content": "x", "associations": ["a"] * 1001}, "associations"),
+    ({"content": "x", "tenant": "t" * 1_000_000}, "tenant"),
 ]
 
 
@@ -256,3 +264,27 @@ def test_gc_flags_are_exact_under_concurrency(make_engine: EngineFactory) -> Non
     with ThreadPoolExecutor(max_workers=12) as pool:
         flags = list(pool.map(lambda i: engine.store(f"m{i}").gc_due, range(700)))
     assert sum(flags) == 100
+
+
+def test_an_error_quotes_little_of_what_it_refuses(engine: SpiralMemory) -> None:
+    """Error messages go into result backends and logs: never megabytes of them."""
+    missing = [f"missing-{n}" for n in range(1000)]
+    with pytest.raises(InvalidArgument) as caught:
+        engine.store("x", associations=missing)
+    assert "missing-0" in str(caught.value)
+    assert "and 995 more" in str(caught.value)
+    assert len(str(caught.value)) < 300
+    with pytest.raises(InvalidArgument) as caught:
+        engine.store("x", type="bad type " * 100_000)
+    assert len(str(caught.value)) < 300
+
+
+def test_a_rebuild_of_a_tenant_never_used_corrects_nothing_and_writes_nothing(
+        engine: SpiralMemory) -> None:
+    engine.store("elsewhere", tenant="used")
+    before = {key: engine.storage.get(key) for key in engine.storage.keys("")}
+    report = engine.rebuild_stats("never-used")
+    assert report.clean
+    assert report.to_json()["corrected_counters"] == []
+    assert {key: engine.storage.get(key) for key in engine.storage.keys("")} == before
+    assert engine.tenants() == ["used"]

@@ -118,3 +118,42 @@ def test_a_stale_queue_entry_is_dropped(engine: SpiralMemory, clock: Clock) -> N
 def test_bad_budget_is_refused(engine: SpiralMemory, budget: object) -> None:
     with pytest.raises(InvalidArgument, match="time_budget_ms"):
         engine.gc(budget)  # type: ignore[arg-type]
+
+
+def test_every_tenant_is_reached_within_as_many_runs_as_there_are_tenants(
+        make_engine: EngineFactory, clock: Clock) -> None:
+    """200 tenants each hold one expired memory, and a budget too small for all of
+    them: runs must take turns (a cursor), not restart from the first name each time."""
+    engine = make_engine()
+    tenants = [f"t{n:03d}" for n in range(200)]
+    for tenant in tenants:
+        engine.store("old", tenant=tenant, depth="surface")
+    clock.advance(HOUR)
+    collected: list[str] = []
+    runs = 0
+    while len(collected) < len(tenants):
+        report = engine.gc(time_budget_ms=0.05)
+        runs += 1
+        assert report.collected >= 1, f"run {runs} made no progress"
+        collected += report.collected_ids
+        assert runs <= len(tenants)
+    assert len(set(collected)) == len(tenants)
+    for tenant in tenants[::20]:
+        assert assert_consistent(engine, tenant) == 0
+
+
+def test_the_configured_budget_is_the_default(make_engine: EngineFactory) -> None:
+    engine = make_engine(time_budget_ms=5)
+    assert engine.gc().time_budget_ms == 5
+    assert engine.gc(tenant="default").to_json()["time_budget_ms"] == 5
+    assert engine.gc(12).time_budget_ms == 12
+
+
+@pytest.mark.parametrize("budget", [float("inf"), 1e30, 10**400, 60_001])
+def test_a_budget_beyond_any_task_is_refused_before_any_work(
+        engine: SpiralMemory, clock: Clock, budget: object) -> None:
+    engine.store("x", depth="surface")
+    clock.advance(HOUR)
+    with pytest.raises(InvalidArgument, match="time_budget_ms: must be a number"):
+        engine.gc(budget)  # type: ignore[arg-type]
+    assert assert_consistent(engine) == 1

@@ -10,7 +10,9 @@ name order from there, wrapping around. The cursor moves past every tenant the r
 touched, finished or not, and every run works on at least the tenant it starts with,
 so with N tenants each one is reached within N runs whatever the budget (in practice a
 run covers many). Without the cursor, runs that always started from the first tenant
-name never reached the later ones once the budget ran out earlier.
+name never reached the later ones once the budget ran out earlier. A run's first
+batch starts even when the budget is already spent (a tiny budget, a slow round
+trip), so no run is wasted.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     report = GcReport(time_budget_ms=budget_ms)
     order = rotated(tenants, storage.get(GC_CURSOR_KEY)) if resume else list(tenants)
     last_touched = None
-    for tenant in order:
-        touched, complete = _tenant(ctx, sections, tenant, deadline, report)
+    for position, tenant in enumerate(order):
+        touched, complete = _tenant(ctx, sections, tenant, deadline, report,
+                                    first_of_run=position == 0)
         if touched:
             last_touched = tenant
         if not complete:
@@ -69,12 +72,13 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
 
 
 def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
-            report: GcReport) -> tuple[bool, bool]:
-    """GC one tenant in batches: (touched it, finished it before the deadline)."""
+            report: GcReport, first_of_run: bool) -> tuple[bool, bool]:
+    """GC one tenant in batches: (touched it, finished it before the deadline). The
+    first batch of a run starts whatever the budget: every run makes progress."""
     batch, per_item, touched = FIRST_BATCH, 0.0, False
     while True:
         started = time.perf_counter()
-        if started + per_item * batch > deadline:
+        if started + per_item * batch > deadline and not (first_of_run and not touched):
             return touched, False
         try:
             with sections.enter(tenant, state=StateUse.LOAD,

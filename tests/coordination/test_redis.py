@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import threading
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
+from spiral_tasks import geometry
 from spiral_tasks.coordination.redis import RedisCoordinator
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import LockLost, LockTimeout
-from spiral_tasks.keys import TenantKeys
-from spiral_tasks.storage.base import Put
+from spiral_tasks.keys import TenantKeys, tenant_marker
+from spiral_tasks.model import Depth, Memory, SpiralType
+from spiral_tasks.storage.base import Put, Write
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.redis_server import RedisServer
+from spiral_tasks.testing.waiting import wait_until
 from tests.invariants import assert_consistent
 from tests.processes import run_in_processes
 
@@ -31,7 +40,9 @@ def test_a_holder_whose_lock_expired_cannot_write(redis_url: str) -> None:
     slow = RedisCoordinator(storage, ttl_s=0.2)
     fast = RedisCoordinator(storage)
     with slow.critical("t") as stale_fence:
-        time.sleep(0.3)  # a GC pause, a SIGSTOP: the lock expires meanwhile
+        # A GC pause, a SIGSTOP: the lock expires meanwhile.
+        wait_until(lambda: not storage.client.exists(TenantKeys("t").lock),
+                   message="the lock to expire")
         with fast.critical("t", timeout_s=1) as fresh_fence:
             fresh_fence.commit([Put("t:{t}:x", "fresh")], final=True)
         with pytest.raises(LockLost, match="no longer held"):
@@ -117,20 +128,139 @@ def test_events_are_published_with_the_commit(redis_url: str) -> None:
 
 
 def test_long_sections_keep_their_lock(redis_url: str) -> None:
+    """Extending gives the lock a full lifetime again, so a section that extends more
+    often than its lock lives keeps it however long it runs."""
     storage = RedisStorage(redis_url)
     storage.init()
     coordinator = RedisCoordinator(storage, ttl_s=1.0)
     other = RedisCoordinator(storage)
-    stolen = threading.Event()
+    lock = TenantKeys("t").lock
     with coordinator.critical("t") as fence:
-        for _ in range(4):  # 1.6 s in all: longer than the lock lives unextended
-            time.sleep(0.4)
+        for _ in range(3):  # each round: most of a lifetime passes, then an extension
+            wait_until(lambda: 0 < storage.client.pttl(lock) < 500, interval=0.005,
+                       message="half the lock's lifetime to pass")
             fence.extend()
-            try:
-                with other.critical("t", timeout_s=0):
-                    stolen.set()
-            except LockTimeout:
+            assert storage.client.pttl(lock) > 500
+            with pytest.raises(LockTimeout), other.critical("t", timeout_s=0):
                 pass
         fence.commit([Put("t:{t}:done", True)], final=True)
-    assert not stolen.is_set()
     assert storage.get("t:{t}:done") is True
+
+
+def test_an_extension_after_the_lock_expired_is_lock_lost(redis_url: str) -> None:
+    storage = RedisStorage(redis_url)
+    storage.init()
+    coordinator = RedisCoordinator(storage, ttl_s=0.1)
+    with coordinator.critical("t") as fence:
+        wait_until(lambda: not storage.client.exists(TenantKeys("t").lock),
+                   message="the lock to expire")
+        with pytest.raises(LockLost, match="expired before it could be extended"):
+            fence.extend()
+        with pytest.raises(LockLost):
+            fence.commit([Put("t:{t}:late", 1)], final=True)
+    assert storage.get("t:{t}:late") is None
+
+
+def test_a_cache_is_never_trusted_after_the_data_set_went_back(tmp_path: Path) -> None:
+    """Redis restarts from an older snapshot (a crash under appendfsync everysec, a
+    failover to a lagging replica) and ordinary traffic then writes as many commits as
+    were lost: a process whose cache predates the crash must still see it is stale."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        cached, other = open_engine(server.url), None
+        for i in range(5):
+            cached.store(f"kept {i}")
+        cached.storage.client.save()  # the snapshot Redis will come back from
+        for i in range(4):
+            cached.store(f"lost {i}")  # in this process's cache, not in the snapshot
+        assert server.process is not None
+        server.process.kill()  # no shutdown save: the last four stores are gone
+        server.process.wait()
+        server.start()
+        wait_until(lambda: _answers(cached.storage.client), message="the engine's "
+                   "client to reconnect")
+        other = open_engine(server.url)
+        kept = [key.split(":mem:")[1] for key in other.storage.keys("t:{default}:mem:")]
+        for memory_id in kept[:4]:
+            assert other.retrieve(memory_id) is not None  # as many commits as were lost
+        cached.store("from the stale process")
+        assert assert_consistent(cached) == 5 + 1
+        assert cached.rebuild_stats().clean
+    finally:
+        for engine in (cached, other):
+            if engine is not None:
+                engine.close()
+        server.stop()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+REBUILD_IN_A_CHILD = """
+import json, sys
+from spiral_tasks.errors import LockLost
+from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.redis_server import RedisServer
+from spiral_tasks.testing.waiting import wait_until
+storage = RedisStorage(sys.argv[1])
+storage.init()
+engine = engine_over(storage)
+try:
+    report = engine.rebuild_stats("big")
+    print(json.dumps({"outcome": "done", "clean": report.clean}))
+except LockLost as exc:
+    print(json.dumps({"outcome": "LockLost", "message": str(exc)}))
+"""
+
+
+def test_a_rebuild_that_outlives_its_lock_gets_lock_lost_and_a_retry_repairs(
+        redis_url: str) -> None:
+    """A rebuild's process stops (SIGSTOP) past its 2 s lock: when it resumes, finding
+    the lock gone is `LockLost` (which tasks retry), not redis-py's LockNotOwnedError,
+    and the next rebuild repairs what the lost one could not."""
+    storage = RedisStorage(redis_url)
+    storage.init()
+    nodes = 60_000
+    _write_orphan_nodes(storage, "big", nodes)  # drift: spirals and counters missing
+    child = subprocess.Popen([sys.executable, "-c", REBUILD_IN_A_CHILD, redis_url],
+                             stdout=subprocess.PIPE, text=True)
+    lock = TenantKeys("big").lock
+    try:
+        token = wait_until(lambda: storage.client.get(lock), interval=0.001,
+                           message="the child to take the tenant's lock")
+        os.kill(child.pid, signal.SIGSTOP)
+        assert storage.client.get(lock) == token, "the rebuild ended before it stopped"
+        wait_until(lambda: not storage.client.exists(lock), timeout=10,
+                   message="the stopped child's lock to expire")
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+    out, _ = child.communicate(timeout=120)
+    assert json.loads(out)["outcome"] == "LockLost"
+    engine = engine_over(storage)
+    assert not engine.rebuild_stats("big").clean  # the retry corrects the drift
+    assert assert_consistent(engine, "big") == nodes
+
+
+def _write_orphan_nodes(storage: RedisStorage, tenant: str, count: int) -> None:
+    """Node records with no spiral records or counters: work for a rebuild."""
+    keys = TenantKeys(tenant)
+    per_spiral = 200
+    writes: list[Write] = []
+    for n in range(count):
+        spiral, slot = divmod(n, per_spiral)
+        memory = Memory(
+            id=f"m{n}", tenant=tenant, content="x", type="t", depth=Depth.SHALLOW,
+            sigil=f"s{n}", spiral_id=f"sp{spiral}",
+            position=geometry.place(SpiralType.FIBONACCI, slot, 21), associations=(),
+            created=1.0, last_accessed=1.0, access_count=0, strength=0.5)
+        writes.append(Put(keys.memory(memory.id), memory.to_json()))
+        if len(writes) == 5000:
+            storage.apply(writes)
+            writes = []
+    storage.apply([*writes, Put(tenant_marker(tenant), 1)])

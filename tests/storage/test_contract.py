@@ -314,3 +314,28 @@ def test_scan_under_a_hash_tag_pages_through_many_keys(storage: Storage) -> None
     assert len(storage.keys("t:{acme}:")) == 2500
     assert sorted(storage.keys("t:{acm")) == sorted([*expected, "t:{acme}:spiral:1",
                                                     "t:{acmeX}:mem:1"])
+
+
+def test_set_if_absent_keeps_the_first_value(storage: Storage) -> None:
+    assert storage.set_if_absent("once", {"first": True}) == {"first": True}
+    assert storage.set_if_absent("once", {"second": True}) == {"first": True}
+    assert storage.get("once") == {"first": True}
+    assert "once" in storage.keys("")
+
+
+def test_set_if_absent_from_many_threads_has_one_winner(storage: Storage) -> None:
+    results: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def race(n: int) -> None:
+        barrier.wait(10)
+        results.append(storage.set_if_absent("race", n))
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(results) == 8
+    assert len(set(results)) == 1
+    assert storage.get("race") == results[0]
