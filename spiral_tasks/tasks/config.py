@@ -115,6 +115,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     else:
         config["beat_scheduler"] = "spiral_tasks.tasks.beat:SpiralBeatScheduler"
         config["redbeat_redis_url"] = settings.redis_url or tasks.broker_url
+        # Explicit, so celery-redbeat does not fall back to (and warn about) the
+        # broker's transport options, which are not for its client.
+        config["redbeat_redis_options"] = {}
         if beat.lock_timeout_s is not None:
             config["redbeat_lock_timeout"] = beat.lock_timeout_s
     return config
