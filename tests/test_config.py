@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from spiral_tasks.config import GcPolicy, Limits, LockPolicy, Settings, StorageKind
+from spiral_tasks.config import (
+    BeatSettings,
+    GcPolicy,
+    Limits,
+    LockPolicy,
+    Settings,
+    StorageKind,
+)
 from spiral_tasks.errors import ConfigError
 
 
@@ -31,6 +38,14 @@ def test_every_limit_is_overridable() -> None:
     assert settings.db_path == "/data/db"
 
 
+def test_beat_defaults_and_overrides() -> None:
+    # No lock timeout by default: beat derives it from the max interval it runs with.
+    assert Settings.from_env({}).beat == BeatSettings(60.0, "0 2 * * *", 10.0, None)
+    beat = Settings.from_env({"SPIRAL_GC_EVERY_S": "3", "SPIRAL_BEAT_MAX_INTERVAL_S": "0.5",
+                              "SPIRAL_BEAT_LOCK_TIMEOUT_S": "1.1"}).beat
+    assert beat == BeatSettings(3.0, "0 2 * * *", 0.5, 1.1)
+
+
 def test_redis_url_selects_redis() -> None:
     settings = Settings.from_env({"REDIS_URL": "redis://h:1/2"})
     assert settings.storage is StorageKind.REDIS
@@ -56,6 +71,8 @@ def test_redis_url_selects_redis() -> None:
     ({"SPIRAL_TOMBSTONE_TTL_S": "60"}, "SPIRAL_TOMBSTONE_TTL_S='60': must be at least SPIRAL_VIS"),
     ({"SPIRAL_BEAT_MAX_INTERVAL_S": "10", "SPIRAL_BEAT_LOCK_TIMEOUT_S": "15"},
      "SPIRAL_BEAT_LOCK_TIMEOUT_S='15': must exceed twice SPIRAL_BEAT_MAX_INTERVAL_S"),
+    ({"SPIRAL_BEAT_LOCK_TIMEOUT_S": "20"},
+     "SPIRAL_BEAT_LOCK_TIMEOUT_S='20': must exceed twice SPIRAL_BEAT_MAX_INTERVAL_S (10 s)"),
     ({"SPIRAL_RETRY_BACKOFF_BASE_S": "9"}, "must not exceed SPIRAL_RETRY_BACKOFF_MAX_S"),
 ])
 def test_a_bad_setting_is_named_with_its_value(env: dict[str, str], message: str) -> None:

@@ -94,13 +94,37 @@ class TaskSettings:
 
 @dataclass(frozen=True)
 class BeatSettings:
-    """What beat schedules, how long it may sleep, and how long its lock lives
-    (celery-redbeat; None: 5 x the max interval beat really runs with)."""
+    """What beat schedules, how long it may sleep, and how long its lock lives.
+
+    Beat (celery-redbeat) extends its lock only when it wakes, and sleeps up to its
+    next due task or its max interval, whichever is sooner; a standby polls for the
+    lock every max interval. So the lock must outlive the longest sleep, and a standby
+    takes over at most one lock timeout plus one max interval after the active beat
+    stopped extending. None: celery-redbeat's own default, 5 x the max interval beat
+    really runs with (which `--max-interval` may change; see `tasks/beat.py`).
+    """
 
     gc_every_s: float = 60.0
     rebuild_cron: str = "0 2 * * *"
     max_interval_s: float = 10.0
     lock_timeout_s: float | None = None
+
+
+#: A beat lock must last more than this many max intervals: one for the longest sleep,
+#: one more for a late wake-up and the tick that extends it (a loaded machine, a slow
+#: Redis round trip).
+MIN_BEAT_LOCK_PER_MAX_INTERVAL = 2
+
+
+def beat_lock_problem(lock_timeout_s: float, max_interval_s: float,
+                      max_interval_source: str = "SPIRAL_BEAT_MAX_INTERVAL_S") -> str | None:
+    """Why a beat lock of `lock_timeout_s` would expire while beat sleeps up to
+    `max_interval_s` (named by `max_interval_source`), or None when it holds."""
+    if lock_timeout_s > MIN_BEAT_LOCK_PER_MAX_INTERVAL * max_interval_s:
+        return None
+    return (f"must exceed twice {max_interval_source} ({max_interval_s:g} s): beat extends "
+            "its lock only when it wakes, so a shorter lock expires while it sleeps (unset "
+            "SPIRAL_BEAT_LOCK_TIMEOUT_S for 5 x the max interval)")
 
 
 @dataclass(frozen=True)
@@ -213,11 +237,10 @@ def _check_relations(read: Environment, settings: Settings) -> None:
     if tasks.retry.base_s > tasks.retry.max_s:
         read.problem("SPIRAL_RETRY_BACKOFF_BASE_S", f"{tasks.retry.base_s:g}",
                      f"must not exceed SPIRAL_RETRY_BACKOFF_MAX_S ({tasks.retry.max_s:g})")
-    if beat.lock_timeout_s is not None and beat.lock_timeout_s <= 2 * beat.max_interval_s:
-        read.problem("SPIRAL_BEAT_LOCK_TIMEOUT_S", f"{beat.lock_timeout_s:g}",
-                     f"must exceed twice SPIRAL_BEAT_MAX_INTERVAL_S "
-                     f"({beat.max_interval_s:g} s): beat extends its lock only when it "
-                     "wakes, so a shorter lock expires while it sleeps")
+    lock_problem = (None if beat.lock_timeout_s is None
+                    else beat_lock_problem(beat.lock_timeout_s, beat.max_interval_s))
+    if lock_problem:
+        read.problem("SPIRAL_BEAT_LOCK_TIMEOUT_S", f"{beat.lock_timeout_s:g}", lock_problem)
 
 
 @functools.cache

@@ -4,4 +4,5 @@
     config.py    broker, result backend, queues, delivery guarantees, beat
     tasks.py     the producer contract: spiral.store_memory and the rest
     runtime.py   one engine per worker process, opened after fork
+    beat.py      beat's scheduler (Redis): a lock that outlives beat's sleep
 """

@@ -93,7 +93,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"retry_policy": {"max_retries": 5}},
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "beat_max_interval": beat.max_interval_s,
+        # Celery's name for beat's max interval; the beat lock's timeout follows it.
+        "beat_max_loop_interval": beat.max_interval_s,
         "beat_schedule": {
             "spiral-gc": {"task": "spiral.gc", "schedule": beat.gc_every_s},
             "spiral-nightly-rebuild": {"task": "spiral.rebuild_stats",
@@ -112,8 +113,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
         config["beat_schedule_filename"] = str(tasks.embedded_dir / "celerybeat-schedule")
     else:
-        config["beat_scheduler"] = "redbeat.RedBeatScheduler"
+        config["beat_scheduler"] = "spiral_tasks.tasks.beat:SpiralBeatScheduler"
         config["redbeat_redis_url"] = settings.redis_url or tasks.broker_url
+        # Explicit, so celery-redbeat does not fall back to (and warn about) the
+        # broker's transport options, which are not for its client.
+        config["redbeat_redis_options"] = {}
         if beat.lock_timeout_s is not None:
             config["redbeat_lock_timeout"] = beat.lock_timeout_s
     return config

@@ -1,32 +1,206 @@
-"""celery beat with redbeat: two schedulers running, one schedules."""
+"""celery beat with celery-redbeat, started as the README and workers/beat.sh say.
+
+Two beats run with the production relation between the GC interval, beat's max
+interval and its lock timeout (60 s : 10 s : 50 s), scaled down through the
+environment only (no --max-interval flag, which would hide a lock shorter than
+beat's sleep, as it once did). Periods and the takeover are measured from the beats'
+own log timestamps and cross-checked against the messages queued in Redis.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import re
+import signal
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
+import pytest
 import redis
 
+from spiral_tasks.tasks.app import create_app
+from spiral_tasks.tasks.beat import SpiralBeatScheduler
+from spiral_tasks.tasks.config import MAINTENANCE_QUEUE
 from spiral_tasks.testing.celery_worker import CeleryProcess, worker_env
 from spiral_tasks.testing.redis_server import RedisServer
 
+T = TypeVar("T")
 
-def test_two_beats_schedule_each_job_once(tmp_path: Path) -> None:
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(tmp_path / "redis").start()
-    env = worker_env(server.url, SPIRAL_GC_EVERY_S="1")
-    schedulers = [CeleryProcess(["beat", "-l", "INFO", "--max-interval", "1"], env,
-                                tmp_path / f"beat{n}", f"beat{n}").start()
-                  for n in range(2)]
+#: The production defaults (SPIRAL_GC_EVERY_S, SPIRAL_BEAT_MAX_INTERVAL_S, and the lock
+#: beat derives: 5 x the max interval), scaled down by SCALE.
+SCALE = 20
+GC_EVERY_S = 60 / SCALE
+MAX_INTERVAL_S = 10 / SCALE
+LOCK_TIMEOUT_S = 5 * MAX_INTERVAL_S
+#: workers/beat.sh's command (and the README's), without --max-interval.
+BEAT = ["beat", "-l", "INFO"]
+LOCK_KEY = "redbeat::lock"
+#: GC sends the active beat makes before it is killed: six lock lifetimes and more.
+RUN_PERIODS = 5
+#: Lateness a loaded machine may add to a wake-up, a Redis round trip and a log line.
+LOAD_MARGIN_S = 1.5
+#: How long a `celery beat` may take to import and start on a loaded machine.
+STARTUP_S = 30.0
+#: Log timestamps have millisecond resolution.
+CLOCK_TOLERANCE_S = 0.01
+SENT = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] "
+                  r"Scheduler: Sending due task spiral-gc ", re.MULTILINE)
+FAILED = ("LockNotOwnedError", "Traceback", "raised exception", "ERROR/", "CRITICAL/")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll `predicate` until it returns something true, and return that; fail naming
+    `what` after `timeout` seconds. (The lead will reconcile this with
+    spiral_tasks/testing/waiting.py.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.05)
+
+
+def gc_sends(beat: CeleryProcess) -> list[float]:
+    """When `beat` sent the periodic GC (epoch seconds, from its log's local times)."""
+    return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for stamp in SENT.findall(beat.log())]
+
+
+def queued_gcs(client: redis.Redis) -> int:
+    """spiral.gc messages waiting in the maintenance queue (no worker consumes them)."""
+    return sum(json.loads(raw)["headers"]["task"] == "spiral.gc"
+               for raw in client.lrange(MAINTENANCE_QUEUE, 0, -1))
+
+
+def sent_at_least(count: int, beat: CeleryProcess) -> Callable[[], list[float]]:
+    """A predicate: `beat`'s GC send times once there are `count`, else nothing."""
+    def sends() -> list[float]:
+        found = gc_sends(beat)
+        return found if len(found) >= count else []
+    return sends
+
+
+def assert_once_per_period(sends: list[float]) -> None:
+    """Never two GCs in one period (a gap below it) and never a period without one
+    (a gap of two); beat may be late within its period, not early."""
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
+    assert all(GC_EVERY_S - CLOCK_TOLERANCE_S <= gap < 2 * GC_EVERY_S for gap in gaps), gaps
+
+
+def assert_healthy(beat: CeleryProcess) -> None:
+    assert beat.process is not None
+    assert beat.process.poll() is None, beat.log()[-3000:]
+    assert not [word for word in FAILED if word in beat.log()], beat.log()[-3000:]
+
+
+def test_two_beats_schedule_once_per_period_and_the_standby_takes_over(
+        tmp_path: Path) -> None:
+    server = RedisServer(tmp_path).start()
+    env = worker_env(server.url, SPIRAL_GC_EVERY_S=f"{GC_EVERY_S:g}",
+                     SPIRAL_BEAT_MAX_INTERVAL_S=f"{MAX_INTERVAL_S:g}")
+    beats = [CeleryProcess(BEAT, env, tmp_path / f"beat{n}", f"beat{n}").start()
+             for n in range(2)]
+    client = redis.Redis.from_url(server.url)
     try:
-        time.sleep(8)
-        client = redis.Redis.from_url(server.url)
-        queued = client.llen("spiral.maintenance")
-        client.close()
-        senders = [s for s in schedulers if "Sending due task spiral-gc" in s.log()]
-        assert len(senders) == 1, [s.log()[-2000:] for s in schedulers]
-        assert 3 <= queued <= 10  # one GC a second from one scheduler, not two
+        holders = wait_until(lambda: [b for b in beats if "beat: Acquired lock" in b.log()],
+                             STARTUP_S, "a beat takes the lock")
+        assert len(holders) == 1
+        active, standby = holders[0], next(b for b in beats if b is not holders[0])
+        wait_until(lambda: "beat: Starting..." in standby.log(), STARTUP_S,
+                   "the standby polls for the lock")
+        for beat in beats:  # the lock follows the max interval beat runs with, unrounded
+            assert f"({LOCK_TIMEOUT_S:g}s)" in beat.log()
+            assert f"({MAX_INTERVAL_S:g}s)" in beat.log()
+
+        lock_ttls_ms: list[int] = []
+
+        def ran_enough() -> bool:
+            lock_ttls_ms.append(client.pttl(LOCK_KEY))
+            return len(gc_sends(active)) >= RUN_PERIODS
+
+        wait_until(ran_enough, (RUN_PERIODS + 1) * (GC_EVERY_S + LOAD_MARGIN_S),
+                   f"{RUN_PERIODS} periodic GCs")
+        sends = gc_sends(active)
+        for beat in beats:
+            assert_healthy(beat)
+        assert gc_sends(standby) == []
+        assert "Acquired lock" not in standby.log()
+        assert_once_per_period(sends)
+        # The lock never lapsed, and lives its exact 2.5 s (celery-redbeat's int()
+        # would make it 2 s).
+        assert min(lock_ttls_ms) > 0, lock_ttls_ms
+        assert 1000 * int(LOCK_TIMEOUT_S) < max(lock_ttls_ms) <= 1000 * LOCK_TIMEOUT_S
+        wait_until(lambda: queued_gcs(client) == len(gc_sends(active)), LOAD_MARGIN_S,
+                   "every logged GC is queued once")
+
+        # Killed mid-lock, right after a GC: the lock lapses at most LOCK_TIMEOUT_S
+        # after the kill (its last extension came before it); the standby retries every
+        # MAX_INTERVAL_S, so it holds the lock within LOCK_TIMEOUT_S + MAX_INTERVAL_S,
+        # and the next GC is due within GC_EVERY_S of the kill, which in the
+        # production relation is the same sum (60 = 50 + 10). So the standby sends the
+        # next GC within LOCK_TIMEOUT_S + MAX_INTERVAL_S of the kill, plus lateness.
+        killed_at = time.time()
+        os.kill(active.pid, signal.SIGKILL)
+        assert active.process is not None
+        active.process.wait(timeout=10)
+        bound_s = LOCK_TIMEOUT_S + MAX_INTERVAL_S + LOAD_MARGIN_S
+        first = wait_until(sent_at_least(1, standby), 3 * bound_s, "the standby sends a GC")
+        assert first[0] - killed_at <= bound_s, (first[0] - killed_at, standby.log()[-3000:])
+
+        # The new active beat keeps scheduling: it does not die at its next extension.
+        taken_over = wait_until(sent_at_least(3, standby), 3 * (GC_EVERY_S + LOAD_MARGIN_S),
+                                "three GCs from the standby")
+        assert_healthy(standby)
+        assert_once_per_period(sends + taken_over)
+        wait_until(lambda: queued_gcs(client) == len(sends + gc_sends(standby)),
+                   LOAD_MARGIN_S, "every logged GC is queued once")
     finally:
-        for s in schedulers:
-            s.stop()
+        client.close()
+        for beat in beats:
+            beat.stop()
         server.stop()
+
+
+@pytest.mark.parametrize(("env", "flags", "message"), [
+    ({"SPIRAL_BEAT_LOCK_TIMEOUT_S": "0.9"}, [],
+     "SPIRAL_BEAT_LOCK_TIMEOUT_S='0.9': must exceed twice SPIRAL_BEAT_MAX_INTERVAL_S (0.5 s)"),
+    ({"SPIRAL_BEAT_LOCK_TIMEOUT_S": "2.5"}, ["--max-interval", "2"],
+     "SPIRAL_BEAT_LOCK_TIMEOUT_S='2.5': must exceed twice beat's --max-interval (2 s)"),
+], ids=["settings", "command-line"])
+def test_a_lock_shorter_than_beats_sleep_is_refused(
+        tmp_path: Path, env: dict[str, str], flags: list[str], message: str) -> None:
+    server = RedisServer(tmp_path).start()
+    beat = CeleryProcess([*BEAT, *flags], worker_env(
+        server.url, SPIRAL_BEAT_MAX_INTERVAL_S=f"{MAX_INTERVAL_S:g}", **env),
+        tmp_path / "beat", "beat").start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert beat.process is not None
+        assert beat.process.wait(timeout=STARTUP_S) == 2
+        assert f"spiral-tasks: bad setting: {message}" in beat.log()
+        assert "Traceback" not in beat.log()
+        assert client.exists(LOCK_KEY) == 0  # refused before it took the lock
+    finally:
+        client.close()
+        beat.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize(("env", "max_interval", "lock_timeout"), [
+    ({}, None, 5 * 10.0),
+    ({"SPIRAL_BEAT_MAX_INTERVAL_S": "0.5"}, None, 2.5),
+    ({"SPIRAL_BEAT_MAX_INTERVAL_S": "0.5"}, 3.0, 15.0),
+    ({"SPIRAL_BEAT_MAX_INTERVAL_S": "0.5", "SPIRAL_BEAT_LOCK_TIMEOUT_S": "7.5"}, 3.0, 7.5),
+])
+def test_the_lock_follows_the_max_interval_beat_runs_with(
+        env: dict[str, str], max_interval: float | None, lock_timeout: float) -> None:
+    app = create_app({"REDIS_URL": "redis://127.0.0.1:1/0", **env})
+    scheduler = SpiralBeatScheduler(app, max_interval=max_interval, lazy=True)
+    assert scheduler.lock_timeout == lock_timeout

@@ -33,6 +33,6 @@ def test_embedded_and_redis_settings() -> None:
     on_redis = Settings.from_env({"REDIS_URL": "redis://h:1/0"})
     assert on_redis.tasks.broker_url == on_redis.tasks.result_backend == "redis://h:1/0"
     config = celery_config(on_redis)
-    assert config["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert config["beat_scheduler"] == "spiral_tasks.tasks.beat:SpiralBeatScheduler"
     assert config["accept_content"] == ["json"]
     assert config["task_acks_late"] is True
