@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spiral_tasks.storage.base import Storage
-from spiral_tasks.storage.level import LevelStorage
-from spiral_tasks.storage.memory import MemoryStorage
+from spiral_tasks.storage.factory import open_storage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
@@ -82,18 +81,11 @@ def redis_server() -> Iterator[RedisServer]:
 
 @contextmanager
 def open_backend(name: str, redis_url: str | None = None) -> Iterator[Storage]:
+    """A fresh, empty backend: LevelDB in a temporary folder, Redis flushed."""
     with tempfile.TemporaryDirectory() as workdir:
-        storage: Storage
-        if name == "memory":
-            storage = MemoryStorage()
-        elif name == "level":
-            storage = LevelStorage(Path(workdir) / "db")
-        else:
-            assert redis_url is not None
-            storage = RedisStorage(redis_url)
-            storage.init()
+        storage = open_storage(name, db_path=Path(workdir) / "db", redis_url=redis_url)
+        if isinstance(storage, RedisStorage):
             storage.client.flushall()
-        storage.init()
         try:
             yield storage
         finally:

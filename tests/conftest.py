@@ -16,9 +16,7 @@ from celery import Celery
 
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.storage.base import Storage
-from spiral_tasks.storage.level import LevelStorage
-from spiral_tasks.storage.memory import MemoryStorage
-from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.storage.factory import open_storage
 from spiral_tasks.tasks.app import create_app
 from spiral_tasks.testing.celery_worker import (
     CeleryProcess,
@@ -49,15 +47,8 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 def make_storage(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
-    storage: Storage
-    if backend == "memory":
-        storage = MemoryStorage()
-    elif backend == "level":
-        storage = LevelStorage(tmp_path / "spiraldb")
-    else:
-        storage = RedisStorage(request.getfixturevalue("redis_url"))
-    storage.init()
-    return storage
+    url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    return open_storage(backend, db_path=tmp_path / "spiraldb", redis_url=url)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,82 +1,180 @@
-"""spiral-demo: a workload against the configured storage (LevelDB by default).
+"""spiral-demo: the system at work, end to end, on whatever deployment is configured.
 
-Runs what a deployment runs, in one process: the startup rebuild, a burst of stores
-(with associations, across depths), retrievals, collects, a budgeted GC, and prints
-the statistics and the closing rebuild report.
+With nothing configured that is the embedded deployment (LevelDB storage, a broker on
+local files, no server). The demo finds a running worker or starts one, sends its
+work as tasks by name through the broker (as any producer would), and ends with a
+summary: what ran where, how fast, the spirals, the invariant, what to run next.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
+import statistics
 import sys
 import time
+from typing import Any
+
+import click
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
 
 from spiral_tasks.cli import render
-from spiral_tasks.config import current
-from spiral_tasks.errors import SpiralError
-from spiral_tasks.factory import open_engine
-from spiral_tasks.model import Depth
+from spiral_tasks.cli.connect import Unreachable, check_broker
+from spiral_tasks.cli.options import COUNT, EXIT_CODES_HELP, TENANT, Exit, shown_url
+from spiral_tasks.cli.worker import WorkerHandle, find_or_start_worker
+from spiral_tasks.config import Settings, current
+from spiral_tasks.errors import ConfigError
+
+DEPTHS = ["surface", "shallow", "deep", "core", "transcendent"]
+#: Stores go out in waves: each links only to memories already answered.
+WAVE = 50
+LATENCY_SAMPLES = 20
+ANSWER_TIMEOUT_S = 60.0
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="spiral-demo",
-        description="Store, retrieve, collect and garbage-collect memories against the "
-                    "configured storage, then print stats and a rebuild report. Storage "
-                    "comes from the environment: SPIRAL_DB_PATH (LevelDB, the default, "
-                    "./spiraldb), or REDIS_URL for Redis.")
-    parser.add_argument("--count", type=int, default=500,
-                        help="memories to store (default: 500)")
-    parser.add_argument("--tenant", default="demo", help="tenant to work in (default: demo)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
-    parser.add_argument("--verbose", action="store_true", help="list every spiral and counter")
-    return parser.parse_args(argv)
+class Demo:
+    def __init__(self, app: Celery, tenant: str, rng: random.Random, verbose: bool) -> None:
+        self.app = app
+        self.tenant = tenant
+        self.rng = rng
+        self.verbose = verbose
 
+    def run(self, count: int, worker: WorkerHandle) -> int:
+        say = click.echo
+        before = self.call("spiral.stats", tenant=self.tenant)
+        if before["total_memories"]:
+            say(f"found existing data: {before['total_memories']} memories in "
+                f"{len(before['spirals'])} spirals of tenant {self.tenant!r} (earlier runs)")
+        else:
+            say(f"tenant {self.tenant!r} holds no memories yet")
+        say("\n1. Rebuild before the run: what every worker does when it starts (statistics "
+            "recomputed from the stored nodes; nothing to correct means they were exact)")
+        say(render.rebuild_report(self.call("spiral.rebuild_stats", tenant=self.tenant),
+                                  self.verbose))
+        say(f"\n2. Storing {count} memories through the broker (tasks by name, in waves of "
+            f"{WAVE})")
+        stored, seconds = self.store_burst(count)
+        latency = self.latencies_ms()
+        say(f"  {count} stores in {seconds:.2f} s: {count / seconds:,.0f} stores/s; one at a "
+            f"time: p50 {statistics.median(latency):.1f} ms, p95 "
+            f"{sorted(latency)[int(0.95 * len(latency))]:.1f} ms round trip")
+        retrieved = [self.call("spiral.retrieve_memory", memory_id=m, tenant=self.tenant)
+                     for m in self.rng.sample(stored, min(20, len(stored)))]
+        victims = self.rng.sample(stored, len(stored) // 10)
+        collected = sum(self.call("spiral.collect_memory", memory_id=m,
+                                  tenant=self.tenant)["collected"] for m in victims)
+        say(f"\n3. Retrieved {sum(r is not None for r in retrieved)}, collected {collected} by id")
+        say(f"\n4. GC (the configured budget): "
+            f"{render.gc_report(self.call('spiral.gc', tenant=self.tenant))}")
+        say("\n5. Rebuild after the run (expect nothing to correct)")
+        after = self.call("spiral.rebuild_stats", tenant=self.tenant)
+        say(render.rebuild_report(after, self.verbose))
+        stats = self.call("spiral.stats", tenant=self.tenant)
+        say("\n6. The spirals")
+        say(render.stats(stats, self.verbose))
+        say(f"\nNext: spiral-enqueue --tenant {self.tenant} --stats   (send more work)\n"
+            "      workers/embedded.sh   (keep a worker running; see the README for Redis)\n"
+            f"      {worker.log_hint}")
+        return Exit.OK if stats["consistent"] else Exit.FAILED
 
-def run(args: argparse.Namespace) -> None:
-    settings = current()
-    where = settings.redis_url if settings.storage.value == "redis" else settings.db_path
-    print(f"spiral-demo: {settings.storage.value} storage at {where}")
-    engine = open_engine(settings)
-    try:
-        print(render.rebuild_report(engine.rebuild_stats(), args.verbose))
-        rng = random.Random(args.seed)
-        depths = [d.value for d in Depth]
+    def call(self, task: str, **kwargs: Any) -> Any:
+        return self.app.send_task(task, kwargs=kwargs).get(timeout=ANSWER_TIMEOUT_S,
+                                                           interval=0.01)
+
+    def store_burst(self, count: int) -> tuple[list[str], float]:
+        """`count` stores, sent in waves, with a progress bar; their ids and seconds."""
         stored: list[str] = []
         started = time.perf_counter()
-        for i in range(args.count):
-            links = rng.sample(stored, min(len(stored), rng.randint(0, 2)))
-            result = engine.store(f"memory {i}: {rng.random():.6f}", type="demo",
-                                  depth=rng.choice(depths), associations=links,
-                                  tenant=args.tenant)
-            stored.append(result.id)
-            if (i + 1) % max(1, args.count // 10) == 0:
-                print(f"  stored {i + 1}/{args.count}", flush=True)
-        elapsed = time.perf_counter() - started
-        print(f"stored {args.count} memories in {elapsed:.2f} s "
-              f"({args.count / elapsed:,.0f}/s)" if elapsed else "")
-        for memory_id in rng.sample(stored, min(20, len(stored))):
-            engine.retrieve(memory_id, tenant=args.tenant)
-        collected = sum(engine.collect(m, tenant=args.tenant)
-                        for m in rng.sample(stored, len(stored) // 10))
-        print(f"collected {collected} memories by id")
-        print(render.gc_report(engine.gc(tenant=args.tenant)))
-        print(render.stats(engine.stats(args.tenant)))
-        print(render.rebuild_report(engine.rebuild_stats(), args.verbose))
-    finally:
-        engine.close()
+        with click.progressbar(length=count, label="  storing", file=sys.stderr) as bar:
+            for first in range(0, count, WAVE):
+                wave = [self.app.send_task("spiral.store_memory", kwargs={
+                    "content": f"memory {first + i}: {self.rng.random():.6f}",
+                    "type": "demo", "depth": self.rng.choice(DEPTHS), "tenant": self.tenant,
+                    "associations": self.rng.sample(stored, min(len(stored),
+                                                                self.rng.randint(0, 2))),
+                }) for i in range(min(WAVE, count - first))]
+                for result in wave:
+                    stored.append(result.get(timeout=ANSWER_TIMEOUT_S, interval=0.01)["id"])
+                    bar.update(1)
+        return stored, time.perf_counter() - started
+
+    def latencies_ms(self) -> list[float]:
+        """Round trips of single stores, one at a time (producer to worker and back)."""
+        samples = []
+        for i in range(LATENCY_SAMPLES):
+            started = time.perf_counter()
+            self.call("spiral.store_memory", content=f"timed {i}", type="demo",
+                      tenant=self.tenant)
+            samples.append((time.perf_counter() - started) * 1000)
+        return samples
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(app: Celery, settings: Settings, count: int, tenant: str, seed: int | None,
+        verbose: bool) -> int:
+    say = click.echo
     try:
-        run(args)
-    except (SpiralError, ValueError) as exc:
-        print(f"spiral-demo: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        check_broker(app)
+    except Unreachable as exc:
+        say(f"spiral-demo: {exc}", err=True)
+        return Exit.FAILED
+    say(f"spiral-demo: {where(settings)}")
+    try:
+        worker = find_or_start_worker(app, settings)
+    except RuntimeError as exc:
+        say(f"spiral-demo: {exc}", err=True)
+        return Exit.FAILED
+    say(f"worker: {worker.description}")
+    try:
+        return Demo(app, tenant, random.Random(seed), verbose).run(count, worker)
+    except CeleryTimeout:
+        say(f"spiral-demo: no answer within {ANSWER_TIMEOUT_S:g} s; is the worker still "
+            f"running? ({worker.log_hint})", err=True)
+        return Exit.NO_ANSWER
+    finally:
+        worker.stop()
+
+
+def where(settings: Settings) -> str:
+    tasks = settings.tasks
+    if settings.storage.value == "level":
+        storage = f"LevelDB at {settings.db_path}"
+    elif settings.redis_url:
+        storage = f"Redis at {shown_url(settings.redis_url)}"
+    else:
+        storage = settings.storage.value
+    kind = "embedded deployment (no server)" if tasks.embedded_dir else "Redis deployment"
+    return f"{kind}; broker {shown_url(tasks.broker_url)}; storage {storage}"
+
+
+
+@click.command(name="spiral-demo", epilog=EXIT_CODES_HELP)
+@click.option("--count", type=COUNT, default=500, show_default=True,
+              help="Memories to store.")
+@click.option("--tenant", type=TENANT, default="demo", show_default=True,
+              help="Tenant to work in.")
+@click.option("--seed", type=int, default=None, help="Random seed, for repeatable runs.")
+@click.option("--verbose", is_flag=True,
+              help="Print every spiral and every corrected counter in full.")
+def command(count: int, tenant: str, seed: int | None, verbose: bool) -> None:
+    """Store, retrieve, collect, garbage-collect and rebuild through a worker, then
+    print a summary.
+
+    Uses the deployment the environment configures: by default the embedded one
+    (LevelDB in ./spiraldb, broker in ./spiral-embedded, no server); with REDIS_URL,
+    Redis. Finds a running worker, or starts one for the run and stops it after.
+    """
+    try:
+        settings = current()
+        from spiral_tasks.tasks.app import app  # noqa: PLC0415 - --help needs no broker
+    except ConfigError as exc:
+        click.echo(f"spiral-demo: {exc}", err=True)
+        sys.exit(Exit.USAGE)
+    sys.exit(run(app, settings, count, tenant, seed, verbose))
+
+
+def main(argv: list[str] | None = None) -> None:
+    command.main(args=argv, prog_name="spiral-demo")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

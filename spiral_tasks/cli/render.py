@@ -1,60 +1,70 @@
-"""Text renderings of engine reports, shared by the command-line programs."""
+"""Text renderings of the engine's reports, from their JSON shapes (what tasks return
+and producers see), shared by the command-line programs."""
 
 from __future__ import annotations
 
-from spiral_tasks.gc import GcReport
-from spiral_tasks.rebuild import RebuildReport
-from spiral_tasks.results import TenantStats
+from typing import Any
 
-RULE = "-" * 60
+RULE = "-" * 64
+#: The runbook's target for a full rebuild.
 REBUILD_TARGET_S = 5.0
 
 
-def rebuild_report(report: RebuildReport, verbose: bool = False) -> str:
-    seconds = report.duration_ms / 1000
-    rate = report.total_nodes / seconds if seconds > 0 else float("inf")
+def rebuild_report(report: dict[str, Any], verbose: bool = False) -> str:
+    """The runbook's repair report: what was scanned, what was corrected, how fast."""
+    seconds = report["duration_ms"] / 1000
+    nodes = report["total_nodes"]
+    rate = f"{nodes / seconds:,.0f} nodes/second" if seconds > 0 else "instant"
+    orphans = report["orphans"]
     lines = [
-        "REPAIR REPORT",
-        RULE,
-        f"Rebuild time:        {report.duration_ms:.2f} ms",
-        f"Total nodes scanned: {report.total_nodes}",
-        f"Spirals corrected:   {len(report.corrected_spirals)}",
-        f"Spirals unchanged:   {len(report.unchanged_spirals)}",
-        f"Counters corrected:  {len(report.corrected_counters)}",
-        f"Orphans handled:     {len(report.orphans)}",
-        f"Queue/sigil fixes:   {report.queue_fixes}/{report.sigil_fixes}",
+        f"Rebuild time:        {report['duration_ms']:.2f} ms",
+        f"Total nodes scanned: {nodes}",
+        f"Spirals corrected:   {len(report['corrected_spirals'])}",
+        f"Spirals unchanged:   {len(report['unchanged_spirals'])}",
+        f"Counters corrected:  {len(report['corrected_counters'])}",
+        f"Orphans handled:     {sum(len(v) for v in orphans.values())}",
+        f"Queue/sigil fixes:   {report['queue_fixes']}/{report['sigil_fixes']}",
     ]
-    for fix in report.corrected_spirals:
-        b, a = fix.before, fix.after
+    for fix in report["corrected_spirals"]:
+        before, after = fix["before"], fix["after"]
         lines += [
-            f"  spiral {fix.spiral_id} ({fix.type}, tenant {fix.tenant})",
-            f"    node count: {b.node_count} -> {a.node_count} "
-            f"(delta {a.node_count - b.node_count:+d})",
-            f"    avg depth:  {b.average_depth:.3f} -> {a.average_depth:.3f}",
-            f"    radius:     {b.current_radius:.3f} -> {a.current_radius:.3f}",
-            f"    turns:      {b.total_turns} -> {a.total_turns}",
+            f"  spiral {fix['spiral_id']} ({fix['type']}, tenant {fix['tenant']})",
+            f"    node count: {before['node_count']} -> {after['node_count']} "
+            f"(delta {after['node_count'] - before['node_count']:+d})",
+            f"    avg depth:  {before['average_depth']:.3f} -> {after['average_depth']:.3f}",
+            f"    radius:     {before['current_radius']:.3f} -> "
+            f"{after['current_radius']:.3f}",
+            f"    turns:      {before['total_turns']} -> {after['total_turns']}",
         ]
     if verbose:
-        lines += [f"  counter {c.key}: {c.before} -> {c.after}"
-                  for c in report.corrected_counters]
-        lines += [f"  unchanged spiral {s}" for s in report.unchanged_spirals]
+        lines += [f"  counter {c['key']}: {c['before']} -> {c['after']}"
+                  for c in report["corrected_counters"]]
+        lines += [f"  unchanged spiral {s}" for s in report["unchanged_spirals"]]
     met = "met" if seconds < REBUILD_TARGET_S else "MISSED"
-    lines += [RULE, f"Performance: {rate:,.0f} nodes/second "
-                    f"(target <{REBUILD_TARGET_S:.0f} s: {met})"]
+    lines.append(f"Performance: {rate} (target under {REBUILD_TARGET_S:.0f} s: {met})")
     return "\n".join(lines)
 
 
-def stats(report: TenantStats) -> str:
-    lines = [f"tenant {report.tenant}: {report.total_memories} memories in "
-             f"{len(report.spirals)} spirals, {report.node_records} node records, "
-             f"consistent={report.consistent}"]
-    lines += [f"  {s.id} {s.type.value:<13} nodes={s.node_count:<4} "
-              f"avg_depth={s.average_depth:.3f} radius={s.current_radius:.3f} "
-              f"turns={s.total_turns}" for s in report.spirals]
+def stats(report: dict[str, Any], verbose: bool = False) -> str:
+    """A tenant's spirals and the invariant."""
+    spirals = report["spirals"]
+    holds = "holds" if report["consistent"] else "BROKEN"
+    lines = [f"tenant {report['tenant']}: {report['total_memories']} memories in "
+             f"{len(spirals)} spirals",
+             f"invariant: total {report['total_memories']} == sum of spiral node counts "
+             f"{sum(s['node_count'] for s in spirals)} == node records "
+             f"{report['node_records']}: {holds}"]
+    shown = spirals if verbose else spirals[:8]
+    lines += [f"  {s['id'] if verbose else s['id'][:14]:<24} {s['type']:<13} "
+              f"nodes {s['node_count']:<4} avg depth {s['average_depth']:.3f} "
+              f"radius {s['current_radius']:8.3f} turns {s['total_turns']}" for s in shown]
+    if len(shown) < len(spirals):
+        lines.append(f"  ... and {len(spirals) - len(shown)} more (--verbose lists all)")
     return "\n".join(lines)
 
 
-def gc_report(report: GcReport) -> str:
-    state = "complete" if report.complete else "budget spent, resumes next run"
-    return (f"gc: collected {report.collected}, remaining {report.remaining}, "
-            f"{report.duration_ms:.2f} ms ({state})")
+def gc_report(report: dict[str, Any]) -> str:
+    state = "complete" if report["complete"] else "budget spent, resumes next run"
+    return (f"collected {report['collected']}, remaining {report['remaining']}, "
+            f"{report['duration_ms']:.2f} ms of a {report['time_budget_ms']:g} ms "
+            f"budget ({state})")

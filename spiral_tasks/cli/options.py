@@ -1,0 +1,66 @@
+"""Argument types and exit codes shared by the command-line programs.
+
+Every argument is checked before the program has any effect (connects, enqueues,
+opens storage), with the same rules the engine applies, so a mistake costs nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+
+from spiral_tasks import validation
+from spiral_tasks.errors import InvalidArgument
+
+
+class Exit(enum.IntEnum):
+    """Exit codes of spiral-demo and spiral-enqueue (documented in their --help)."""
+
+    OK = 0
+    #: A task failed, or a service (broker, storage) cannot be reached.
+    FAILED = 1
+    #: Bad arguments or settings: nothing was done.
+    USAGE = 2
+    #: No answer within --timeout: what was sent stays queued for a worker.
+    NO_ANSWER = 3
+
+
+EXIT_CODES_HELP = ("Exit codes: 0 done; 1 a task failed or a service cannot be "
+                   "reached; 2 bad arguments or settings (nothing done); 3 no answer "
+                   "within --timeout (what was sent stays queued).")
+
+
+class Checked(click.ParamType[str]):
+    """A click type that applies one of the engine's validators."""
+
+    def __init__(self, name: str, check: Any) -> None:
+        self.name = name
+        self._check = check
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        try:
+            return self._check(self.name, value)
+        except InvalidArgument as exc:
+            self.fail(exc.problem, param, ctx)
+
+
+TENANT = Checked("tenant", validation.name)
+LABEL = Checked("type", validation.name)
+DEPTH = click.Choice(["surface", "shallow", "deep", "core", "transcendent"])
+COUNT = click.IntRange(min=1)
+SECONDS = click.FloatRange(min=0, min_open=True)
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password hidden, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

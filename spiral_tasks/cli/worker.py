@@ -1,0 +1,71 @@
+"""A worker for a command-line run: the one already serving the broker, or one started
+for the run (exactly as `workers/embedded.sh` or `workers/worker.sh` would start it)
+and stopped after it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from celery import Celery
+
+from spiral_tasks.cli.connect import describe, workers
+from spiral_tasks.config import Settings
+
+#: How long a started worker may take to answer its first ping.
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class WorkerHandle:
+    description: str
+    log_hint: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        """Stop the worker if this run started it (a warm shutdown: tasks finish)."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def worker_command(settings: Settings, node: str) -> list[str]:
+    """The deployment's worker command (see workers/): the embedded one runs beat in
+    the same process and a threads pool (LevelDB admits one process)."""
+    base = [sys.executable, "-m", "celery", "-A", "spiral_tasks", "worker", "-n", node,
+            "--loglevel", "INFO"]
+    if settings.tasks.embedded_dir is not None:
+        return [*base, "--beat", "--pool", "threads", "--concurrency", "4"]
+    return [*base, "--pool", "prefork"]
+
+
+def find_or_start_worker(app: Celery, settings: Settings) -> WorkerHandle:
+    found = workers(app)
+    if found:
+        return WorkerHandle(f"found {describe(found)} (left running)",
+                            "the worker that served this run keeps running")
+    folder = settings.tasks.embedded_dir or Path.cwd()
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "demo-worker.log"
+    command = worker_command(settings, "demo@%h")
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    handle = WorkerHandle(
+        f"started one for this run (pid {process.pid}): celery -A spiral_tasks "
+        f"{' '.join(command[5:])}", f"the worker's log: {log_path}", process)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not workers(app):
+        if process.poll() is not None or time.monotonic() > deadline:
+            handle.stop()
+            raise RuntimeError(f"the worker did not start; see its log: {log_path}")
+    return handle
