@@ -2,7 +2,8 @@
 the benchmark-only `fs-atomic://` transport known and, when SPIRAL_BENCH_FS_FOLDER
 is set, kombu's filesystem folders pointed there (the app's own configuration
 names no folders for it), and with SPIRAL_BENCH_NO_TRANSPORT_OPTIONS no transport
-options at all (kombu's SQLAlchemy transport hands them to create_engine). Used by `benchmarks.brokers` to start its workers.
+options at all (kombu's SQLAlchemy transport hands them to create_engine). Used
+by `benchmarks.brokers` to start its workers.
 """
 
 from __future__ import annotations
