@@ -176,6 +176,15 @@ class MessageStore:
         bindings = self.db.rows("SELECT count(*) FROM bindings")[0][0]
         return {"ready": ready, "claimed": claimed, "queues": queues, "bindings": bindings}
 
+    def by_queue(self) -> dict[str, tuple[int, int]]:
+        """queue -> (ready, claimed) messages, for every queue holding any."""
+        return {queue: (ready, claimed) for queue, ready, claimed in self.db.rows(
+            "SELECT queue, count(*) - count(holder), count(holder) FROM messages "
+            "GROUP BY queue")}
+
+    def queue_names(self) -> set[str]:
+        return {row[0] for row in self.db.rows("SELECT name FROM queues")}
+
     # --- queues and bindings --------------------------------------------------------
 
     def declare_queue(self, name: str, private: bool) -> None:
