@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 #: RETURNING (claiming a row and reading it in one statement) needs 3.35.
 MIN_SQLITE = (3, 35, 0)
+#: Bytes the write-ahead log is cut back to once checkpointed.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: How long a writer waits for another one before the statement fails.
 BUSY_TIMEOUT_S = 30.0
 
@@ -46,6 +48,9 @@ def connect(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Conne
                                  check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
+    # After a checkpoint, cut the log back to this size: a burst of 1 MiB messages
+    # must not leave a log of its own size behind for good.
+    connection.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
     return connection
 
 
