@@ -26,6 +26,7 @@ from tests.waiting import wait_until
 TASKS = Exchange("tasks", type="direct")
 WORK = Queue("work", TASKS, routing_key="work")
 BROADCAST = Exchange("broadcast", type="fanout")
+EVENTS = Exchange("events", type="topic")  # as Celery's task events
 SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -84,9 +85,10 @@ def publish_large(folder: str, producer: int, count: int) -> None:
     publish(Path(folder), bodies)
 
 
-def listen_to_broadcast(folder: str, name: str) -> None:
-    """Bind a private queue to the fanout exchange, say so, write what arrives."""
-    queue = Queue(f"listener-{name}", BROADCAST, auto_delete=True)
+def listen(folder: str, name: str, exchange: Exchange, binding_key: str) -> None:
+    """Bind a private queue to `exchange`, say so, write the first messages that
+    arrive."""
+    queue = Queue(f"listener-{name}", exchange, routing_key=binding_key, auto_delete=True)
     received: list[Any] = []
     with Connection(url(Path(folder))) as connection, \
             Consumer(connection, [queue], no_ack=True,
@@ -202,7 +204,7 @@ def test_concurrent_large_publishers_never_yield_a_partial_message(tmp_path: Pat
 
 def test_fanout_reaches_every_process(tmp_path: Path) -> None:
     names = ["one", "two"]
-    listeners = [spawn(listen_to_broadcast, str(tmp_path), name) for name in names]
+    listeners = [spawn(listen, str(tmp_path), name, BROADCAST, "") for name in names]
     for name in names:
         wait_until((tmp_path / f"bound-{name}").exists, 60, f"listener {name} to bind")
     publish(tmp_path, [{"hello": "all"}], exchange=BROADCAST, routing_key="")
@@ -210,6 +212,22 @@ def test_fanout_reaches_every_process(tmp_path: Path) -> None:
         listener.join(timeout=60)
         assert listener.exitcode == 0
         assert json.loads((tmp_path / f"got-{name}").read_text()) == [{"hello": "all"}]
+
+
+def test_topic_bindings_route_across_processes(tmp_path: Path) -> None:
+    """Celery's task events: a receiver in one process binds `task.#`, a worker in
+    another publishes `task.succeeded`."""
+    listener = spawn(listen, str(tmp_path), "events", EVENTS, "task.#")
+    wait_until((tmp_path / "bound-events").exists, 60, "the event receiver to bind")
+    with Connection(url(tmp_path)) as connection:
+        producer = connection.Producer()
+        producer.publish({"type": "worker-heartbeat"}, exchange=EVENTS,
+                         routing_key="worker.heartbeat", declare=[EVENTS])
+        producer.publish({"type": "task-succeeded"}, exchange=EVENTS,
+                         routing_key="task.succeeded", declare=[EVENTS])
+    listener.join(timeout=60)
+    assert listener.exitcode == 0
+    assert json.loads((tmp_path / "got-events").read_text()) == [{"type": "task-succeeded"}]
 
 
 def test_nothing_grows_when_consumers_die(tmp_path: Path) -> None:
