@@ -50,7 +50,7 @@ class QoS(virtual.QoS):
     def ack(self, delivery_tag: str) -> None:
         self.channel.store.ack(delivery_tag)
         super().ack(delivery_tag)
-        self.channel.connection.wake()
+        self.channel.wake()
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if requeue:
@@ -58,7 +58,7 @@ class QoS(virtual.QoS):
         else:
             self.channel.store.ack(delivery_tag)
         super().ack(delivery_tag)  # forget it here; the store did the rest
-        self.channel.connection.wake()
+        self.channel.wake()
 
     def restore_unacked(self) -> list[tuple[BaseException, Any]]:  # type: ignore[override]
         """Release every message this channel holds unacknowledged."""
@@ -92,6 +92,13 @@ class Channel(virtual.Channel):
         #: Queues consumed without acknowledgements: their messages are deleted as
         #: they are read (remote-control replies, event receivers).
         self._no_ack_queues: set[str] = set()
+
+    def wake(self) -> None:
+        """Let this process's consumer look for its next message now (a pool thread
+        may acknowledge after the channel closed: then there is no one to wake)."""
+        transport: Transport | None = self.connection
+        if transport is not None:
+            transport.wake()
 
     # --- publishing -----------------------------------------------------------------
 
