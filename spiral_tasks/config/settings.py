@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spiral_tasks.brokers.urls import SCHEME as SQLITE_SCHEME
+from spiral_tasks.brokers.urls import sqlite_url
 from spiral_tasks.config.environment import Environment
 
 
@@ -80,8 +82,8 @@ class RetryPolicy:
 class TaskSettings:
     """How Celery delivers, keeps results, times out and retries."""
 
-    broker_url: str = "filesystem://"
-    result_backend: str = "file://./spiral-embedded/results"
+    broker_url: str = f"{SQLITE_SCHEME}://spiral-embedded/broker.sqlite3"
+    result_backend: str = f"{SQLITE_SCHEME}://spiral-embedded/results.sqlite3"
     embedded_dir: Path | None = None
     visibility_timeout_s: int = 3600
     result_expires_s: int = 3600
@@ -195,11 +197,17 @@ def _storage_kind(read: Environment, redis_url: str | None) -> StorageKind:
 
 
 def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
-    embedded = None if redis_url else Path(read.text("SPIRAL_EMBEDDED_DIR",
-                                                     "./spiral-embedded")).resolve()
-    broker = read.optional_text("SPIRAL_BROKER_URL") or redis_url or "filesystem://"
-    backend = (read.optional_text("SPIRAL_RESULT_BACKEND") or redis_url
-               or f"file://{embedded}/results")
+    embedded: Path | None = None
+    if redis_url:
+        broker_default = backend_default = redis_url
+    else:
+        # Embedded: SQLite files of our own transport and result backend (see
+        # spiral_tasks/brokers/ and the README for why not kombu's filesystem one).
+        embedded = Path(read.text("SPIRAL_EMBEDDED_DIR", "./spiral-embedded")).resolve()
+        broker_default = sqlite_url(embedded / "broker.sqlite3")
+        backend_default = sqlite_url(embedded / "results.sqlite3")
+    broker = read.optional_text("SPIRAL_BROKER_URL") or broker_default
+    backend = read.optional_text("SPIRAL_RESULT_BACKEND") or backend_default
     return TaskSettings(
         broker_url=broker,
         result_backend=backend,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from celery import Celery
 
 from spiral_tasks.config import Settings, current
-from spiral_tasks.tasks.config import celery_config, embedded_folders
+from spiral_tasks.tasks.config import celery_config
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Celery:
@@ -20,11 +20,11 @@ def create_app(env: Mapping[str, str] | None = None) -> Celery:
     embedded_dir = settings.tasks.embedded_dir
 
     @app.on_after_configure.connect(weak=False)
-    def _make_folders(**_: object) -> None:
-        # Only once the app is used: importing it must not create folders.
+    def _make_folder(**_: object) -> None:
+        # Only once the app is used: importing it must not create folders. Beat's
+        # schedule file is there; the SQLite files make their own folders.
         if embedded_dir is not None:
-            for folder in embedded_folders(embedded_dir).values():
-                folder.mkdir(parents=True, exist_ok=True)
+            embedded_dir.mkdir(parents=True, exist_ok=True)
 
     return app
 

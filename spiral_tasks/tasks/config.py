@@ -2,20 +2,20 @@
 
 With `REDIS_URL` set, Redis is the broker, the result backend, the storage and the
 lock service, and celery-redbeat keeps a single active beat scheduler. Without it,
-the embedded default needs no server: a broker and results on local files, LevelDB
-storage, beat inside the worker.
+the embedded default needs no server: a broker and results in SQLite files of the
+embedded folder (`spiral_tasks.brokers`), LevelDB storage, beat inside the worker.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
+from spiral_tasks.brokers import registry
 from spiral_tasks.config import Settings
 from spiral_tasks.errors import ConfigError
 
@@ -41,12 +41,6 @@ def parse_cron(expression: str, variable: str = "SPIRAL_REBUILD_CRON") -> cronta
         raise ConfigError([f"{variable}={expression!r}: {exc}"]) from None
 
 
-def embedded_folders(root: Path) -> dict[str, Path]:
-    """The embedded deployment's folders: the broker's queue, processed and control
-    messages, and the results."""
-    return {name: root / name for name in ("queue", "processed", "control", "results")}
-
-
 @dataclass(frozen=True)
 class TimeLimits:
     """A task's hard time limit (its child is killed) and a soft one a little before
@@ -62,6 +56,8 @@ class TimeLimits:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    # spiral-sqlite:// (the embedded broker and results) is known in any deployment.
+    registry.register()
     tasks, beat = settings.tasks, settings.beat
     store_limits = TimeLimits.of(tasks.store_time_limit_s)
     config: dict[str, Any] = {
@@ -102,15 +98,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
     }
     if tasks.embedded_dir is not None:
-        folders = embedded_folders(tasks.embedded_dir)
-        config["broker_transport_options"] = {
-            "data_folder_in": str(folders["queue"]),
-            "data_folder_out": str(folders["queue"]),
-            "processed_folder": str(folders["processed"]),
-            "control_folder": str(folders["control"]),
-            "store_processed": False,
-            "polling_interval": 0.05,
-        }
+        # The broker and the results are SQLite files in the embedded folder (the
+        # defaults of SPIRAL_BROKER_URL and SPIRAL_RESULT_BACKEND); the transport
+        # takes the same visibility timeout as Redis (broker_transport_options).
         config["beat_schedule_filename"] = str(tasks.embedded_dir / "celerybeat-schedule")
     else:
         config["beat_scheduler"] = "spiral_tasks.tasks.beat:SpiralBeatScheduler"

@@ -28,8 +28,8 @@ def test_cron_line() -> None:
 
 def test_embedded_and_redis_settings() -> None:
     embedded = Settings.from_env({"SPIRAL_EMBEDDED_DIR": "/tmp/e"}).tasks
-    assert embedded.broker_url == "filesystem://"
-    assert embedded.result_backend == "file:///tmp/e/results"
+    assert embedded.broker_url == "spiral-sqlite:///tmp/e/broker.sqlite3"
+    assert embedded.result_backend == "spiral-sqlite:///tmp/e/results.sqlite3"
     on_redis = Settings.from_env({"REDIS_URL": "redis://h:1/0"})
     assert on_redis.tasks.broker_url == on_redis.tasks.result_backend == "redis://h:1/0"
     config = celery_config(on_redis)
