@@ -189,22 +189,27 @@ def test_embedded_worker_stores_and_rebuilds(tmp_path: Path) -> None:
         stats = answers[-1]["result"]
         assert stats["consistent"] is True
         assert stats["total_memories"] == 20
-        # The worker holds the LevelDB: a second process is told so, clearly.
-        demo = subprocess.run([sys.executable, "-m", "spiral_tasks.cli.demo", "--count", "1"],
+        # The worker holds the LevelDB: the demo finds it and sends its work through it.
+        demo = subprocess.run([sys.executable, "-m", "spiral_tasks.cli.demo", "--count", "5"],
                               cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
-        assert demo.returncode == 1
-        assert "one process at a time" in demo.stderr
+                              timeout=120, check=False)
+        assert demo.returncode == 0, demo.stderr
+        assert "worker: found embedded@" in demo.stdout
+        assert "found existing data" not in demo.stdout  # the demo's own tenant is new
+        assert worker.process is not None
+        assert worker.process.poll() is None  # left running
         wait_until(lambda: "Sending due task spiral-gc" in worker.log(), 20,
                    "the embedded beat to send GC")
     finally:
         worker.stop()
 
 
-def test_enqueue_without_a_worker_says_so(tmp_path: Path) -> None:
+def test_enqueue_without_a_worker_says_the_stores_stay_queued(tmp_path: Path) -> None:
     env = worker_env(None, SPIRAL_EMBEDDED_DIR=str(tmp_path / "spiral-embedded"))
     result = subprocess.run(
-        [sys.executable, "-m", "spiral_tasks.cli.enqueue", "--count", "1", "--timeout", "1"],
+        [sys.executable, "-m", "spiral_tasks.cli.enqueue", "--count", "2", "--timeout", "1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
-    assert "is a worker running?" in result.stderr
+    assert result.returncode == 3
+    assert "no worker answered" in result.stderr
+    assert "stay queued for the next worker" in result.stderr
+    assert broker(tmp_path).by_queue()[DEFAULT_QUEUE] == (2, 0)  # queued, unclaimed
