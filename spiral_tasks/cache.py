@@ -27,9 +27,17 @@ class TenantState:
     spirals: dict[str, Spiral] = field(default_factory=dict)
     memory_count: int = 0
     generation: str = ""
+    #: The spirals' keys, kept as spirals are added (asked for on every entry).
+    _spiral_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> TenantState:
-        return TenantState(dict(self.spirals), self.memory_count, self.generation)
+        return TenantState(dict(self.spirals), self.memory_count, self.generation,
+                           self._spiral_keys)
+
+    def put(self, spiral: Spiral) -> None:
+        if spiral.id not in self.spirals:
+            self._spiral_keys = None
+        self.spirals[spiral.id] = spiral
 
     @classmethod
     def from_snapshot(cls, keys: TenantKeys, snapshot: dict[str, Any],
@@ -41,7 +49,9 @@ class TenantState:
                    generation)
 
     def spiral_keys(self, keys: TenantKeys) -> tuple[str, ...]:
-        return tuple(keys.spiral(spiral_id) for spiral_id in self.spirals)
+        if self._spiral_keys is None:
+            self._spiral_keys = tuple(keys.spiral(spiral_id) for spiral_id in self.spirals)
+        return self._spiral_keys
 
 
 class TenantCache:

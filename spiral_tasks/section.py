@@ -111,7 +111,7 @@ class Section:
 
     def put_spiral(self, spiral: Spiral) -> None:
         """A spiral's next state: in the working state now, written once per commit."""
-        self.state.spirals[spiral.id] = spiral
+        self.state.put(spiral)
         self._changed_spirals[spiral.id] = spiral
 
     def ensure_registered(self) -> None:

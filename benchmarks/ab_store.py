@@ -1,0 +1,119 @@
+"""The in-process store path of two versions of the code, side by side in one run.
+
+    python3 -m uv run --frozen python -m benchmarks.ab_store --base <git rev> [--rounds 3]
+
+This machine's speed varies 2-3x from day to day, so a figure is only comparable with
+another taken in the same run. This checks out `--base` into a temporary git worktree
+and measures it and the working tree alternately, round after round, through the API
+both share (`spiral_tasks.open_engine` configured by environment variables): stores
+into one tenant from 1 and 8 threads, per backend. It prints the median stores/s of
+each version and their ratio (head / base); a ratio near 1 is no regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import redis
+
+from benchmarks.common import BACKENDS, redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLERS = (1, 8)
+
+#: Runs in a child process with PYTHONPATH set to the version under test.
+MEASURE = """
+import json, sys, threading, time
+from spiral_tasks import open_engine
+ops, callers = int(sys.argv[1]), int(sys.argv[2])
+engine = open_engine()
+engine.store("warm-up", tenant="bench")
+latencies, counter, lock = [], iter(range(ops)), threading.Lock()
+def caller():
+    while True:
+        with lock:
+            i = next(counter, None)
+        if i is None:
+            return
+        t0 = time.perf_counter()
+        engine.store(f"memory {i}", depth=("surface", "shallow", "deep")[i % 3],
+                     tenant="bench")
+        latencies.append(time.perf_counter() - t0)
+threads = [threading.Thread(target=caller) for _ in range(callers)]
+started = time.perf_counter()
+for t in threads: t.start()
+for t in threads: t.join()
+elapsed = time.perf_counter() - started
+assert engine.stats("bench").consistent
+latencies.sort()
+print(json.dumps({"rate": ops / elapsed, "p99_ms": latencies[int(0.99 * ops)] * 1000}))
+engine.close()
+"""
+
+
+def measure(tree: Path, backend: str, callers: int, ops: int, redis_url: str,
+            workdir: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPIRAL_", "REDIS_"))}
+    env.update(PYTHONPATH=str(tree), SPIRAL_STORAGE=backend,
+               SPIRAL_MAX_MEMORY_NODES="1000000",
+               SPIRAL_DB_PATH=str(workdir / f"db-{tree.name}-{backend}-{callers}"))
+    if backend == "redis":
+        env["REDIS_URL"] = redis_url
+        client = redis.Redis.from_url(redis_url)
+        client.flushall()
+        client.close()
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(ops), str(callers)], env=env,
+                         cwd=workdir, capture_output=True, text=True, check=True, timeout=600)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="git revision to compare against")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ops", type=int, default=3000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, redis_server() as server:
+        workdir = Path(tmp)
+        base = workdir / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q",
+                        str(base), args.base], check=True)
+        try:
+            trees = {"base": base, "head": ROOT}
+            rates: dict[tuple[str, str, int], list[float]] = {}
+            for round_ in range(args.rounds):
+                for backend in BACKENDS:
+                    for callers in CALLERS:
+                        for name, tree in trees.items():
+                            found = measure(tree, backend, callers, args.ops, server.url,
+                                            workdir)
+                            rates.setdefault((name, backend, callers), []).append(
+                                found["rate"])
+                print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(base)], check=False)
+    print(f"stores/s, median of {args.rounds} rounds ({args.ops} stores each); "
+          f"base {args.base}, head = working tree")
+    print(f"{'backend':<8}{'callers':>8}{'base':>10}{'head':>10}{'head/base':>11}"
+          f"{'spread head':>14}")
+    for backend in BACKENDS:
+        for callers in CALLERS:
+            base_rate = statistics.median(rates[("base", backend, callers)])
+            head = rates[("head", backend, callers)]
+            spread = f"{min(head):,.0f}-{max(head):,.0f}"
+            print(f"{backend:<8}{callers:>8}{base_rate:>10,.0f}{statistics.median(head):>10,.0f}"
+                  f"{statistics.median(head) / base_rate:>11.2f}{spread:>14}")
+
+
+if __name__ == "__main__":
+    main()
