@@ -45,3 +45,17 @@ def test_worker_scripts_are_valid_and_run_real_commands(script: Path) -> None:
     assert help_text.returncode == 0, help_text.stderr
     for option in re.findall(r" (--[a-z-]+)", script.read_text()):
         assert option in help_text.stdout, option
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_celery_commands_name_bad_settings_in_one_line_each(command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPIRAL_", "REDIS_"))}
+    env.update(REDIS_URL="redis://127.0.0.1:6379/0/0", SPIRAL_VISIBILITY_TIMEOUT_S="1h")
+    result = subprocess.run([sys.executable, "-m", "celery", "-A", "spiral_tasks", command],
+                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "spiral-tasks: bad settings:",
+        "  REDIS_URL='redis://127.0.0.1:6379/0/0': the path must be a database number such "
+        "as /0, got '/0/0'",
+        "  SPIRAL_VISIBILITY_TIMEOUT_S='1h': expected a whole number"]
