@@ -6,12 +6,12 @@ own; producers are this process and spawned producer processes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
-import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,17 +20,26 @@ from celery import Celery
 
 from spiral_tasks.config import Settings
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import InvalidArgument
+from spiral_tasks.errors import InvalidArgument, LockTimeout
 from spiral_tasks.factory import open_engine
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.tasks.app import create_app
-from spiral_tasks.testing.celery_worker import CeleryProcess, child_pids, worker_env
+from spiral_tasks.testing.celery_worker import (
+    CeleryProcess,
+    child_pids,
+    node_name,
+    process_state,
+    running_workers,
+    worker_env,
+)
 from spiral_tasks.testing.redis_server import RedisServer
+from spiral_tasks.testing.waiting import wait_until, wait_until_drained
 from tests.invariants import assert_consistent
 from tests.processes import run_in_processes
 
-pytestmark = pytest.mark.usefixtures("workers")
+pytestmark = pytest.mark.usefixtures("idle_workers")
 WAIT = 60
+STORE = "spiral.store_memory"
 
 
 @pytest.fixture
@@ -120,18 +129,59 @@ def test_2000_stores_from_four_producers_keep_the_invariant(
     assert engine.rebuild_stats("load").clean
 
 
+def freeze(pid: int) -> None:
+    """SIGSTOP `pid` and return once it is stopped: the signal is delivered
+    asynchronously, and a system call it is in (sending a commit) completes first."""
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: process_state(pid) == "T", 10, interval=0.001,
+               message=f"process {pid} to be stopped")
+
+
+def catch_store_in_flight(producer: Celery, worker: CeleryProcess,
+                          tenant: str) -> tuple[str, int] | None:
+    """Freeze a pool child of `worker` in the middle of a store for `tenant`: returns
+    (task id, child pid) once one is, or None (having resumed any child it stopped).
+
+    The node says which child accepted which task; once that child is stopped, a result
+    still PENDING means the store had not finished (a child stores its result itself,
+    before it reports back), and a stopped process cannot finish it.
+    """
+    node = node_name(worker.name)
+    active = producer.control.inspect(destination=[node], timeout=5).active() or {}
+    children = child_pids(worker.pid)
+    for task in active.get(node, []):
+        pid = task["worker_pid"]
+        if task["name"] != STORE or task["kwargs"].get("tenant") != tenant or not pid:
+            continue
+        assert pid in children, f"{node} reports {pid}, not one of its children {children}"
+        freeze(pid)
+        if producer.AsyncResult(task["id"]).state == "PENDING":
+            return task["id"], pid
+        os.kill(pid, signal.SIGCONT)
+    return None
+
+
+def receptions(workers: list[CeleryProcess], task_id: str) -> int:
+    """How many times the workers' logs say a task message with this id arrived."""
+    return sum(w.log().count(f"{STORE}[{task_id}] received") for w in workers)
+
+
 def test_a_killed_worker_child_loses_and_doubles_nothing(
         producer: Celery, workers: list[CeleryProcess], engine: SpiralMemory) -> None:
-    pending = [producer.send_task("spiral.store_memory",
-                                  kwargs={"content": f"k{i}", "tenant": "kill"})
+    """A child SIGKILLed in the middle of a store: the store is redelivered and
+    answered, and it is counted once."""
+    pending = [producer.send_task(STORE, kwargs={"content": f"k{i}", "tenant": "kill"})
                for i in range(600)]
-    time.sleep(0.3)
-    victims = child_pids(workers[0].pid)
-    assert victims
-    os.kill(victims[0], signal.SIGKILL)
+    killed, victim = wait_until(lambda: catch_store_in_flight(producer, workers[0], "kill"),
+                                WAIT, interval=0.01,
+                                message="a child of w1 to be caught in the middle of a store")
+    os.kill(victim, signal.SIGKILL)
     results = [r.get(timeout=WAIT, interval=0.01) for r in pending]
     ids = {r["id"] for r in results}
     assert len(ids) == 600  # every acknowledged store has its own memory
+    assert killed in ids  # the killed store was answered (its id is its task id)
+    assert "WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL)" in workers[0].log()
+    assert receptions(workers, killed) >= 2  # delivered to the victim, then again
     assert assert_consistent(engine, "kill") == 600
     keys = TenantKeys("kill")
     assert all(m is not None for m in engine.storage.get_many([keys.memory(i) for i in ids]))
@@ -143,30 +193,43 @@ def lock_holder(token: bytes | str) -> int:
     return int(text.split(":")[0])
 
 
+def catch_lock_holder(client: redis.Redis, lock_key: str,
+                      workers: list[CeleryProcess]) -> int | None:
+    """Freeze whichever worker child holds `lock_key`: returns its pid if it still held
+    the lock once stopped, else resumes it and returns None. Checked after the stop, so
+    a commit it sent just before (which releases the lock) has reached Redis first."""
+    token = client.get(lock_key)
+    if token is None:
+        return None
+    holder = lock_holder(token)
+    assert any(holder in child_pids(w.pid) for w in workers), f"{holder} is not a worker child"
+    freeze(holder)
+    if client.get(lock_key) == token:
+        return holder
+    os.kill(holder, signal.SIGCONT)
+    return None
+
+
 def test_a_stopped_lock_holder_makes_no_stale_write(
         producer: Celery, workers: list[CeleryProcess], worker_redis: RedisServer,
         engine: SpiralMemory) -> None:
+    """The lock holder stopped past its lock's expiry: the others go on, and its commit
+    on resuming is refused (LockLost) and retried, so nothing is lost or doubled."""
     client = redis.Redis.from_url(worker_redis.url)
     lock_key = TenantKeys("stop").lock
-    pending = [producer.send_task("spiral.store_memory",
-                                  kwargs={"content": f"s{i}", "tenant": "stop"})
+    pending = [producer.send_task(STORE, kwargs={"content": f"s{i}", "tenant": "stop"})
                for i in range(1500)]
-    frozen = None
-    deadline = time.monotonic() + 30
-    while frozen is None and time.monotonic() < deadline:
-        token = client.get(lock_key)
-        if token is None:
-            continue
-        holder = lock_holder(token)
-        os.kill(holder, signal.SIGSTOP)
-        time.sleep(0.05)  # a commit it sent just before stopping lands meanwhile
-        if client.get(lock_key) == token:  # stopped while holding the lock
-            frozen = holder
-        else:
-            os.kill(holder, signal.SIGCONT)
-    assert frozen is not None, "never caught a worker holding the lock"
-    time.sleep(3)  # the 2 s lock expires; the other workers carry on
-    os.kill(frozen, signal.SIGCONT)
+    frozen = wait_until(lambda: catch_lock_holder(client, lock_key, workers), 30,
+                        interval=0.001, message="a worker child holding tenant stop's lock")
+    try:
+        # Taking the lock for stats proves the frozen holder's lock expired; a larger
+        # total afterwards, that the other workers committed after it.
+        before = engine.stats("stop").total_memories
+        wait_until(lambda: engine.stats("stop").total_memories > before, WAIT,
+                   ignoring=(LockTimeout,),
+                   message=f"another worker to commit to tenant stop after {before}")
+    finally:
+        os.kill(frozen, signal.SIGCONT)
     results = [r.get(timeout=WAIT, interval=0.01) for r in pending]
     assert len({r["id"] for r in results}) == 1500
     assert assert_consistent(engine, "stop") == 1500
@@ -176,36 +239,102 @@ def test_a_stopped_lock_holder_makes_no_stale_write(
     client.close()
 
 
-def test_every_hundredth_store_enqueues_one_gc(producer: Celery) -> None:
-    received: list[str] = []
+class EventLog:
+    """Every event on the broker, captured by a receiver in a thread. Its death fails
+    the test (`check`), and `mark` proves it has seen everything published before."""
 
-    def listen() -> None:
-        with contextlib.suppress(Exception), producer.connection_for_read() as connection:
-            producer.events.Receiver(connection, handlers={
-                "task-received": lambda e: received.append(f"{e['name']} {e['kwargs']}"),
-            }).capture(limit=None, timeout=None, wakeup=False)
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.events: list[dict[str, Any]] = []
+        self.failure: BaseException | None = None
+        self._connection = app.connection_for_read()
+        self._receiver = app.events.Receiver(self._connection,
+                                             handlers={"*": self.events.append})
+        self._thread = threading.Thread(target=self._listen, daemon=True)
 
-    threading.Thread(target=listen, daemon=True).start()
-    time.sleep(0.5)
-    stores = [producer.send_task("spiral.store_memory",
-                                 kwargs={"content": f"t{i}", "tenant": "trigger"})
-              for i in range(300)]
-    for result in stores:
-        result.get(timeout=WAIT, interval=0.01)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        triggered = [r for r in received if r.startswith("spiral.gc") and "trigger" in r]
-        if len(triggered) >= 3:
-            break
-        time.sleep(0.1)
-    time.sleep(0.5)
-    triggered = [r for r in received if r.startswith("spiral.gc") and "trigger" in r]
-    assert len(triggered) == 3
+    def _listen(self) -> None:
+        try:
+            self._receiver.capture(limit=None, timeout=None, wakeup=False)
+        except BaseException as exc:  # kept for the test thread to raise
+            self.failure = exc
+
+    def __enter__(self) -> EventLog:
+        self._thread.start()
+        self.mark()  # subscribed: nothing sent from now on is missed
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._receiver.should_stop = True
+        self._thread.join(timeout=10)
+        self._connection.release()
+
+    def check(self) -> list[dict[str, Any]]:
+        if self.failure is not None:
+            raise AssertionError("the event receiver died") from self.failure
+        assert self._thread.is_alive(), "the event receiver stopped"
+        return list(self.events)
+
+    def mark(self) -> None:
+        """Publish marker events until the receiver sees one: Redis delivers a channel's
+        messages in publishing order, so every event published before it was seen too
+        (and until the receiver has subscribed, markers are simply lost)."""
+        marker = uuid.uuid4().hex
+
+        def seen() -> bool:
+            with self.app.events.default_dispatcher() as dispatcher:
+                dispatcher.send("spiral-marker", marker=marker)
+            return any(e.get("marker") == marker for e in self.check())
+
+        wait_until(seen, WAIT, interval=0.05, message="the event receiver to see a marker")
+
+    def matching(self, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [e for e in self.check() if match(e)]
 
 
-def test_one_startup_rebuild_for_the_whole_fleet(workers: list[CeleryProcess]) -> None:
-    """Four children started at once: one rebuilds, the others see it was just done
-    (a child replacing the one killed earlier in this module skips too)."""
-    logs = "".join(w.log() for w in workers)
-    assert logs.count("startup rebuild corrected") == 1
-    assert logs.count("startup rebuild: another process rebuilt") >= 3
+def is_trigger_gc(event: dict[str, Any]) -> bool:
+    return (event["type"] == "task-received" and event["name"] == "spiral.gc"
+            and "'trigger'" in event["kwargs"])
+
+
+def test_every_hundredth_store_enqueues_one_gc(
+        producer: Celery, workers: list[CeleryProcess], engine: SpiralMemory) -> None:
+    """300 stores to one tenant: exactly three GC tasks for it were received."""
+    with EventLog(producer) as events:
+        stores = [producer.send_task(STORE, kwargs={"content": f"t{i}", "tenant": "trigger"})
+                  for i in range(300)]
+        for result in stores:
+            result.get(timeout=WAIT, interval=0.01)
+        # Each store enqueued its GC before answering; once the workers are idle every
+        # GC has run, and the marker proves the receiver saw all their events.
+        wait_until_drained(producer, WAIT, [node_name(w.name) for w in workers])
+        events.mark()
+        triggered = events.matching(is_trigger_gc)
+    assert len(triggered) == 3, triggered
+    assert assert_consistent(engine, "trigger") == 300
+
+
+def test_one_startup_rebuild_for_the_whole_fleet(tmp_path: Path) -> None:
+    """A fleet of its own (a fresh Redis, two nodes of two children started together):
+    one child rebuilds, the other three see it was just done, and so does a child the
+    pool starts to replace a killed one within the window (SPIRAL_STARTUP_REBUILD_WINDOW_S,
+    default 60 s)."""
+    server = RedisServer(tmp_path / "redis").start()
+    env = worker_env(server.url)
+    app = create_app(env)
+    rebuilt, skipped = "startup rebuild corrected", "startup rebuild: another process rebuilt"
+
+    def count(nodes: list[CeleryProcess], line: str) -> int:
+        return sum(node.log().count(line) for node in nodes)
+
+    try:
+        with running_workers(app, env, tmp_path / "fleet", ["f1", "f2"]) as nodes:
+            wait_until(lambda: count(nodes, rebuilt) + count(nodes, skipped) >= 4, WAIT,
+                       message="all four children to log their startup rebuild decision")
+            os.kill(child_pids(nodes[0].pid)[0], signal.SIGKILL)
+            wait_until(lambda: count(nodes, skipped) >= 4, WAIT,
+                       message="the replacement child to log its startup rebuild decision")
+            assert count(nodes, rebuilt) == 1
+            assert count(nodes, skipped) == 4
+    finally:
+        app.close()
+        server.stop()
