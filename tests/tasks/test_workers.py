@@ -11,12 +11,14 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
 from celery import Celery
+from celery.result import AsyncResult
 
 from spiral_tasks.config import Settings
 from spiral_tasks.engine import SpiralMemory
@@ -24,6 +26,7 @@ from spiral_tasks.errors import InvalidArgument, LockTimeout
 from spiral_tasks.factory import open_engine
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.tasks.app import create_app
+from spiral_tasks.tasks.config import DEFAULT_QUEUE
 from spiral_tasks.testing.celery_worker import (
     CeleryProcess,
     child_pids,
@@ -40,6 +43,7 @@ from tests.processes import run_in_processes
 pytestmark = pytest.mark.usefixtures("idle_workers")
 WAIT = 60
 STORE = "spiral.store_memory"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -129,6 +133,44 @@ def test_2000_stores_from_four_producers_keep_the_invariant(
     assert engine.rebuild_stats("load").clean
 
 
+class Stores:
+    """Stores to one tenant, sent in batches while a test waits for something to
+    happen among them: `top_up` keeps the queue from running dry, so the workers are
+    busy whenever the test looks, however fast or slow the machine is. It sends at
+    most `cap` in all, well under the node limit (2618), past which GC would evict
+    and the count would no longer be the number of stores."""
+
+    def __init__(self, producer: Celery, client: redis.Redis, tenant: str,
+                 cap: int = 1500) -> None:
+        self.producer = producer
+        self.client = client
+        self.tenant = tenant
+        self.cap = cap
+        self.pending: list[AsyncResult[Any]] = []
+
+    def send(self, count: int) -> None:
+        first = len(self.pending)
+        self.pending += [self.producer.send_task(STORE, kwargs={
+            "content": f"{self.tenant} {i}", "tenant": self.tenant})
+            for i in range(first, first + count)]
+
+    def top_up(self, low: int = 50) -> None:
+        """Send another `low` stores if fewer than `low` are waiting in the queue (and
+        the cap allows)."""
+        if len(self.pending) + low <= self.cap and self.client.llen(DEFAULT_QUEUE) < low:
+            self.send(low)
+
+    def answers(self) -> list[dict[str, Any]]:
+        return [r.get(timeout=WAIT, interval=0.01) for r in self.pending]
+
+
+@pytest.fixture
+def worker_client(worker_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(worker_redis.url)
+    yield client
+    client.close()
+
+
 def freeze(pid: int) -> None:
     """SIGSTOP `pid` and return once it is stopped: the signal is delivered
     asynchronously, and a system call it is in (sending a commit) completes first."""
@@ -137,27 +179,49 @@ def freeze(pid: int) -> None:
                message=f"process {pid} to be stopped")
 
 
-def catch_store_in_flight(producer: Celery, worker: CeleryProcess,
-                          tenant: str) -> tuple[str, int] | None:
-    """Freeze a pool child of `worker` in the middle of a store for `tenant`: returns
-    (task id, child pid) once one is, or None (having resumed any child it stopped).
+def freeze_if(pid: int, caught: Callable[[], T | None]) -> T | None:
+    """Freeze `pid` and ask `caught` whether it was caught doing what the test wants:
+    if so leave it frozen and return the answer, else resume it and return None (it is
+    resumed, too, if `caught` raises)."""
+    freeze(pid)
+    try:
+        found = caught()
+    except BaseException:
+        os.kill(pid, signal.SIGCONT)
+        raise
+    if found is None:
+        os.kill(pid, signal.SIGCONT)
+    return found
 
-    The node says which child accepted which task; once that child is stopped, a result
-    still PENDING means the store had not finished (a child stores its result itself,
-    before it reports back), and a stopped process cannot finish it.
+
+def store_running_in(producer: Celery, worker: CeleryProcess, pid: int,
+                     tenant: str) -> str | None:
+    """The id of the store for `tenant` that the stopped pool child `pid` of `worker`
+    is in the middle of, or None.
+
+    The child cannot move on while stopped, so its node's answer stays true: the task
+    it accepted and, with a result still PENDING, not finished (a child stores its
+    result itself before it reports back; a store retried before shows RETRY and is
+    passed over).
     """
     node = node_name(worker.name)
     active = producer.control.inspect(destination=[node], timeout=5).active() or {}
-    children = child_pids(worker.pid)
     for task in active.get(node, []):
-        pid = task["worker_pid"]
-        if task["name"] != STORE or task["kwargs"].get("tenant") != tenant or not pid:
-            continue
-        assert pid in children, f"{node} reports {pid}, not one of its children {children}"
-        freeze(pid)
-        if producer.AsyncResult(task["id"]).state == "PENDING":
-            return task["id"], pid
-        os.kill(pid, signal.SIGCONT)
+        if (task["worker_pid"] == pid and task["name"] == STORE
+                and task["kwargs"].get("tenant") == tenant
+                and producer.AsyncResult(task["id"]).state == "PENDING"):
+            return str(task["id"])
+    return None
+
+
+def catch_store_in_flight(producer: Celery, worker: CeleryProcess,
+                          tenant: str) -> tuple[str, int] | None:
+    """Freeze a pool child of `worker` in the middle of a store for `tenant`: returns
+    (task id, child pid) once one is, or None (having resumed the children it tried)."""
+    for pid in child_pids(worker.pid):
+        task = freeze_if(pid, partial(store_running_in, producer, worker, pid, tenant))
+        if task is not None:
+            return task, pid
     return None
 
 
@@ -167,22 +231,25 @@ def receptions(workers: list[CeleryProcess], task_id: str) -> int:
 
 
 def test_a_killed_worker_child_loses_and_doubles_nothing(
-        producer: Celery, workers: list[CeleryProcess], engine: SpiralMemory) -> None:
+        producer: Celery, workers: list[CeleryProcess], worker_client: redis.Redis,
+        engine: SpiralMemory) -> None:
     """A child SIGKILLed in the middle of a store: the store is redelivered and
     answered, and it is counted once."""
-    pending = [producer.send_task(STORE, kwargs={"content": f"k{i}", "tenant": "kill"})
-               for i in range(600)]
-    killed, victim = wait_until(lambda: catch_store_in_flight(producer, workers[0], "kill"),
-                                WAIT, interval=0.01,
+    stores = Stores(producer, worker_client, "kill")
+
+    def caught() -> tuple[str, int] | None:
+        stores.top_up()
+        return catch_store_in_flight(producer, workers[0], "kill")
+
+    killed, victim = wait_until(caught, WAIT, interval=0.01,
                                 message="a child of w1 to be caught in the middle of a store")
     os.kill(victim, signal.SIGKILL)
-    results = [r.get(timeout=WAIT, interval=0.01) for r in pending]
-    ids = {r["id"] for r in results}
-    assert len(ids) == 600  # every acknowledged store has its own memory
+    ids = {r["id"] for r in stores.answers()}
+    assert len(ids) == len(stores.pending)  # every store answered, each its own memory
     assert killed in ids  # the killed store was answered (its id is its task id)
     assert "WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL)" in workers[0].log()
     assert receptions(workers, killed) >= 2  # delivered to the victim, then again
-    assert assert_consistent(engine, "kill") == 600
+    assert assert_consistent(engine, "kill") == len(ids)
     keys = TenantKeys("kill")
     assert all(m is not None for m in engine.storage.get_many([keys.memory(i) for i in ids]))
 
@@ -193,50 +260,71 @@ def lock_holder(token: bytes | str) -> int:
     return int(text.split(":")[0])
 
 
-def catch_lock_holder(client: redis.Redis, lock_key: str,
-                      workers: list[CeleryProcess]) -> int | None:
-    """Freeze whichever worker child holds `lock_key`: returns its pid if it still held
-    the lock once stopped, else resumes it and returns None. Checked after the stop, so
-    a commit it sent just before (which releases the lock) has reached Redis first."""
-    token = client.get(lock_key)
-    if token is None:
+def holding_lock_mid_store(producer: Celery, client: redis.Redis, worker: CeleryProcess,
+                           pid: int, tenant: str) -> str | None:
+    """The id of the store for `tenant` the stopped child `pid` of `worker` is in the
+    middle of while holding the tenant's lock, or None. Asked after the stop, so a
+    commit it sent just before (which releases the lock) has reached Redis first; a GC
+    holding the lock is passed over (it may take and leave the lock without writing)."""
+    token = client.get(TenantKeys(tenant).lock)
+    if token is None or lock_holder(token) != pid:
         return None
-    holder = lock_holder(token)
-    assert any(holder in child_pids(w.pid) for w in workers), f"{holder} is not a worker child"
-    freeze(holder)
-    if client.get(lock_key) == token:
-        return holder
-    os.kill(holder, signal.SIGCONT)
+    return store_running_in(producer, worker, pid, tenant)
+
+
+def catch_lock_holder(producer: Celery, client: redis.Redis, workers: list[CeleryProcess],
+                      tenant: str) -> tuple[str, int] | None:
+    """Freeze each worker child in turn, keeping the first that turns out to hold
+    `tenant`'s lock in the middle of a store: returns (task id, pid), or None.
+
+    Freezing first and looking after, rather than watching the lock and stopping its
+    holder, stops a child at a random moment: a holder seen from outside has usually
+    sent its commit before a signal can reach it.
+    """
+    for worker in workers:
+        for pid in child_pids(worker.pid):
+            task = freeze_if(pid, partial(holding_lock_mid_store, producer, client, worker,
+                                          pid, tenant))
+            if task is not None:
+                return task, pid
     return None
 
 
 def test_a_stopped_lock_holder_makes_no_stale_write(
-        producer: Celery, workers: list[CeleryProcess], worker_redis: RedisServer,
+        producer: Celery, workers: list[CeleryProcess], worker_client: redis.Redis,
         engine: SpiralMemory) -> None:
-    """The lock holder stopped past its lock's expiry: the others go on, and its commit
-    on resuming is refused (LockLost) and retried, so nothing is lost or doubled."""
-    client = redis.Redis.from_url(worker_redis.url)
-    lock_key = TenantKeys("stop").lock
-    pending = [producer.send_task(STORE, kwargs={"content": f"s{i}", "tenant": "stop"})
-               for i in range(1500)]
-    frozen = wait_until(lambda: catch_lock_holder(client, lock_key, workers), 30,
-                        interval=0.001, message="a worker child holding tenant stop's lock")
+    """The lock holder stopped mid-store past its lock's expiry: the others go on, and
+    its commit on resuming is refused (LockLost) and retried, so nothing is lost or
+    doubled."""
+    stores = Stores(producer, worker_client, "stop")
+
+    def caught() -> tuple[str, int] | None:
+        stores.top_up()
+        return catch_lock_holder(producer, worker_client, workers, "stop")
+
+    task, frozen = wait_until(caught, WAIT, interval=0.01,
+                              message="a worker child holding tenant stop's lock mid-store")
     try:
+        stores.send(100)  # work for the others once the frozen holder's lock expires
+
+        def total() -> int:
+            stats = wait_until(lambda: engine.stats("stop"), WAIT, ignoring=(LockTimeout,),
+                               message="the lock of tenant stop, to read its stats")
+            return stats.total_memories
+
         # Taking the lock for stats proves the frozen holder's lock expired; a larger
-        # total afterwards, that the other workers committed after it.
-        before = engine.stats("stop").total_memories
-        wait_until(lambda: engine.stats("stop").total_memories > before, WAIT,
-                   ignoring=(LockTimeout,),
+        # total afterwards, that another worker committed after it.
+        before = total()
+        wait_until(lambda: total() > before, WAIT,
                    message=f"another worker to commit to tenant stop after {before}")
     finally:
         os.kill(frozen, signal.SIGCONT)
-    results = [r.get(timeout=WAIT, interval=0.01) for r in pending]
-    assert len({r["id"] for r in results}) == 1500
-    assert assert_consistent(engine, "stop") == 1500
+    assert len({r["id"] for r in stores.answers()}) == len(stores.pending)
+    assert assert_consistent(engine, "stop") == len(stores.pending)
     assert engine.rebuild_stats("stop").clean
-    logs = "".join(w.log() for w in workers)
-    assert "LockLost" in logs  # the resumed holder's commit was refused, then retried
-    client.close()
+    retries = [line for w in workers for line in w.log().splitlines()
+               if f"{STORE}[{task}] retry:" in line]
+    assert any("LockLost" in line for line in retries), retries  # refused, then retried
 
 
 class EventLog:
