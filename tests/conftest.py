@@ -139,5 +139,5 @@ def idle_workers(workers: list[CeleryProcess], producer: Celery) -> list[CeleryP
     """The module's workers once everything sent before has been done: a test starts
     with empty queues and idle workers, whatever the one before it left behind (the GC
     tasks its stores enqueued, a redelivered store, a child being replaced)."""
-    wait_until_drained(producer, timeout=120, destination=[node_name(n) for n in WORKER_NODES])
+    wait_until_drained(producer, timeout=60, destination=[node_name(n) for n in WORKER_NODES])
     return workers
