@@ -20,12 +20,13 @@ from spiral_tasks.storage.factory import open_storage
 from spiral_tasks.tasks.app import create_app
 from spiral_tasks.testing.celery_worker import (
     CeleryProcess,
-    start_worker,
-    wait_for_workers,
+    node_name,
+    running_workers,
     worker_env,
 )
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
+from spiral_tasks.testing.waiting import wait_until_drained
 
 BACKENDS = ["memory", "level", "redis"]
 
@@ -111,16 +112,23 @@ def producer(worker_redis: RedisServer) -> Celery:
     return create_app(worker_env(worker_redis.url))
 
 
+#: The module fleet's node names.
+WORKER_NODES = ("w1", "w2")
+
+
 @pytest.fixture(scope="module")
 def workers(worker_redis: RedisServer, producer: Celery,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[CeleryProcess]]:
     """Two worker nodes, prefork with two children each, consuming every queue."""
-    workdir = tmp_path_factory.mktemp("workers")
-    env = worker_env(worker_redis.url)
-    nodes = [start_worker(env, workdir, name) for name in ("w1", "w2")]
-    try:
-        wait_for_workers(producer, ["w1", "w2"])
+    with running_workers(producer, worker_env(worker_redis.url),
+                         tmp_path_factory.mktemp("workers"), WORKER_NODES) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
+
+
+@pytest.fixture
+def idle_workers(workers: list[CeleryProcess], producer: Celery) -> list[CeleryProcess]:
+    """The module's workers once everything sent before has been done: a test starts
+    with empty queues and idle workers, whatever the one before it left behind (the GC
+    tasks its stores enqueued, a redelivered store, a child being replaced)."""
+    wait_until_drained(producer, timeout=60, destination=[node_name(n) for n in WORKER_NODES])
+    return workers

@@ -31,7 +31,7 @@ def test_waiters_are_served_in_one_batch_by_the_next_leader() -> None:
         leader = pool.submit(combiner.run, "k", 0)
         assert first_entered.wait(5)
         waiters = [pool.submit(combiner.run, "k", i) for i in range(1, 6)]
-        wait_until(lambda: combiner.waiting("k") == 5, message="five queued waiters")
+        wait_until(lambda: combiner.waiting("k") == 5, 30, message="five queued waiters")
         release.set()
         assert leader.result(5) == 0
         assert [w.result(5) for w in waiters] == [10, 20, 30, 40, 50]
@@ -108,12 +108,12 @@ def test_a_batch_sees_its_own_earlier_stores(engine: SpiralMemory) -> None:
         assert held.wait(5)
         leader = pool.submit(engine.store, "leader")  # takes its batch, waits for the lock
         stores = engine.store_combiner
-        wait_until(lambda: stores.leading("default"), message="a leader")
+        wait_until(lambda: stores.leading("default"), 30, message="a leader")
         first = pool.submit(engine.store, "first", memory_id="first")
-        wait_until(lambda: stores.waiting("default") == 1, message="one waiting store")
+        wait_until(lambda: stores.waiting("default") == 1, 30, message="one waiting store")
         again = pool.submit(engine.store, "dup", memory_id="first")
         linked = pool.submit(engine.store, "linked", associations=["first"])
-        wait_until(lambda: stores.waiting("default") == 3, message="three waiting stores")
+        wait_until(lambda: stores.waiting("default") == 3, 30, message="three waiting stores")
         release.set()
         assert leader.result(5).created
         assert first.result(5).created

@@ -36,13 +36,13 @@ def one_batch(engine: SpiralMemory) -> Iterator[Callable[..., Future[StoreResult
         holder = pool.submit(hold)
         assert held.wait(30)
         opener = pool.submit(engine.store, "opens the way", depth="core")
-        wait_until(lambda: stores.leading("default"), message="a leader holding a batch")
+        wait_until(lambda: stores.leading("default"), 30, message="a leader holding a batch")
         submitted: list[Future[StoreResult]] = []
 
         def submit(content: str, **kwargs: Any) -> Future[StoreResult]:
             submitted.append(pool.submit(engine.store, content, **kwargs))
             count = len(submitted)
-            wait_until(lambda: stores.waiting("default") == count,
+            wait_until(lambda: stores.waiting("default") == count, 30,
                        message=f"{count} stores queued")
             return submitted[-1]
 

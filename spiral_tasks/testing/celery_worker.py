@@ -12,10 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from celery import Celery
+
+from spiral_tasks.testing.waiting import wait_until
 
 
 def child_pids(pid: int) -> list[int]:
@@ -32,11 +35,23 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def process_state(pid: int) -> str:
+    """The state letter /proc gives `pid` ("R" running, "S" sleeping, "T" stopped...),
+    or "" once it is gone: a signal is delivered asynchronously, this says when it
+    took effect."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 class CeleryProcess:
     """`celery -A spiral_tasks <args>` as a subprocess with its own environment."""
 
     def __init__(self, args: list[str], env: dict[str, str], workdir: Path, name: str) -> None:
         self.args = args
+        self.name = name
         self.env = env
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
@@ -92,12 +107,33 @@ def start_worker(env: dict[str, str], workdir: Path, name: str, *extra: str,
                           "-l", "INFO", *extra], env, workdir, name).start()
 
 
-def wait_for_workers(app: Celery, names: list[str], timeout: float = 60) -> None:
-    """Wait until every named worker node answers a ping."""
-    deadline = time.monotonic() + timeout
-    wanted = {f"{n}@{socket.gethostname()}" for n in names}
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=0.5) or []
-        if wanted <= {name for reply in replies for name in reply}:
-            return
-    raise RuntimeError(f"workers {sorted(wanted)} did not answer within {timeout} s")
+def node_name(name: str) -> str:
+    """The node name `start_worker(..., name)` gives its worker (`-n name@%h`)."""
+    return f"{name}@{socket.gethostname()}"
+
+
+def wait_for_workers(app: Celery, names: Sequence[str], timeout: float = 60) -> None:
+    """Wait until every named worker node answers a ping (each ping returns as soon as
+    all of them answered, so a ready fleet costs one round trip)."""
+    wanted = [node_name(n) for n in names]
+
+    def answered() -> bool:
+        replies = app.control.ping(destination=wanted, timeout=1.0) or []
+        return set(wanted) <= {node for reply in replies for node in reply}
+
+    wait_until(answered, timeout, interval=0.1,
+               message=f"workers {wanted} to answer a ping")
+
+
+@contextmanager
+def running_workers(app: Celery, env: dict[str, str], workdir: Path, names: Sequence[str],
+                    *extra: str) -> Iterator[list[CeleryProcess]]:
+    """Worker nodes started together (so they start as one fleet would), yielded once
+    they all answer `app`'s ping, stopped on exit whatever happened."""
+    nodes = [start_worker(env, workdir, name, *extra) for name in names]
+    try:
+        wait_for_workers(app, names)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()

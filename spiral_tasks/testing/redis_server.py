@@ -9,10 +9,11 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
+
+from spiral_tasks.testing.waiting import wait_until
 
 
 def free_port() -> int:
@@ -37,22 +38,24 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = self.process
         client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited with "
+                                   f"{process.returncode} while starting")
+            return bool(client.ping())
+
         try:
-            while True:
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        raise RuntimeError(
-                            f"redis-server did not start on port {self.port}") from None
-                    time.sleep(0.02)
+            wait_until(answers, 10, interval=0.02, ignoring=(redis.ConnectionError,),
+                       message=f"redis-server on port {self.port} to answer PING")
+            return self
         finally:
             client.close()
 

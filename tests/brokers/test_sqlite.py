@@ -21,7 +21,7 @@ import spiral_tasks.brokers.registry  # noqa: F401 - registers spiral-sqlite://
 from spiral_tasks.brokers.sqlite import Channel
 from spiral_tasks.brokers.store import shared_store
 from spiral_tasks.brokers.urls import sqlite_url
-from tests.waiting import wait_until
+from spiral_tasks.testing.waiting import wait_until
 
 TASKS = Exchange("tasks", type="direct")
 WORK = Queue("work", TASKS, routing_key="work")
@@ -159,7 +159,7 @@ def test_a_killed_consumers_message_is_redelivered_exactly_once(tmp_path: Path) 
     publish(tmp_path, ["a", "b", "c"])
     consumer = spawn(claim_and_hang, str(tmp_path))
     claimed_file = tmp_path / f"claimed-{consumer.pid}"
-    wait_until(claimed_file.exists, 60, "the consumer to claim a message")
+    wait_until(claimed_file.exists, 60, message="the consumer to claim a message")
     claimed = json.loads(claimed_file.read_text())
     store = shared_store(tmp_path / "broker.sqlite3")
     store.reap()
@@ -206,7 +206,7 @@ def test_fanout_reaches_every_process(tmp_path: Path) -> None:
     names = ["one", "two"]
     listeners = [spawn(listen, str(tmp_path), name, BROADCAST, "") for name in names]
     for name in names:
-        wait_until((tmp_path / f"bound-{name}").exists, 60, f"listener {name} to bind")
+        wait_until((tmp_path / f"bound-{name}").exists, 60, message=f"listener {name} to bind")
     publish(tmp_path, [{"hello": "all"}], exchange=BROADCAST, routing_key="")
     for name, listener in zip(names, listeners, strict=True):
         listener.join(timeout=60)
@@ -218,7 +218,7 @@ def test_topic_bindings_route_across_processes(tmp_path: Path) -> None:
     """Celery's task events: a receiver in one process binds `task.#`, a worker in
     another publishes `task.succeeded`."""
     listener = spawn(listen, str(tmp_path), "events", EVENTS, "task.#")
-    wait_until((tmp_path / "bound-events").exists, 60, "the event receiver to bind")
+    wait_until((tmp_path / "bound-events").exists, 60, message="the event receiver to bind")
     with Connection(url(tmp_path)) as connection:
         producer = connection.Producer()
         producer.publish({"type": "worker-heartbeat"}, exchange=EVENTS,
@@ -239,7 +239,7 @@ def test_nothing_grows_when_consumers_die(tmp_path: Path) -> None:
         names = [f"{round_}-{n}" for n in range(3)]
         consumers = [spawn(bind_claim_and_hang, str(tmp_path), name) for name in names]
         for name in names:
-            wait_until((tmp_path / f"ready-{name}").exists, 60, f"consumer {name}")
+            wait_until((tmp_path / f"ready-{name}").exists, 60, message=f"consumer {name}")
         assert counts(tmp_path)["claimed"] == 3
         for consumer in consumers:
             assert consumer.pid is not None

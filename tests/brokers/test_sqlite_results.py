@@ -11,7 +11,7 @@ from celery import Celery
 
 from spiral_tasks.brokers.sqlite_results import SQLiteBackend
 from spiral_tasks.brokers.urls import sqlite_url
-from tests.waiting import wait_until
+from spiral_tasks.testing.waiting import wait_until
 
 SPAWN = multiprocessing.get_context("spawn")
 WRITERS, RESULTS_EACH = 2, 12
@@ -72,7 +72,7 @@ def test_results_expire_and_are_cleaned_up(tmp_path: Path) -> None:
     results.store_result("gone", 42, "SUCCESS")
     assert results.get_task_meta("gone", cache=False)["result"] == 42
     wait_until(lambda: results.get_task_meta("gone", cache=False)["status"] == "PENDING",
-               10, "the result to expire")
+               10, message="the result to expire")
     assert results.size() == 1  # expired, invisible, not yet deleted
     results.cleanup()
     assert results.size() == 0

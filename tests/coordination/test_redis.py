@@ -41,7 +41,7 @@ def test_a_holder_whose_lock_expired_cannot_write(redis_url: str) -> None:
     fast = RedisCoordinator(storage)
     with slow.critical("t") as stale_fence:
         # A GC pause, a SIGSTOP: the lock expires meanwhile.
-        wait_until(lambda: not storage.client.exists(TenantKeys("t").lock),
+        wait_until(lambda: not storage.client.exists(TenantKeys("t").lock), 10,
                    message="the lock to expire")
         with fast.critical("t", timeout_s=1) as fresh_fence:
             fresh_fence.commit([Put("t:{t}:x", "fresh")], final=True)
@@ -137,7 +137,7 @@ def test_long_sections_keep_their_lock(redis_url: str) -> None:
     lock = TenantKeys("t").lock
     with coordinator.critical("t") as fence:
         for _ in range(3):  # each round: most of a lifetime passes, then an extension
-            wait_until(lambda: 0 < storage.client.pttl(lock) < 500, interval=0.005,
+            wait_until(lambda: 0 < storage.client.pttl(lock) < 500, 10, interval=0.005,
                        message="half the lock's lifetime to pass")
             fence.extend()
             assert storage.client.pttl(lock) > 500
@@ -152,7 +152,7 @@ def test_an_extension_after_the_lock_expired_is_lock_lost(redis_url: str) -> Non
     storage.init()
     coordinator = RedisCoordinator(storage, ttl_s=0.1)
     with coordinator.critical("t") as fence:
-        wait_until(lambda: not storage.client.exists(TenantKeys("t").lock),
+        wait_until(lambda: not storage.client.exists(TenantKeys("t").lock), 10,
                    message="the lock to expire")
         with pytest.raises(LockLost, match="expired before it could be extended"):
             fence.extend()
@@ -178,7 +178,7 @@ def test_a_cache_is_never_trusted_after_the_data_set_went_back(tmp_path: Path) -
         server.process.kill()  # no shutdown save: the last four stores are gone
         server.process.wait()
         server.start()
-        wait_until(lambda: _answers(cached.storage.client), message="the engine's "
+        wait_until(lambda: _answers(cached.storage.client), 30, message="the engine's "
                    "client to reconnect")
         other = open_engine(server.url)
         kept = [key.split(":mem:")[1] for key in other.storage.keys("t:{default}:mem:")]
@@ -232,7 +232,7 @@ def test_a_rebuild_that_outlives_its_lock_gets_lock_lost_and_a_retry_repairs(
                              stdout=subprocess.PIPE, text=True)
     lock = TenantKeys("big").lock
     try:
-        token = wait_until(lambda: storage.client.get(lock), interval=0.001,
+        token = wait_until(lambda: storage.client.get(lock), 60, interval=0.001,
                            message="the child to take the tenant's lock")
         os.kill(child.pid, signal.SIGSTOP)
         assert storage.client.get(lock) == token, "the rebuild ended before it stopped"

@@ -28,6 +28,7 @@ from spiral_tasks.tasks.beat import SpiralBeatScheduler
 from spiral_tasks.tasks.config import MAINTENANCE_QUEUE
 from spiral_tasks.testing.celery_worker import CeleryProcess, worker_env
 from spiral_tasks.testing.redis_server import RedisServer
+from spiral_tasks.testing.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -51,20 +52,6 @@ CLOCK_TOLERANCE_S = 0.01
 SENT = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] "
                   r"Scheduler: Sending due task spiral-gc ", re.MULTILINE)
 FAILED = ("LockNotOwnedError", "Traceback", "raised exception", "ERROR/", "CRITICAL/")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `predicate` until it returns something true, and return that; fail naming
-    `what` after `timeout` seconds. (The lead will reconcile this with
-    spiral_tasks/testing/waiting.py.)"""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.05)
 
 
 def gc_sends(beat: CeleryProcess) -> list[float]:
@@ -110,11 +97,11 @@ def test_two_beats_schedule_once_per_period_and_the_standby_takes_over(
     client = redis.Redis.from_url(server.url)
     try:
         holders = wait_until(lambda: [b for b in beats if "beat: Acquired lock" in b.log()],
-                             STARTUP_S, "a beat takes the lock")
+                             STARTUP_S, message="a beat takes the lock")
         assert len(holders) == 1
         active, standby = holders[0], next(b for b in beats if b is not holders[0])
         wait_until(lambda: "beat: Starting..." in standby.log(), STARTUP_S,
-                   "the standby polls for the lock")
+                   message="the standby polls for the lock")
         for beat in beats:  # the lock follows the max interval beat runs with, unrounded
             assert f"({LOCK_TIMEOUT_S:g}s)" in beat.log()
             assert f"({MAX_INTERVAL_S:g}s)" in beat.log()
@@ -126,7 +113,7 @@ def test_two_beats_schedule_once_per_period_and_the_standby_takes_over(
             return len(gc_sends(active)) >= RUN_PERIODS
 
         wait_until(ran_enough, (RUN_PERIODS + 1) * (GC_EVERY_S + LOAD_MARGIN_S),
-                   f"{RUN_PERIODS} periodic GCs")
+                   message=f"{RUN_PERIODS} periodic GCs")
         sends = gc_sends(active)
         for beat in beats:
             assert_healthy(beat)
@@ -138,7 +125,7 @@ def test_two_beats_schedule_once_per_period_and_the_standby_takes_over(
         assert min(lock_ttls_ms) > 0, lock_ttls_ms
         assert 1000 * int(LOCK_TIMEOUT_S) < max(lock_ttls_ms) <= 1000 * LOCK_TIMEOUT_S
         wait_until(lambda: queued_gcs(client) == len(gc_sends(active)), LOAD_MARGIN_S,
-                   "every logged GC is queued once")
+                   message="every logged GC is queued once")
 
         # Killed mid-lock, right after a GC: the lock lapses at most LOCK_TIMEOUT_S
         # after the kill (its last extension came before it); the standby retries every
@@ -151,16 +138,16 @@ def test_two_beats_schedule_once_per_period_and_the_standby_takes_over(
         assert active.process is not None
         active.process.wait(timeout=10)
         bound_s = LOCK_TIMEOUT_S + MAX_INTERVAL_S + LOAD_MARGIN_S
-        first = wait_until(sent_at_least(1, standby), 3 * bound_s, "the standby sends a GC")
+        first = wait_until(sent_at_least(1, standby), 3 * bound_s, message="the standby sends a GC")
         assert first[0] - killed_at <= bound_s, (first[0] - killed_at, standby.log()[-3000:])
 
         # The new active beat keeps scheduling: it does not die at its next extension.
         taken_over = wait_until(sent_at_least(3, standby), 3 * (GC_EVERY_S + LOAD_MARGIN_S),
-                                "three GCs from the standby")
+                                message="three GCs from the standby")
         assert_healthy(standby)
         assert_once_per_period(sends + taken_over)
         wait_until(lambda: queued_gcs(client) == len(sends + gc_sends(standby)),
-                   LOAD_MARGIN_S, "every logged GC is queued once")
+                   LOAD_MARGIN_S, message="every logged GC is queued once")
     finally:
         client.close()
         for beat in beats:

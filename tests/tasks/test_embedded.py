@@ -25,8 +25,8 @@ from spiral_tasks.testing.celery_worker import (
     worker_env,
 )
 from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.waiting import wait_until
 from tests.invariants import assert_consistent
-from tests.waiting import wait_until
 
 TENANT = "bulk"
 BURST = 500
@@ -91,7 +91,7 @@ def assert_task_queues_drained(store: MessageStore) -> None:
     """No store waiting or claimed; maintenance too (beat's GC comes and goes)."""
     wait_until(lambda: all(store.by_queue().get(q, (0, 0)) == (0, 0)
                            for q in (DEFAULT_QUEUE, MAINTENANCE_QUEUE)),
-               60, "the task queues to be empty with nothing claimed")
+               60, message="the task queues to be empty with nothing claimed")
 
 
 def assert_nothing_left(store: MessageStore) -> None:
@@ -155,7 +155,7 @@ def test_a_worker_killed_mid_burst_and_restarted_loses_no_store(tmp_path: Path) 
         "content": f"memory {n}", "tenant": TENANT}) for n in range(BURST)]
     try:
         wait_until(lambda: store.by_queue().get(DEFAULT_QUEUE, (BURST, 0))[0] < BURST // 2,
-                   120, "the worker to be half way through the burst")
+                   120, message="the worker to be half way through the burst")
         # The worker and its embedded beat (a child process, which would otherwise
         # live on as an orphan sending GC), as a supervisor stopping it would.
         for pid in [worker.pid, *child_pids(worker.pid)]:
@@ -199,7 +199,7 @@ def test_embedded_worker_stores_and_rebuilds(tmp_path: Path) -> None:
         assert worker.process is not None
         assert worker.process.poll() is None  # left running
         wait_until(lambda: "Sending due task spiral-gc" in worker.log(), 20,
-                   "the embedded beat to send GC")
+                   message="the embedded beat to send GC")
     finally:
         worker.stop()
 

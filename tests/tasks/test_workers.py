@@ -6,31 +6,44 @@ own; producers are this process and spawned producer processes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
-import time
-from collections.abc import Iterator
-from typing import Any
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
 from celery import Celery
+from celery.result import AsyncResult
 
 from spiral_tasks.config import Settings
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import InvalidArgument
+from spiral_tasks.errors import InvalidArgument, LockTimeout
 from spiral_tasks.factory import open_engine
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.tasks.app import create_app
-from spiral_tasks.testing.celery_worker import CeleryProcess, child_pids, worker_env
+from spiral_tasks.tasks.config import DEFAULT_QUEUE
+from spiral_tasks.testing.celery_worker import (
+    CeleryProcess,
+    child_pids,
+    node_name,
+    process_state,
+    running_workers,
+    worker_env,
+)
 from spiral_tasks.testing.redis_server import RedisServer
+from spiral_tasks.testing.waiting import wait_until, wait_until_drained
 from tests.invariants import assert_consistent
 from tests.processes import run_in_processes
 
-pytestmark = pytest.mark.usefixtures("workers")
+pytestmark = pytest.mark.usefixtures("idle_workers")
 WAIT = 60
+STORE = "spiral.store_memory"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -141,19 +154,123 @@ def test_2000_stores_from_four_producers_keep_the_invariant(
     assert engine.rebuild_stats("load").clean
 
 
+class Stores:
+    """Stores to one tenant, sent in batches while a test waits for something to
+    happen among them: `top_up` keeps the queue from running dry, so the workers are
+    busy whenever the test looks, however fast or slow the machine is. It sends at
+    most `cap` in all, well under the node limit (2618), past which GC would evict
+    and the count would no longer be the number of stores."""
+
+    def __init__(self, producer: Celery, client: redis.Redis, tenant: str,
+                 cap: int = 1500) -> None:
+        self.producer = producer
+        self.client = client
+        self.tenant = tenant
+        self.cap = cap
+        self.pending: list[AsyncResult[Any]] = []
+
+    def send(self, count: int) -> None:
+        first = len(self.pending)
+        self.pending += [self.producer.send_task(STORE, kwargs={
+            "content": f"{self.tenant} {i}", "tenant": self.tenant})
+            for i in range(first, first + count)]
+
+    def top_up(self, low: int = 50) -> None:
+        """Send another `low` stores if fewer than `low` are waiting in the queue (and
+        the cap allows)."""
+        if len(self.pending) + low <= self.cap and self.client.llen(DEFAULT_QUEUE) < low:
+            self.send(low)
+
+    def answers(self) -> list[dict[str, Any]]:
+        return [r.get(timeout=WAIT, interval=0.01) for r in self.pending]
+
+
+@pytest.fixture
+def worker_client(worker_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(worker_redis.url)
+    yield client
+    client.close()
+
+
+def freeze(pid: int) -> None:
+    """SIGSTOP `pid` and return once it is stopped: the signal is delivered
+    asynchronously, and a system call it is in (sending a commit) completes first."""
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: process_state(pid) == "T", 10, interval=0.001,
+               message=f"process {pid} to be stopped")
+
+
+def freeze_if(pid: int, caught: Callable[[], T | None]) -> T | None:
+    """Freeze `pid` and ask `caught` whether it was caught doing what the test wants:
+    if so leave it frozen and return the answer, else resume it and return None (it is
+    resumed, too, if `caught` raises)."""
+    freeze(pid)
+    try:
+        found = caught()
+    except BaseException:
+        os.kill(pid, signal.SIGCONT)
+        raise
+    if found is None:
+        os.kill(pid, signal.SIGCONT)
+    return found
+
+
+def store_running_in(producer: Celery, worker: CeleryProcess, pid: int,
+                     tenant: str) -> str | None:
+    """The id of the store for `tenant` that the stopped pool child `pid` of `worker`
+    is in the middle of, or None.
+
+    The child cannot move on while stopped, so its node's answer stays true: the task
+    it accepted and, with a result still PENDING, not finished (a child stores its
+    result itself before it reports back; a store retried before shows RETRY and is
+    passed over).
+    """
+    node = node_name(worker.name)
+    active = producer.control.inspect(destination=[node], timeout=5).active() or {}
+    for task in active.get(node, []):
+        if (task["worker_pid"] == pid and task["name"] == STORE
+                and task["kwargs"].get("tenant") == tenant
+                and producer.AsyncResult(task["id"]).state == "PENDING"):
+            return str(task["id"])
+    return None
+
+
+def catch_store_in_flight(producer: Celery, worker: CeleryProcess,
+                          tenant: str) -> tuple[str, int] | None:
+    """Freeze a pool child of `worker` in the middle of a store for `tenant`: returns
+    (task id, child pid) once one is, or None (having resumed the children it tried)."""
+    for pid in child_pids(worker.pid):
+        task = freeze_if(pid, partial(store_running_in, producer, worker, pid, tenant))
+        if task is not None:
+            return task, pid
+    return None
+
+
+def receptions(workers: list[CeleryProcess], task_id: str) -> int:
+    """How many times the workers' logs say a task message with this id arrived."""
+    return sum(w.log().count(f"{STORE}[{task_id}] received") for w in workers)
+
+
 def test_a_killed_worker_child_loses_and_doubles_nothing(
-        producer: Celery, workers: list[CeleryProcess], engine: SpiralMemory) -> None:
-    pending = [producer.send_task("spiral.store_memory",
-                                  kwargs={"content": f"k{i}", "tenant": "kill"})
-               for i in range(600)]
-    time.sleep(0.3)
-    victims = child_pids(workers[0].pid)
-    assert victims
-    os.kill(victims[0], signal.SIGKILL)
-    results = [r.get(timeout=WAIT, interval=0.01) for r in pending]
-    ids = {r["id"] for r in results}
-    assert len(ids) == 600  # every acknowledged store has its own memory
-    assert assert_consistent(engine, "kill") == 600
+        producer: Celery, workers: list[CeleryProcess], worker_client: redis.Redis,
+        engine: SpiralMemory) -> None:
+    """A child SIGKILLed in the middle of a store: the store is redelivered and
+    answered, and it is counted once."""
+    stores = Stores(producer, worker_client, "kill")
+
+    def caught() -> tuple[str, int] | None:
+        stores.top_up()
+        return catch_store_in_flight(producer, workers[0], "kill")
+
+    killed, victim = wait_until(caught, WAIT, interval=0.01,
+                                message="a child of w1 to be caught in the middle of a store")
+    os.kill(victim, signal.SIGKILL)
+    ids = {r["id"] for r in stores.answers()}
+    assert len(ids) == len(stores.pending)  # every store answered, each its own memory
+    assert killed in ids  # the killed store was answered (its id is its task id)
+    assert "WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL)" in workers[0].log()
+    assert receptions(workers, killed) >= 2  # delivered to the victim, then again
+    assert assert_consistent(engine, "kill") == len(ids)
     keys = TenantKeys("kill")
     assert all(m is not None for m in engine.storage.get_many([keys.memory(i) for i in ids]))
 
@@ -164,69 +281,169 @@ def lock_holder(token: bytes | str) -> int:
     return int(text.split(":")[0])
 
 
+def holding_lock_mid_store(producer: Celery, client: redis.Redis, worker: CeleryProcess,
+                           pid: int, tenant: str) -> str | None:
+    """The id of the store for `tenant` the stopped child `pid` of `worker` is in the
+    middle of while holding the tenant's lock, or None. Asked after the stop, so a
+    commit it sent just before (which releases the lock) has reached Redis first; a GC
+    holding the lock is passed over (it may take and leave the lock without writing)."""
+    token = client.get(TenantKeys(tenant).lock)
+    if token is None or lock_holder(token) != pid:
+        return None
+    return store_running_in(producer, worker, pid, tenant)
+
+
+def catch_lock_holder(producer: Celery, client: redis.Redis, workers: list[CeleryProcess],
+                      tenant: str) -> tuple[str, int] | None:
+    """Freeze each worker child in turn, keeping the first that turns out to hold
+    `tenant`'s lock in the middle of a store: returns (task id, pid), or None.
+
+    Freezing first and looking after, rather than watching the lock and stopping its
+    holder, stops a child at a random moment: a holder seen from outside has usually
+    sent its commit before a signal can reach it.
+    """
+    for worker in workers:
+        for pid in child_pids(worker.pid):
+            task = freeze_if(pid, partial(holding_lock_mid_store, producer, client, worker,
+                                          pid, tenant))
+            if task is not None:
+                return task, pid
+    return None
+
+
 def test_a_stopped_lock_holder_makes_no_stale_write(
-        producer: Celery, workers: list[CeleryProcess], worker_redis: RedisServer,
+        producer: Celery, workers: list[CeleryProcess], worker_client: redis.Redis,
         engine: SpiralMemory) -> None:
-    client = redis.Redis.from_url(worker_redis.url)
-    lock_key = TenantKeys("stop").lock
-    pending = [producer.send_task("spiral.store_memory",
-                                  kwargs={"content": f"s{i}", "tenant": "stop"})
-               for i in range(1500)]
-    frozen = None
-    deadline = time.monotonic() + 30
-    while frozen is None and time.monotonic() < deadline:
-        token = client.get(lock_key)
-        if token is None:
-            continue
-        holder = lock_holder(token)
-        os.kill(holder, signal.SIGSTOP)
-        time.sleep(0.05)  # a commit it sent just before stopping lands meanwhile
-        if client.get(lock_key) == token:  # stopped while holding the lock
-            frozen = holder
-        else:
-            os.kill(holder, signal.SIGCONT)
-    assert frozen is not None, "never caught a worker holding the lock"
-    time.sleep(3)  # the 2 s lock expires; the other workers carry on
-    os.kill(frozen, signal.SIGCONT)
-    results = [r.get(timeout=WAIT, interval=0.01) for r in pending]
-    assert len({r["id"] for r in results}) == 1500
-    assert assert_consistent(engine, "stop") == 1500
+    """The lock holder stopped mid-store past its lock's expiry: the others go on, and
+    its commit on resuming is refused (LockLost) and retried, so nothing is lost or
+    doubled."""
+    stores = Stores(producer, worker_client, "stop")
+
+    def caught() -> tuple[str, int] | None:
+        stores.top_up()
+        return catch_lock_holder(producer, worker_client, workers, "stop")
+
+    task, frozen = wait_until(caught, WAIT, interval=0.01,
+                              message="a worker child holding tenant stop's lock mid-store")
+    try:
+        stores.send(100)  # work for the others once the frozen holder's lock expires
+
+        def total() -> int:
+            stats = wait_until(lambda: engine.stats("stop"), WAIT, ignoring=(LockTimeout,),
+                               message="the lock of tenant stop, to read its stats")
+            return stats.total_memories
+
+        # Taking the lock for stats proves the frozen holder's lock expired; a larger
+        # total afterwards, that another worker committed after it.
+        before = total()
+        wait_until(lambda: total() > before, WAIT,
+                   message=f"another worker to commit to tenant stop after {before}")
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    assert len({r["id"] for r in stores.answers()}) == len(stores.pending)
+    assert assert_consistent(engine, "stop") == len(stores.pending)
     assert engine.rebuild_stats("stop").clean
-    logs = "".join(w.log() for w in workers)
-    assert "LockLost" in logs  # the resumed holder's commit was refused, then retried
-    client.close()
+    retries = [line for w in workers for line in w.log().splitlines()
+               if f"{STORE}[{task}] retry:" in line]
+    assert any("LockLost" in line for line in retries), retries  # refused, then retried
 
 
-def test_every_hundredth_store_enqueues_one_gc(producer: Celery) -> None:
-    received: list[str] = []
+class EventLog:
+    """Every event on the broker, captured by a receiver in a thread. Its death fails
+    the test (`check`), and `mark` proves it has seen everything published before."""
 
-    def listen() -> None:
-        with contextlib.suppress(Exception), producer.connection_for_read() as connection:
-            producer.events.Receiver(connection, handlers={
-                "task-received": lambda e: received.append(f"{e['name']} {e['kwargs']}"),
-            }).capture(limit=None, timeout=None, wakeup=False)
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.events: list[dict[str, Any]] = []
+        self.failure: BaseException | None = None
+        self._connection = app.connection_for_read()
+        self._receiver = app.events.Receiver(self._connection,
+                                             handlers={"*": self.events.append})
+        self._thread = threading.Thread(target=self._listen, daemon=True)
 
-    threading.Thread(target=listen, daemon=True).start()
-    time.sleep(0.5)
-    stores = [producer.send_task("spiral.store_memory",
-                                 kwargs={"content": f"t{i}", "tenant": "trigger"})
-              for i in range(300)]
-    for result in stores:
-        result.get(timeout=WAIT, interval=0.01)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        triggered = [r for r in received if r.startswith("spiral.gc") and "trigger" in r]
-        if len(triggered) >= 3:
-            break
-        time.sleep(0.1)
-    time.sleep(0.5)
-    triggered = [r for r in received if r.startswith("spiral.gc") and "trigger" in r]
-    assert len(triggered) == 3
+    def _listen(self) -> None:
+        try:
+            self._receiver.capture(limit=None, timeout=None, wakeup=False)
+        except BaseException as exc:  # kept for the test thread to raise
+            self.failure = exc
+
+    def __enter__(self) -> EventLog:
+        self._thread.start()
+        self.mark()  # subscribed: nothing sent from now on is missed
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._receiver.should_stop = True
+        self._thread.join(timeout=10)
+        self._connection.release()
+
+    def check(self) -> list[dict[str, Any]]:
+        if self.failure is not None:
+            raise AssertionError("the event receiver died") from self.failure
+        assert self._thread.is_alive(), "the event receiver stopped"
+        return list(self.events)
+
+    def mark(self) -> None:
+        """Publish marker events until the receiver sees one: Redis delivers a channel's
+        messages in publishing order, so every event published before it was seen too
+        (and until the receiver has subscribed, markers are simply lost)."""
+        marker = uuid.uuid4().hex
+
+        def seen() -> bool:
+            with self.app.events.default_dispatcher() as dispatcher:
+                dispatcher.send("spiral-marker", marker=marker)
+            return any(e.get("marker") == marker for e in self.check())
+
+        wait_until(seen, WAIT, interval=0.05, message="the event receiver to see a marker")
+
+    def matching(self, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [e for e in self.check() if match(e)]
 
 
-def test_one_startup_rebuild_for_the_whole_fleet(workers: list[CeleryProcess]) -> None:
-    """Four children started at once: one rebuilds, the others see it was just done
-    (a child replacing the one killed earlier in this module skips too)."""
-    logs = "".join(w.log() for w in workers)
-    assert logs.count("startup rebuild corrected") == 1
-    assert logs.count("startup rebuild: another process rebuilt") >= 3
+def is_trigger_gc(event: dict[str, Any]) -> bool:
+    return (event["type"] == "task-received" and event["name"] == "spiral.gc"
+            and "'trigger'" in event["kwargs"])
+
+
+def test_every_hundredth_store_enqueues_one_gc(
+        producer: Celery, workers: list[CeleryProcess], engine: SpiralMemory) -> None:
+    """300 stores to one tenant: exactly three GC tasks for it were received."""
+    with EventLog(producer) as events:
+        stores = [producer.send_task(STORE, kwargs={"content": f"t{i}", "tenant": "trigger"})
+                  for i in range(300)]
+        for result in stores:
+            result.get(timeout=WAIT, interval=0.01)
+        # Each store enqueued its GC before answering; once the workers are idle every
+        # GC has run, and the marker proves the receiver saw all their events.
+        wait_until_drained(producer, WAIT, [node_name(w.name) for w in workers])
+        events.mark()
+        triggered = events.matching(is_trigger_gc)
+    assert len(triggered) == 3, triggered
+    assert assert_consistent(engine, "trigger") == 300
+
+
+def test_one_startup_rebuild_for_the_whole_fleet(tmp_path: Path) -> None:
+    """A fleet of its own (a fresh Redis, two nodes of two children started together):
+    one child rebuilds, the other three see it was just done, and so does a child the
+    pool starts to replace a killed one within the window (SPIRAL_STARTUP_REBUILD_WINDOW_S,
+    default 60 s)."""
+    server = RedisServer(tmp_path / "redis").start()
+    env = worker_env(server.url)
+    app = create_app(env)
+    rebuilt, skipped = "startup rebuild corrected", "startup rebuild: another process rebuilt"
+
+    def count(nodes: list[CeleryProcess], line: str) -> int:
+        return sum(node.log().count(line) for node in nodes)
+
+    try:
+        with running_workers(app, env, tmp_path / "fleet", ["f1", "f2"]) as nodes:
+            wait_until(lambda: count(nodes, rebuilt) + count(nodes, skipped) >= 4, WAIT,
+                       message="all four children to log their startup rebuild decision")
+            os.kill(child_pids(nodes[0].pid)[0], signal.SIGKILL)
+            wait_until(lambda: count(nodes, skipped) >= 4, WAIT,
+                       message="the replacement child to log its startup rebuild decision")
+            assert count(nodes, rebuilt) == 1
+            assert count(nodes, skipped) == 4
+    finally:
+        app.close()
+        server.stop()
