@@ -30,6 +30,10 @@ EVENTS = Exchange("events", type="topic")  # as Celery's task events
 SPAWN = multiprocessing.get_context("spawn")
 
 
+#: How long the test's consumer waits before looking at an empty queue again.
+POLL_S = 0.01
+
+
 def url(folder: Path) -> str:
     return sqlite_url(folder / "broker.sqlite3")
 
@@ -189,7 +193,7 @@ def test_concurrent_large_publishers_never_yield_a_partial_message(tmp_path: Pat
             if message is None:
                 assert any(p.is_alive() for p in publishers) or counts(tmp_path)["ready"], \
                     f"publishers done, {len(seen)} of {producers * each} messages seen"
-                time.sleep(0.01)  # polling interval: nothing to read yet
+                time.sleep(POLL_S)  # a consumer's polling interval: nothing to read yet
                 continue
             body = message.payload
             assert hashlib.sha256(body["content"].encode()).hexdigest() == body["sha256"]

@@ -55,6 +55,10 @@ def reconnected_after_loss(log: str, port: int, restarted: bool) -> bool:
     return any(CONNECTED in line and f"127.0.0.1:{port}/" in line for line in after)
 
 
+#: How long the careful producer waits before resending after an error.
+RESEND_AFTER_S = 0.2
+
+
 class CarefulProducer:
     """What a careful producer does: resend (same id, so idempotent) until answered.
 
@@ -87,7 +91,7 @@ class CarefulProducer:
                 self.errors.append(exc)
                 if "must be restarted" in str(exc):
                     self.renew(app)
-                time.sleep(0.2)
+                time.sleep(RESEND_AFTER_S)  # a producer's backoff, not a wait for an event
         raise AssertionError(f"{memory_id} was never acknowledged")
 
 
