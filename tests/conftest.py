@@ -114,13 +114,16 @@ def producer(worker_redis: RedisServer) -> Celery:
 
 #: The module fleet's node names.
 WORKER_NODES = ("w1", "w2")
+#: Settings of the module fleet that differ from the defaults: a GC budget other than
+#: the task's own default, so a test can see which one a GC ran with.
+FLEET_SETTINGS = {"SPIRAL_GC_TIME_BUDGET_MS": "5"}
 
 
 @pytest.fixture(scope="module")
 def workers(worker_redis: RedisServer, producer: Celery,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[CeleryProcess]]:
     """Two worker nodes, prefork with two children each, consuming every queue."""
-    with running_workers(producer, worker_env(worker_redis.url),
+    with running_workers(producer, worker_env(worker_redis.url, **FLEET_SETTINGS),
                          tmp_path_factory.mktemp("workers"), WORKER_NODES) as nodes:
         yield nodes
 

@@ -103,6 +103,14 @@ def test_bad_arguments_fail_naming_the_argument(producer: Celery, engine: Spiral
     assert engine.storage.keys("t:{bad}:mem:") == []
 
 
+def test_gc_without_a_budget_runs_with_the_configured_one(producer: Celery) -> None:
+    """Beat and the every-100-stores trigger send spiral.gc without a budget: the
+    workers' SPIRAL_GC_TIME_BUDGET_MS (5 ms here) must reach the engine."""
+    assert call(producer, "spiral.gc")["time_budget_ms"] == 5
+    assert call(producer, "spiral.gc", tenant="shapes")["time_budget_ms"] == 5
+    assert call(producer, "spiral.gc", time_budget_ms=12.5)["time_budget_ms"] == 12.5
+
+
 @pytest.mark.parametrize(("name", "args", "kwargs", "argument"), [
     ("spiral.store_memory", (), {"conten": "typo"}, "conten"),
     ("spiral.store_memory", (), {"tenant": "bad"}, "content"),
