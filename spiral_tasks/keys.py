@@ -13,7 +13,7 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:tombq                        tombstones by expiry (an ordered index / ZSET)
     t:{acme}:store_ticks                  stores so far: every Nth triggers a GC (INCRBY)
     t:{acme}:lock                         the tenant's lock (Redis coordination)
-    t:{acme}:generation                   a new unique token on every commit (cache validity)
+    t:{acme}:generation                   Redis: a new unique token per commit (cache validity)
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
     meta:gc_cursor                        the tenant where the last full GC run stopped

@@ -98,15 +98,15 @@ class Section:
 
     def stage(self, *writes: Write) -> None:
         """Queue writes for the next commit; reads see them at once."""
+        staged, known = self._staged, self._known
         for write in writes:
-            match write:
-                case Put(key, value):
-                    self._staged[key] = value
-                case Delete(key):
-                    self._staged[key] = None
-                case Increment(key, _):
-                    self._staged.pop(key, None)
-                    self._known.pop(key, None)  # read afresh after the commit
+            if isinstance(write, Put):
+                staged[write.key] = write.value
+            elif isinstance(write, Delete):
+                staged[write.key] = None
+            elif isinstance(write, Increment):
+                staged.pop(write.key, None)
+                known.pop(write.key, None)  # read afresh after the commit
         self._pending.extend(writes)
 
     def put_spiral(self, spiral: Spiral) -> None:

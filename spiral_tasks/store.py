@@ -22,7 +22,7 @@ from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Depth, Memory, Spiral
 from spiral_tasks.results import StoreResult
 from spiral_tasks.section import Section
-from spiral_tasks.storage.base import Increment, IndexPut, Put
+from spiral_tasks.storage.base import Increment, IndexPut, Put, Write
 
 #: GC's chance to make room when every spiral is full: at most this many memories.
 ROOM_BATCH = 32
@@ -108,9 +108,8 @@ class StoreBatch:
             associations=request.associations, created=now, last_accessed=now,
             access_count=0, strength=gc.INITIAL_STRENGTH,
         )
-        self._stage_memory(memory, spiral.with_node(slot, request.depth, now, turns))
         result = StoreResult(memory_id, request.tenant, memory, created=True)
-        self.section.stage(events.event(events.STORED, result.to_json()))
+        self._stage_memory(memory, spiral.with_node(slot, request.depth, now, turns), result)
         self._waiting.append((pending, result))
 
     def _existing(self, memory_id: str) -> StoreResult | None:
@@ -126,6 +125,8 @@ class StoreBatch:
         return None
 
     def _check_associations(self, associations: tuple[str, ...]) -> None:
+        if not associations:
+            return
         keys = self.section.keys
         records = self.section.get_many([keys.memory(a) for a in associations])
         missing = [a for a, record in zip(associations, records, strict=True)
@@ -134,17 +135,19 @@ class StoreBatch:
             raise InvalidArgument("associations", f"no memory {validation.ids(missing)} in "
                                   f"tenant {self.section.tenant!r}")
 
-    def _stage_memory(self, memory: Memory, grown: Spiral) -> None:
+    def _stage_memory(self, memory: Memory, grown: Spiral, result: StoreResult) -> None:
         keys, section = self.section.keys, self.section
         section.put_spiral(grown)
         section.state.memory_count += 1
-        section.stage(Put(keys.memory(memory.id), memory.to_json()),
-                      Put(keys.sigil(memory.sigil), memory.id),
-                      Increment(keys.spiral_count(grown.id), 1),
-                      Increment(keys.memory_count, 1))
+        writes: list[Write] = [Put(keys.memory(memory.id), memory.to_json()),
+                               Put(keys.sigil(memory.sigil), memory.id),
+                               Increment(keys.spiral_count(grown.id), 1),
+                               Increment(keys.memory_count, 1),
+                               events.event(events.STORED, result.to_json())]
         if not memory.depth.protected:
-            section.stage(IndexPut(keys.gc_queue, memory.id,
+            writes.append(IndexPut(keys.gc_queue, memory.id,
                                    gc.retain_until(memory, self.ctx.gc.retention_s)))
+        section.stage(*writes)
         self._created += 1
 
     def _flush(self, final: bool = False) -> None:

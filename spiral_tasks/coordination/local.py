@@ -7,29 +7,43 @@ another fails with `LockTimeout` instead of hanging the process, which the origi
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, new_generation
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
 from spiral_tasks.errors import LockTimeout
-from spiral_tasks.keys import TenantKeys
-from spiral_tasks.storage.base import Put, Storage, Write
+from spiral_tasks.storage.base import Storage, Write
+
+#: Each tenant's generation, per storage object. These backends serve one process, so
+#: the generations of its commits live in its memory, beside the storage object every
+#: engine over it shares; a counter never repeats within the process, and a cache
+#: lives no longer than its process.
+_generations: weakref.WeakKeyDictionary[Storage, dict[str, str]] = weakref.WeakKeyDictionary()
+_counter = itertools.count(1)
+_guard = threading.Lock()
+
+
+def _generations_of(storage: Storage) -> dict[str, str]:
+    with _guard:
+        return _generations.setdefault(storage, {})
 
 
 class DirectFence(Fence):
-    """Applies commits straight to storage, with the tenant's new generation in the same
-    batch: the fence of coordinators whose writers cannot lose their lock (one
-    process) or have none (benchmarks)."""
+    """Applies commits straight to storage: the fence of coordinators whose writers
+    cannot lose their lock (one process) or have none (benchmarks). Each commit gives
+    the tenant a new generation, kept in this process's memory."""
 
     def __init__(self, storage: Storage, tenant: str, read: Sequence[str],
                  snapshot: Snapshot | None) -> None:
         self._storage = storage
-        self._generation_key = TenantKeys(tenant).generation
-        found = storage.get_many([self._generation_key, *read])
-        self._generation = found[0] if isinstance(found[0], str) else ""
-        self.read = dict(zip(read, found[1:], strict=True))
+        self._tenant = tenant
+        self._generations = _generations_of(storage)
+        self._generation = self._generations.get(tenant, "")
+        self.read = dict(zip(read, storage.get_many(read), strict=True)) if read else {}
         if snapshot is not None and snapshot.unless_generation != self._generation:
             taken = dict(storage.scan(snapshot.prefix))
             taken.update(zip(snapshot.keys, storage.get_many(snapshot.keys), strict=True))
@@ -42,10 +56,8 @@ class DirectFence(Fence):
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
         if not writes:
             return None  # nothing changes, so the generation need not either
-        generation = new_generation()
-        # The generation goes first: the batch's last increment is what it returns.
-        last = self._storage.apply([Put(self._generation_key, generation), *writes])
-        self._generation = generation
+        last = self._storage.apply(writes)
+        self._generation = self._generations[self._tenant] = f"local-{next(_counter)}"
         return last
 
 
