@@ -75,3 +75,8 @@ class TenantCache:
     def mark_registered(self, tenants: Iterable[str]) -> None:
         with self._guard:
             self._registered.update(tenants)
+
+    def forget_registered(self, tenant: str) -> None:
+        """The tenant's marker is missing from storage: write it again."""
+        with self._guard:
+            self._registered.discard(tenant)

@@ -172,7 +172,8 @@ class Sections:
         snapshot = None
         if state is StateUse.LOAD:
             known = cached.spiral_keys(keys) if cached else ()
-            snapshot = Snapshot(prefix=keys.spirals, keys=(keys.memory_count, *known),
+            snapshot = Snapshot(prefix=keys.spirals,
+                                keys=(keys.memory_count, tenant_marker(tenant), *known),
                                 unless_generation=cached.generation if cached else None)
         with self.coordinator.critical(tenant, timeout_s, read, snapshot) as fence:
             current = cached if cached and cached.generation == fence.generation else None
@@ -187,5 +188,10 @@ class Sections:
         # and it is not: so the fence took one.
         assert fence.snapshot is not None
         loaded = TenantState.from_snapshot(keys, fence.snapshot, fence.generation)
+        if fence.snapshot.get(tenant_marker(keys.tenant)) is None:
+            # This process may have written the marker before storage lost it (a Redis
+            # restarted empty or from an older snapshot): write it again, or GC and
+            # rebuild over every tenant would pass this one by.
+            self.cache.forget_registered(keys.tenant)
         self.cache.put(keys.tenant, loaded.copy())
         return loaded

@@ -74,6 +74,10 @@ def test_redis_url_selects_redis() -> None:
     ({"SPIRAL_BEAT_LOCK_TIMEOUT_S": "20"},
      "SPIRAL_BEAT_LOCK_TIMEOUT_S='20': must exceed twice SPIRAL_BEAT_MAX_INTERVAL_S (10 s)"),
     ({"SPIRAL_RETRY_BACKOFF_BASE_S": "9"}, "must not exceed SPIRAL_RETRY_BACKOFF_MAX_S"),
+    ({"SPIRAL_LOCK_TTL_S": "0.0004"}, "SPIRAL_LOCK_TTL_S='0.0004': must be a finite number "
+     "above 0.1"),
+    ({"SPIRAL_GC_TIME_BUDGET_MS": "60000", "SPIRAL_GC_TIME_LIMIT_S": "61"},
+     "must be below the GC task's soft time limit (56 s"),
 ])
 def test_a_bad_setting_is_named_with_its_value(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from spiral_tasks import gc
@@ -157,3 +159,34 @@ def test_a_budget_beyond_any_task_is_refused_before_any_work(
     with pytest.raises(InvalidArgument, match="time_budget_ms: must be a number"):
         engine.gc(budget)  # type: ignore[arg-type]
     assert assert_consistent(engine) == 1
+
+
+def test_a_run_over_every_tenant_passes_a_busy_tenant_by(make_engine: EngineFactory,
+                                                          clock: Clock) -> None:
+    """A tenant's lock held throughout (a long rebuild, a hot tenant) must not stop the
+    runs at it: the others are collected, and the cursor moves past it."""
+    engine = make_engine(wait_s=30)
+    for tenant in ("a", "b", "c"):
+        for i in range(3):
+            engine.store(f"{tenant}{i}", tenant=tenant, depth="surface")
+    clock.advance(HOUR)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.coordinator.critical("a"):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        reports = [engine.gc(time_budget_ms=20) for _ in range(2)]
+    finally:
+        release.set()
+        holder.join(30)
+    assert not reports[0].complete  # a tenant was passed over
+    assert engine.stats("b").total_memories == 0
+    assert engine.stats("c").total_memories == 0
+    assert engine.stats("a").total_memories == 3
+    assert engine.gc(time_budget_ms=20).collected == 3  # its turn, once free

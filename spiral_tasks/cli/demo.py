@@ -9,6 +9,7 @@ summary: what ran where, how fast, the spirals, the invariant, what to run next.
 from __future__ import annotations
 
 import random
+import signal
 import statistics
 import sys
 import time
@@ -23,9 +24,10 @@ from spiral_tasks.cli.connect import Unreachable, check_broker
 from spiral_tasks.cli.options import COUNT, EXIT_CODES_HELP, TENANT, Exit, shown_url
 from spiral_tasks.cli.worker import WorkerHandle, find_or_start_worker
 from spiral_tasks.config import Settings, current
-from spiral_tasks.errors import ConfigError
+from spiral_tasks.errors import ConfigError, SpiralError
 
 DEPTHS = ["surface", "shallow", "deep", "core", "transcendent"]
+PROTECTED = {"core", "transcendent"}
 #: Stores go out in waves: each links only to memories already answered.
 WAVE = 50
 LATENCY_SAMPLES = 20
@@ -53,11 +55,15 @@ class Demo:
                                   self.verbose))
         say(f"\n2. Storing {count} memories through the broker (tasks by name, in waves of "
             f"{WAVE})")
-        stored, seconds = self.store_burst(count)
-        latency = self.latencies_ms()
-        say(f"  {count} stores in {seconds:.2f} s: {count / seconds:,.0f} stores/s; one at a "
-            f"time: p50 {statistics.median(latency):.1f} ms, p95 "
-            f"{sorted(latency)[int(0.95 * len(latency))]:.1f} ms round trip")
+        stored, refused, seconds = self.store_burst(count)
+        say(f"  {count} stores in {seconds:.2f} s: {count / seconds:,.0f} stores/s")
+        if refused:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(refused.items()))
+            say(f"  refused: {kinds} (a tenant full of core and transcendent memories "
+                "refuses stores: try another --tenant)")
+        latency = sorted(self.latencies_ms())
+        say(f"  one at a time: p50 {statistics.median(latency):.1f} ms, p95 "
+            f"{latency[int(0.95 * len(latency))]:.1f} ms round trip")
         retrieved = [self.call("spiral.retrieve_memory", memory_id=m, tenant=self.tenant)
                      for m in self.rng.sample(stored, min(20, len(stored)))]
         victims = self.rng.sample(stored, len(stored) // 10)
@@ -81,33 +87,48 @@ class Demo:
         return self.app.send_task(task, kwargs=kwargs).get(timeout=ANSWER_TIMEOUT_S,
                                                            interval=0.01)
 
-    def store_burst(self, count: int) -> tuple[list[str], float]:
-        """`count` stores, sent in waves, with a progress bar; their ids and seconds."""
+    def store_burst(self, count: int) -> tuple[list[str], dict[str, int], float]:
+        """`count` stores, sent in waves, with a progress bar: the ids stored, the
+        refusals by kind (a full tenant refuses), and the seconds it took. A memory
+        links only to core or transcendent ones stored before it: those are never
+        collected, so a link never names a memory evicted to make room meanwhile."""
         stored: list[str] = []
+        lasting: list[str] = []
+        refused: dict[str, int] = {}
         started = time.perf_counter()
         with click.progressbar(length=count, label="  storing", file=sys.stderr) as bar:
             for first in range(0, count, WAVE):
-                wave = [self.app.send_task("spiral.store_memory", kwargs={
+                depths = [self.rng.choice(DEPTHS) for _ in range(min(WAVE, count - first))]
+                wave = [(depth, self.app.send_task("spiral.store_memory", kwargs={
                     "content": f"memory {first + i}: {self.rng.random():.6f}",
-                    "type": "demo", "depth": self.rng.choice(DEPTHS), "tenant": self.tenant,
-                    "associations": self.rng.sample(stored, min(len(stored),
-                                                                self.rng.randint(0, 2))),
-                }) for i in range(min(WAVE, count - first))]
-                for result in wave:
-                    stored.append(result.get(timeout=ANSWER_TIMEOUT_S, interval=0.01)["id"])
+                    "type": "demo", "depth": depth, "tenant": self.tenant,
+                    "associations": self.rng.sample(lasting, min(len(lasting),
+                                                                 self.rng.randint(0, 2))),
+                })) for i, depth in enumerate(depths)]
+                for depth, result in wave:
+                    answer = result.get(timeout=ANSWER_TIMEOUT_S, interval=0.01,
+                                        propagate=False)
                     bar.update(1)
-        return stored, time.perf_counter() - started
+                    if result.failed():
+                        kind = type(answer).__name__
+                        refused[kind] = refused.get(kind, 0) + 1
+                        continue
+                    stored.append(answer["id"])
+                    if depth in PROTECTED:
+                        lasting.append(answer["id"])
+        return stored, refused, time.perf_counter() - started
 
     def latencies_ms(self) -> list[float]:
-        """Round trips of single stores, one at a time (producer to worker and back)."""
+        """Round trips of single stores, one at a time (producer to worker and back;
+        a refusal from a full tenant is a round trip too)."""
         samples = []
         for i in range(LATENCY_SAMPLES):
             started = time.perf_counter()
-            self.call("spiral.store_memory", content=f"timed {i}", type="demo",
-                      tenant=self.tenant)
+            self.app.send_task("spiral.store_memory", kwargs={
+                "content": f"timed {i}", "type": "demo", "tenant": self.tenant,
+            }).get(timeout=ANSWER_TIMEOUT_S, interval=0.01, propagate=False)
             samples.append((time.perf_counter() - started) * 1000)
         return samples
-
 
 def run(app: Celery, settings: Settings, count: int, tenant: str, seed: int | None,
         verbose: bool) -> int:
@@ -126,6 +147,9 @@ def run(app: Celery, settings: Settings, count: int, tenant: str, seed: int | No
     say(f"worker: {worker.description}")
     try:
         return Demo(app, tenant, random.Random(seed), verbose).run(count, worker)
+    except SpiralError as exc:  # a task's own error, rebuilt from its result
+        say(f"spiral-demo: a task failed: {type(exc).__name__}: {exc}", err=True)
+        return Exit.FAILED
     except CeleryTimeout:
         say(f"spiral-demo: no answer within {ANSWER_TIMEOUT_S:g} s; is the worker still "
             f"running? ({worker.log_hint})", err=True)
@@ -163,6 +187,9 @@ def command(count: int, tenant: str, seed: int | None, verbose: bool) -> None:
     (LevelDB in ./spiraldb, broker in ./spiral-embedded, no server); with REDIS_URL,
     Redis. Finds a running worker, or starts one for the run and stops it after.
     """
+    # SIGTERM (kill, timeout, a supervisor) unwinds like Ctrl-C, so the worker this run
+    # started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     try:
         settings = current()
         from spiral_tasks.tasks.app import app  # noqa: PLC0415 - --help needs no broker

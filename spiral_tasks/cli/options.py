@@ -7,6 +7,7 @@ opens storage), with the same rules the engine applies, so a mistake costs nothi
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,11 +49,28 @@ class Checked(click.ParamType[str]):
             self.fail(exc.problem, param, ctx)
 
 
+class Seconds(click.ParamType[float]):
+    """A finite number of seconds above 0 (not nan, not inf: a wait must end)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (math.isfinite(seconds) and seconds > 0):
+            self.fail(f"{value!r} must be a finite number of seconds above 0", param, ctx)
+        return seconds
+
+
 TENANT = Checked("tenant", validation.name)
 LABEL = Checked("type", validation.name)
 DEPTH = click.Choice(["surface", "shallow", "deep", "core", "transcendent"])
-COUNT = click.IntRange(min=1)
-SECONDS = click.FloatRange(min=0, min_open=True)
+#: At most a million tasks per command: more is a typo, or a job for a producer app.
+COUNT = click.IntRange(min=1, max=1_000_000)
+SECONDS = Seconds()
 
 
 def shown_url(url: str) -> str:

@@ -4,6 +4,7 @@ and stopped after it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from spiral_tasks.cli.connect import describe, workers
+from spiral_tasks.cli.connect import describe, local_worker_name, workers
 from spiral_tasks.config import Settings
 
 #: How long a started worker may take to answer its first ping.
@@ -49,23 +50,41 @@ def worker_command(settings: Settings, node: str) -> list[str]:
     return [*base, "--pool", "prefork"]
 
 
+def found_running(names: list[str]) -> WorkerHandle:
+    return WorkerHandle(f"found {describe(names)} (left running)",
+                        "the worker that served this run keeps running")
+
+
 def find_or_start_worker(app: Celery, settings: Settings) -> WorkerHandle:
     found = workers(app)
     if found:
-        return WorkerHandle(f"found {describe(found)} (left running)",
-                            "the worker that served this run keeps running")
+        return found_running(found)
     folder = settings.tasks.embedded_dir or Path.cwd()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "demo-worker.log"
-    command = worker_command(settings, "demo@%h")
+    node = f"demo-{os.getpid()}"
+    command = worker_command(settings, f"{node}@%h")
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     handle = WorkerHandle(
         f"started one for this run (pid {process.pid}): celery -A spiral_tasks "
         f"{' '.join(command[5:])}", f"the worker's log: {log_path}", process)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not workers(app):
-        if process.poll() is not None or time.monotonic() > deadline:
-            handle.stop()
-            raise RuntimeError(f"the worker did not start; see its log: {log_path}")
-    return handle
+    mine = local_worker_name(node)
+    try:
+        while mine not in (found := workers(app)):
+            if process.poll() is not None:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start; see its log: {log_path}")
+    except BaseException:  # Ctrl-C or SIGTERM while it starts: stop it too
+        handle.stop()
+        raise
+    if process.poll() is None:
+        return handle
+    # Ours stopped: another program started a worker at the same time and holds the
+    # storage (LevelDB admits one process). If that one answers, it serves this run.
+    found = workers(app)
+    if not found:
+        raise RuntimeError(f"the worker did not start; see its log: {log_path}")
+    return found_running(found)

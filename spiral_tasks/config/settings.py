@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -166,7 +167,8 @@ class Settings:
             ),
             locks=LockPolicy(
                 wait_s=read.number("SPIRAL_LOCK_TIMEOUT_S", 2.0, unit="seconds"),
-                ttl_s=read.number("SPIRAL_LOCK_TTL_S", 2.0, unit="seconds"),
+                ttl_s=read.number("SPIRAL_LOCK_TTL_S", 2.0, minimum=MIN_LOCK_TTL_S,
+                                  unit="seconds"),
                 unsafe_unlocked=read.flag("SPIRAL_UNSAFE_UNLOCKED"),
             ),
             tasks=_task_settings(read, redis_url),
@@ -186,6 +188,23 @@ class Settings:
 
 #: The largest GC budget a run may be given: well inside the GC task's time limit.
 MAX_GC_BUDGET_MS = 60_000.0
+#: A lock must outlive many round trips: below this, every section would lose its lock
+#: before committing (and Redis refuses an expiry of 0 ms).
+MIN_LOCK_TTL_S = 0.1
+#: Seconds between a task's soft time limit (an exception it can handle) and its hard
+#: one (the child is killed).
+SOFT_MARGIN_S = 5
+
+
+def soft_time_limit(limit_s: float) -> int:
+    """The soft time limit Celery gets for a hard limit of `limit_s` (whole seconds, a
+    little before it, never below half of it)."""
+    hard = hard_time_limit(limit_s)
+    return max(hard // 2, hard - SOFT_MARGIN_S)
+
+
+def hard_time_limit(limit_s: float) -> int:
+    return max(2, math.ceil(limit_s))
 
 
 def _storage_kind(read: Environment, redis_url: str | None) -> StorageKind:
@@ -239,9 +258,11 @@ def _check_relations(read: Environment, settings: Settings) -> None:
                      f"must be at least SPIRAL_VISIBILITY_TIMEOUT_S "
                      f"({tasks.visibility_timeout_s}): a redelivered store must still find "
                      "the tombstone of a memory collected meanwhile")
-    if gc.time_budget_ms / 1000 >= tasks.gc_time_limit_s:
+    gc_soft_s = soft_time_limit(tasks.gc_time_limit_s)
+    if gc.time_budget_ms / 1000 >= gc_soft_s:
         read.problem("SPIRAL_GC_TIME_BUDGET_MS", f"{gc.time_budget_ms:g}",
-                     f"must be below SPIRAL_GC_TIME_LIMIT_S ({tasks.gc_time_limit_s:g} s)")
+                     f"must be below the GC task's soft time limit ({gc_soft_s} s, from "
+                     f"SPIRAL_GC_TIME_LIMIT_S={tasks.gc_time_limit_s:g})")
     if tasks.retry.base_s > tasks.retry.max_s:
         read.problem("SPIRAL_RETRY_BACKOFF_BASE_S", f"{tasks.retry.base_s:g}",
                      f"must not exceed SPIRAL_RETRY_BACKOFF_MAX_S ({tasks.retry.max_s:g})")

@@ -10,7 +10,9 @@ name order from there, wrapping around. The cursor moves past every tenant the r
 touched, finished or not, and every run works on at least the tenant it starts with,
 so with N tenants each one is reached within N runs whatever the budget (in practice a
 run covers many). Without the cursor, runs that always started from the first tenant
-name never reached the later ones once the budget ran out earlier. A run's first
+name never reached the later ones once the budget ran out earlier. A tenant whose lock
+stays busy for a quarter of the time left is passed over (its turn comes in the next
+rotation) rather than spending the run's budget waiting at it. A run's first
 batch starts even when the budget is already spent (a tiny budget, a slow round
 trip), so no run is wasted.
 """
@@ -18,6 +20,7 @@ trip), so no run is wasted.
 from __future__ import annotations
 
 import bisect
+import enum
 import time
 from collections.abc import Sequence
 
@@ -33,6 +36,8 @@ from spiral_tasks.storage.base import Delete, IndexRemove
 #: GC batches: the first is small, to measure; none holds the lock for long.
 FIRST_BATCH = 8
 MAX_BATCH = 256
+#: The longest a run waits for one tenant's lock, as a share of the time left.
+LOCK_WAIT_SHARE = 0.25
 
 
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
@@ -54,12 +59,13 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     order = rotated(tenants, storage.get(GC_CURSOR_KEY)) if resume else list(tenants)
     last_touched = None
     for position, tenant in enumerate(order):
-        touched, complete = _tenant(ctx, sections, tenant, deadline, report,
-                                    first_of_run=position == 0)
-        if touched:
+        outcome = _tenant(ctx, sections, tenant, deadline, report,
+                          first_of_run=position == 0)
+        if outcome is not Outcome.OUT_OF_TIME:
             last_touched = tenant
-        if not complete:
+        if outcome is not Outcome.DONE:
             report.complete = False
+        if outcome is Outcome.OUT_OF_TIME:
             break
     if resume and last_touched is not None:
         # A hint, not tenant data: two runs racing to set it cost fairness, not safety.
@@ -71,18 +77,28 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     return report
 
 
+class Outcome(enum.Enum):
+    #: Every eligible memory of the tenant was collected.
+    DONE = "done"
+    #: The tenant's lock stayed busy (a rebuild, a hot tenant): passed over, it gets
+    #: its turn in the next rotation, and the run goes on with the next tenant.
+    SKIPPED = "skipped"
+    #: The budget ran out (after some batches of the tenant, or before any).
+    OUT_OF_TIME = "out of time"
+
+
 def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
-            report: GcReport, first_of_run: bool) -> tuple[bool, bool]:
-    """GC one tenant in batches: (touched it, finished it before the deadline). The
-    first batch of a run starts whatever the budget: every run makes progress."""
+            report: GcReport, first_of_run: bool) -> Outcome:
+    """GC one tenant in batches. The first batch of a run starts whatever the budget:
+    every run makes progress."""
     batch, per_item, touched = FIRST_BATCH, 0.0, False
     while True:
         started = time.perf_counter()
         if started + per_item * batch > deadline and not (first_of_run and not touched):
-            return touched, False
+            return Outcome.OUT_OF_TIME
         try:
             with sections.enter(tenant, state=StateUse.LOAD,
-                                timeout_s=deadline - started) as section:
+                                timeout_s=(deadline - started) * LOCK_WAIT_SHARE) as section:
                 if not touched:
                     _purge_tombstones(ctx, section)
                 touched = True
@@ -91,9 +107,9 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
                 section.commit(final=True)
                 report.collected_ids += collected
         except LockTimeout:
-            return touched, False
+            return Outcome.SKIPPED
         if chosen < batch:
-            return True, True
+            return Outcome.DONE
         now = time.perf_counter()
         per_item = max(per_item, (now - started) / batch)
         batch = max(1, min(MAX_BATCH, int((deadline - now) / 3 / per_item)))

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from celery import Task
 
+from spiral_tasks import validation
 from spiral_tasks.config import RetryPolicy, current
 from spiral_tasks.errors import (
     CapacityExceeded,
@@ -43,7 +44,8 @@ def check_arguments(name: str, signature: inspect.Signature, args: tuple[Any, ..
     accepted = list(signature.parameters)
     unknown = [k for k in kwargs if k not in signature.parameters]
     if unknown:
-        raise InvalidArgument(unknown[0], f"is not an argument of {name} (its arguments: "
+        raise InvalidArgument(validation.quote(unknown[0]).strip("'\""),
+                              f"is not an argument of {name} (its arguments: "
                               f"{', '.join(accepted)})")
     if len(args) > len(accepted):
         raise InvalidArgument("args", f"{name} takes at most {len(accepted)} positional "

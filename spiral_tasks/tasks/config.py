@@ -8,7 +8,6 @@ embedded folder (`spiral_tasks.brokers`), LevelDB storage, beat inside the worke
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +16,12 @@ from kombu import Exchange, Queue
 
 from spiral_tasks.brokers import registry
 from spiral_tasks.config import Settings
+from spiral_tasks.config.settings import hard_time_limit, soft_time_limit
 from spiral_tasks.errors import ConfigError
 
 DEFAULT_QUEUE = "spiral"
 MAINTENANCE_QUEUE = "spiral.maintenance"
 EXCHANGE = Exchange("spiral", type="direct")
-#: Seconds between a task's soft time limit (an exception it can handle) and its hard
-#: one (the child is killed).
-SOFT_MARGIN_S = 5
 
 
 def parse_cron(expression: str, variable: str = "SPIRAL_REBUILD_CRON") -> crontab:
@@ -51,8 +48,7 @@ class TimeLimits:
 
     @classmethod
     def of(cls, limit_s: float) -> TimeLimits:
-        hard = max(2, math.ceil(limit_s))
-        return cls(soft=max(hard // 2, hard - SOFT_MARGIN_S), hard=hard)
+        return cls(soft=soft_time_limit(limit_s), hard=hard_time_limit(limit_s))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

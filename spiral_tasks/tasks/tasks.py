@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown
-
 from spiral_tasks.config import current
-from spiral_tasks.tasks import runtime
+from spiral_tasks.tasks import runtime, signals  # noqa: F401 - signals: connects handlers
 from spiral_tasks.tasks.app import app
 from spiral_tasks.tasks.base import SpiralTask
 from spiral_tasks.tasks.config import TimeLimits
@@ -72,16 +70,6 @@ def stats(self: SpiralTask, tenant: str = "default") -> dict[str, Any]:
 @app.task(name="spiral.noop")
 def noop() -> None:
     """Does nothing: the yardstick the store task is benchmarked against."""
-
-
-@worker_process_init.connect
-def _open_engine(**_: Any) -> None:
-    runtime.engine()
-
-
-@worker_process_shutdown.connect
-def _close_engine(**_: Any) -> None:
-    runtime.close()
 
 
 __all__ = ["collect_memory", "gc", "noop", "rebuild_stats", "retrieve_memory",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from spiral_tasks.testing.celery_worker import worker_env
+from spiral_tasks.testing.waiting import wait_until
 
 
 def run_demo(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -53,3 +56,48 @@ def test_bad_arguments_and_settings_are_refused_before_anything_happens(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert os.listdir(tmp_path) == []  # no storage, no broker folder, nothing
+
+
+def test_the_demo_keeps_working_once_its_tenant_is_full(tmp_path: Path) -> None:
+    """Past the node limit every store evicts the least valuable memory, and once only
+    protected memories are left stores are refused: the demo says so and carries on,
+    and the invariant holds (the limit scaled down from 2,618 to 100)."""
+    result = run_demo(tmp_path, "--count", "400", "--seed", "5",
+                      SPIRAL_MAX_MEMORY_NODES="100")
+    assert result.returncode == 0, result.stderr
+    assert "refused:" in result.stdout
+    assert "CapacityExceeded" in result.stdout
+    assert ": holds" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def _in_folder(folder: Path) -> list[int]:
+    """Processes whose working directory is `folder`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/cwd") == str(folder):
+                    found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_demo_stops_the_worker_it_started(tmp_path: Path,
+                                                         sig: signal.Signals) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "spiral_tasks.cli.demo", "--count", "5"],
+                               cwd=tmp_path, env=worker_env(None),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        wait_until(lambda: len(_in_folder(tmp_path)) > 1, 60,
+                   message="spiral-demo to start its worker")
+        os.kill(process.pid, sig)
+        process.wait(timeout=60)
+        wait_until(lambda: not _in_folder(tmp_path), 60,
+                   message="the worker spiral-demo started to stop")
+    finally:
+        for pid in _in_folder(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()

@@ -51,6 +51,9 @@ def test_without_a_worker_it_says_the_stores_stay_queued(tmp_path: Path) -> None
 @pytest.mark.parametrize(("args", "env", "message"), [
     (["--count", "-5"], {}, "--count"),
     (["--timeout", "-1"], {}, "--timeout"),
+    (["--timeout", "nan"], {}, "--timeout"),
+    (["--timeout", "inf"], {}, "--timeout"),
+    (["--count", "100000000"], {}, "--count"),
     (["--tenant", "a b"], {}, "--tenant"),
     (["--depth", "abyss"], {}, "--depth"),
     ([], {"SPIRAL_GC_TIME_BUDGET_MS": "inf"}, "SPIRAL_GC_TIME_BUDGET_MS='inf'"),

@@ -264,3 +264,15 @@ def _write_orphan_nodes(storage: RedisStorage, tenant: str, count: int) -> None:
             storage.apply(writes)
             writes = []
     storage.apply([*writes, Put(tenant_marker(tenant), 1)])
+
+
+def test_a_tenant_stays_listed_after_redis_lost_its_data(redis_url: str) -> None:
+    """A Redis restarted empty (or from an older snapshot) loses the tenant's marker;
+    a process that wrote it before must write it again, or GC and rebuild over every
+    tenant would pass by a tenant that holds memories."""
+    engine = open_engine(redis_url)
+    engine.store("before", tenant="listed")
+    engine.storage.client.flushall()  # what a restart without persistence leaves
+    engine.store("after", tenant="listed")
+    assert engine.tenants() == ["listed"]
+    assert assert_consistent(engine, "listed") == 1

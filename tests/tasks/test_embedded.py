@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 from spiral_tasks.brokers.store import MessageStore
 from spiral_tasks.storage.level import LevelStorage
@@ -213,3 +214,25 @@ def test_enqueue_without_a_worker_says_the_stores_stay_queued(tmp_path: Path) ->
     assert "no worker answered" in result.stderr
     assert "stay queued for the next worker" in result.stderr
     assert broker(tmp_path).by_queue()[DEFAULT_QUEUE] == (2, 0)  # queued, unclaimed
+
+
+def test_a_second_embedded_worker_on_the_same_folder_refuses_to_start(
+        tmp_path: Path) -> None:
+    """LevelDB admits one process: a second worker must stop before it answers a ping
+    or takes a message, saying why, not serve and fail every task it takes."""
+    env = embedded_env(tmp_path)
+    first = start_embedded(env, tmp_path, "first")
+    try:
+        second = start_worker(env, tmp_path, "second", "--beat", pool="threads",
+                              concurrency=4)
+        assert second.process is not None
+        assert second.process.wait(timeout=120) == 1
+        assert "LevelDB admits one process at a time" in second.log()
+        assert "b'" not in second.log()
+        assert [n.split("@")[0] for n in running(create_app(env))] == ["first"]
+    finally:
+        first.stop()
+
+
+def running(app: Celery) -> list[str]:
+    return sorted(name for reply in app.control.ping(timeout=1) or [] for name in reply)

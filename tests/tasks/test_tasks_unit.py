@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from spiral_tasks.config import RetryPolicy, Settings
-from spiral_tasks.errors import ConfigError
-from spiral_tasks.tasks.base import backoff
+from spiral_tasks.errors import ConfigError, InvalidArgument
+from spiral_tasks.tasks.base import backoff, check_arguments
 from spiral_tasks.tasks.config import celery_config, parse_cron
 
 
@@ -36,3 +38,22 @@ def test_embedded_and_redis_settings() -> None:
     assert config["beat_scheduler"] == "spiral_tasks.tasks.beat:SpiralBeatScheduler"
     assert config["accept_content"] == ["json"]
     assert config["task_acks_late"] is True
+
+
+def test_a_call_that_does_not_fit_names_the_argument_briefly() -> None:
+    def task(content: str, tenant: str = "default") -> None: ...
+
+    signature = inspect.signature(task)
+    cases: list[tuple[tuple[object, ...], dict[str, object], str]] = [
+        ((), {"conten": "x"}, "conten"),
+        ((), {}, "content"),
+        (("a", "b", "c"), {}, "args"),
+        (("a",), {"content": "b"}, "content"),
+    ]
+    for args, kwargs, argument in cases:
+        with pytest.raises(InvalidArgument) as caught:
+            check_arguments("spiral.t", signature, args, kwargs)
+        assert caught.value.argument == argument
+    with pytest.raises(InvalidArgument) as caught:
+        check_arguments("spiral.t", signature, (), {"k" * 100_000: 1})
+    assert len(str(caught.value)) < 300

@@ -1,0 +1,50 @@
+"""When a worker opens and closes its engine.
+
+A prefork worker's children must not share the parent's connections (or its LevelDB
+handle), so each child opens its own engine after the fork. Pools that run tasks in
+the worker's own process (threads, solo: the embedded deployment) open it before the
+worker serves anything, so a second worker on a LevelDB folder another process holds
+stops at once with LevelDB's message, instead of answering pings and then failing
+every task it takes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+
+from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.tasks import runtime
+
+#: Exit status of a worker that cannot open its storage.
+NO_STORAGE = 1
+_FORKING_POOLS = ("prefork", "processes")
+
+
+def forks(pool: object) -> bool:
+    """Whether `pool` (a name or a pool class) runs tasks in child processes."""
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return any(kind in name for kind in _FORKING_POOLS)
+
+
+@worker_init.connect
+def _open_engine_before_serving(sender: Any, **_: Any) -> None:
+    if forks(sender.pool_cls):
+        return
+    try:
+        runtime.engine()
+    except StorageUnavailable as exc:
+        print(f"spiral-tasks: this worker cannot open its storage: {exc}", file=sys.stderr)
+        raise SystemExit(NO_STORAGE) from None
+
+
+@worker_process_init.connect
+def _open_engine_in_the_child(**_: Any) -> None:
+    runtime.engine()
+
+
+@worker_process_shutdown.connect
+def _close_engine(**_: Any) -> None:
+    runtime.close()
