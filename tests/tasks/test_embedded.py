@@ -21,6 +21,7 @@ from spiral_tasks.tasks.config import DEFAULT_QUEUE, MAINTENANCE_QUEUE
 from spiral_tasks.testing.celery_worker import (
     CeleryProcess,
     child_pids,
+    process_state,
     start_worker,
     wait_for_workers,
     worker_env,
@@ -144,6 +145,17 @@ def test_bursts_from_three_producers_while_beat_sends_gc(tmp_path: Path) -> None
     assert_nothing_left(broker(tmp_path))
 
 
+def frozen_holding_claims(pid: int, store: MessageStore) -> bool:
+    """Stop `pid` (SIGSTOP); True if it holds claimed messages now, else let it go on."""
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: process_state(pid) == "T", 10, interval=0.001,
+               message=f"process {pid} to be stopped")
+    if store.by_queue().get(DEFAULT_QUEUE, (0, 0))[1] > 0:
+        return True
+    os.kill(pid, signal.SIGCONT)
+    return False
+
+
 @pytest.mark.timeout(300)
 def test_a_worker_killed_mid_burst_and_restarted_loses_no_store(tmp_path: Path) -> None:
     """SIGKILL while stores are claimed: the restarted worker gets them again (late
@@ -157,6 +169,10 @@ def test_a_worker_killed_mid_burst_and_restarted_loses_no_store(tmp_path: Path) 
     try:
         wait_until(lambda: store.by_queue().get(DEFAULT_QUEUE, (BURST, 0))[0] < BURST // 2,
                    120, message="the worker to be half way through the burst")
+        # Kill it while it holds claims: freeze it first, so the claims seen are the
+        # ones it dies with (between two tasks it may hold none for a moment).
+        wait_until(lambda: frozen_holding_claims(worker.pid, store), 120, interval=0.01,
+                   message="the worker frozen while it holds claims")
         # The worker and its embedded beat (a child process, which would otherwise
         # live on as an orphan sending GC), as a supervisor stopping it would.
         for pid in [worker.pid, *child_pids(worker.pid)]:
