@@ -25,8 +25,9 @@ from spiral_tasks.cli.options import COUNT, EXIT_CODES_HELP, TENANT, Exit, shown
 from spiral_tasks.cli.worker import WorkerHandle, find_or_start_worker
 from spiral_tasks.config import Settings, current
 from spiral_tasks.errors import ConfigError, SpiralError
+from spiral_tasks.model import Depth
 
-DEPTHS = ["surface", "shallow", "deep", "core", "transcendent"]
+DEPTHS = [d.value for d in Depth]
 PROTECTED = {"core", "transcendent"}
 #: Stores go out in waves: each links only to memories already answered.
 WAVE = 50

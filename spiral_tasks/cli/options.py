@@ -15,6 +15,7 @@ import click
 
 from spiral_tasks import validation
 from spiral_tasks.errors import InvalidArgument
+from spiral_tasks.model import Depth
 
 
 class Exit(enum.IntEnum):
@@ -67,7 +68,7 @@ class Seconds(click.ParamType[float]):
 
 TENANT = Checked("tenant", validation.name)
 LABEL = Checked("type", validation.name)
-DEPTH = click.Choice(["surface", "shallow", "deep", "core", "transcendent"])
+DEPTH = click.Choice([d.value for d in Depth])
 #: At most a million tasks per command: more is a typo, or a job for a producer app.
 COUNT = click.IntRange(min=1, max=1_000_000)
 SECONDS = Seconds()

@@ -21,7 +21,6 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -46,36 +45,12 @@ COMMIT_ERRORS: dict[str, type[Exception]] = {
     **WRITE_ERRORS, "LOCKLOST ": LockLost, "STALE ": StaleGeneration}
 
 
-@dataclass(frozen=True)
-class FenceArgs:
-    """What a fenced commit checks and sets: the lock still holds `token`, the
-    generation is still `expected_generation`; then it becomes `new_generation`."""
-
-    lock_key: str
-    generation_key: str
-    token: bytes
-    expected_generation: str
-    new_generation: str
-    release: bool
-
-
-def _raw_generation(generation: str) -> str:
-    """A generation as the generation key holds it: JSON, like every value (so a
-    listing of all keys decodes), or nothing for a tenant never written."""
-    return codec.encode(generation).decode() if generation else ""
-
-
-def _parse_generation(raw: bytes) -> str:
-    value = codec.decode(raw) if raw else ""
-    return value if isinstance(value, str) else str(value)
-
-
 def _snapshot_mode(wanted: Snapshot | None) -> str:
     if wanted is None:
         return "-"
     if wanted.unless_generation is None:
         return "*"
-    return "=" + _raw_generation(wanted.unless_generation)
+    return "=" + wanted.unless_generation
 
 
 class FencedLock(redis.lock.Lock):
@@ -106,7 +81,9 @@ class FencedLock(redis.lock.Lock):
         found = self._script(keys=keys, args=args, client=self.redis)
         if found is None:
             return False
-        self.generation = _parse_generation(found[0])
+        # The generation key's raw text, compared as it is and never re-encoded: any
+        # value (a token, an older version's integer) is a generation a commit can match.
+        self.generation = found[0].decode(errors="replace")
         reads = len(self.read_keys)
         self.read_raw = list(found[2:2 + reads])
         if wanted is not None and found[1] == 1:
@@ -156,17 +133,15 @@ class RedisFence(Fence):
             if final:
                 self.release()
             return None
-        fence = FenceArgs(lock_key=self._lock.name,
-                          generation_key=self._lock.generation_key, token=self.token,
-                          expected_generation=self._generation,
-                          new_generation=new_generation(), release=final)
-        keys, argv = write_args(encoded, placeholder=fence.lock_key)
+        # Stored as JSON, like every value, so a listing of all keys decodes.
+        generation = codec.encode(new_generation()).decode()
+        lock_key = self._lock.name
+        keys, argv = write_args(encoded, placeholder=lock_key)
         (last,) = run_script(
-            self._commit, [fence.lock_key, fence.generation_key, *keys],
-            [fence.token, _raw_generation(fence.expected_generation),
-             _raw_generation(fence.new_generation),
-             "1" if fence.release else "0", *argv], COMMIT_ERRORS)
-        self._generation = fence.new_generation
+            self._commit, [lock_key, self._lock.generation_key, *keys],
+            [self.token, self._generation, generation, "1" if final else "0", *argv],
+            COMMIT_ERRORS)
+        self._generation = generation
         self.released = final
         return None if last is None else int(last)
 

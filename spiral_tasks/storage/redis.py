@@ -24,7 +24,7 @@ import redis
 from redis.commands.core import Script
 
 from spiral_tasks.errors import StorageUnavailable
-from spiral_tasks.keys import DIRECTORY, directory_of, hash_tag
+from spiral_tasks.keys import directory_of, hash_tag
 from spiral_tasks.storage import lua
 from spiral_tasks.storage.base import (
     Delete,
@@ -165,9 +165,8 @@ class RedisStorage(Storage):
         """Key names under `prefix`, a batch at a time: from the directory of the
         prefix's hash tag when it has a complete one, else by SCAN."""
         client = self.client
-        tag = hash_tag(prefix)
-        if tag is not None:
-            directory = f"{DIRECTORY}:{{{tag}}}"
+        if hash_tag(prefix) is not None:
+            directory = directory_of(prefix)
             low = b"[" + prefix.encode()
             high = b"(" + prefix.encode() + b"\xff"  # no UTF-8 key holds byte 0xff
             offset = 0
@@ -190,14 +189,11 @@ class RedisStorage(Storage):
                 return
 
     def _incr(self, key: str, delta: int) -> int:
-        last = self._apply_encoded([Increment(key, delta)])
+        last = self._apply([Increment(key, delta)])
         assert last is not None
         return last
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
-        return self._apply_encoded(writes)
-
-    def _apply_encoded(self, writes: Sequence[EncodedWrite]) -> int | None:
         assert self._apply_script is not None, "storage not open"
         keys, argv = write_args(writes, first_key(writes))
         (last,) = run_script(self._apply_script, keys, argv, WRITE_ERRORS)

@@ -9,6 +9,7 @@ they become `InvalidArgument` naming the argument, like every other bad input.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 from typing import Any
@@ -70,8 +71,13 @@ class SpiralTask(Task[Any, Any]):
 
     throws = (InvalidArgument, CapacityExceeded)
 
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        # Taken once per task: inspect.signature costs more than the check itself.
+        return inspect.signature(self.run)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        check_arguments(self.name, inspect.signature(self.run), args, kwargs)
+        check_arguments(self.name, self._signature, args, kwargs)
         try:
             return self.run(*args, **kwargs)
         except TRANSIENT as exc:

@@ -276,3 +276,16 @@ def test_a_tenant_stays_listed_after_redis_lost_its_data(redis_url: str) -> None
     engine.store("after", tenant="listed")
     assert engine.tenants() == ["listed"]
     assert assert_consistent(engine, "listed") == 1
+
+
+def test_a_tenant_whose_generation_an_older_version_left_as_an_integer_takes_stores(
+        redis_url: str) -> None:
+    # The previous engine kept an INCR'd integer at the generation key: a generation a
+    # commit must match as it is, not refuse forever as stale.
+    engine = open_engine(redis_url)
+    engine.store("before", tenant="old")
+    engine.storage.client.set(TenantKeys("old").generation, b"7")  # type: ignore[attr-defined]
+    later = open_engine(redis_url)
+    later.store("after", tenant="old")
+    engine.store("again", tenant="old")
+    assert assert_consistent(later, "old") == 3
