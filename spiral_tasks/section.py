@@ -169,6 +169,11 @@ class Sections:
         # Captured once: another thread may replace the cache entry meanwhile, but
         # this section decides by the entry whose generation it asked about.
         cached = None if state is StateUse.IGNORE else self.cache.get(tenant)
+        # A tenant never committed to has no generation to tell its states apart (a
+        # Redis wiped since the state was cached is at "" too): such a state is never
+        # trusted.
+        if cached is not None and not cached.generation:
+            cached = None
         snapshot = None
         if state is StateUse.LOAD:
             known = cached.spiral_keys(keys) if cached else ()

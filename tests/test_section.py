@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from spiral_tasks.errors import LockLost
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.section import Section, StateUse
 from spiral_tasks.storage.base import Delete, Increment, IndexPut, Put
+from spiral_tasks.storage.level import LevelStorage
+from spiral_tasks.testing.engines import engine_over
 from tests.invariants import assert_consistent
 
 
@@ -107,3 +110,17 @@ def test_a_section_that_lost_its_lock_cannot_commit(engine: SpiralMemory) -> Non
                 section.commit()
     assert isinstance(section, Section)
     assert engine.storage.get(keys.memory("b")) is None
+
+
+def test_resends_to_a_store_reopened_by_a_new_process(tmp_path: Path) -> None:
+    """A restarted worker (no generation known yet) answers resends from the records,
+    committing nothing: its cache must not be trusted at the empty generation, nor
+    break the next section."""
+    with LevelStorage(tmp_path / "db") as storage:
+        engine_over(storage).store("first", memory_id="x")
+    with LevelStorage(tmp_path / "db") as reopened:
+        engine = engine_over(reopened)
+        for _ in range(3):
+            assert engine.store("again", memory_id="x").created is False
+        assert engine.store("new").created
+        assert assert_consistent(engine) == 2

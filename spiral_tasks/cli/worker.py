@@ -72,7 +72,7 @@ def find_or_start_worker(app: Celery, settings: Settings) -> WorkerHandle:
     deadline = time.monotonic() + START_TIMEOUT_S
     mine = local_worker_name(node)
     try:
-        while mine not in (found := workers(app)):
+        while mine not in workers(app):
             if process.poll() is not None:
                 break
             if time.monotonic() > deadline:

@@ -147,35 +147,39 @@ class Settings:
         """Read and check every variable; raise one `ConfigError` listing each bad one."""
         read = Environment(os.environ if env is None else env)
         redis_url = read.redis_url("REDIS_URL")
+        limits, gc, locks, beat = (DEFAULTS.limits, DEFAULTS.gc, DEFAULTS.locks,
+                                   DEFAULTS.beat)
         settings = cls(
             storage=_storage_kind(read, redis_url),
-            db_path=read.text("SPIRAL_DB_PATH", "./spiraldb"),
+            db_path=read.text("SPIRAL_DB_PATH", DEFAULTS.db_path),
             redis_url=redis_url,
             sigil_secret=read.optional_text("SPIRAL_SIGIL_SECRET"),
             limits=Limits(
-                max_memory_spirals=read.integer("SPIRAL_MAX_MEMORY_SPIRALS", 89),
-                spiral_turns=read.integer("SPIRAL_TURNS", 21),
-                max_memory_nodes=read.integer("SPIRAL_MAX_MEMORY_NODES", 2618),
+                max_memory_spirals=read.integer("SPIRAL_MAX_MEMORY_SPIRALS",
+                                                limits.max_memory_spirals),
+                spiral_turns=read.integer("SPIRAL_TURNS", limits.spiral_turns),
+                max_memory_nodes=read.integer("SPIRAL_MAX_MEMORY_NODES",
+                                              limits.max_memory_nodes),
             ),
             gc=GcPolicy(
-                time_budget_ms=read.number("SPIRAL_GC_TIME_BUDGET_MS", 25.0,
+                time_budget_ms=read.number("SPIRAL_GC_TIME_BUDGET_MS", gc.time_budget_ms,
                                            maximum=MAX_GC_BUDGET_MS, unit="milliseconds"),
-                trigger_interval=read.integer("SPIRAL_GC_TRIGGER_INTERVAL", 100),
-                retention_s=read.number("SPIRAL_GC_RETENTION_S", 3600.0, unit="seconds"),
-                tombstone_ttl_s=read.number("SPIRAL_TOMBSTONE_TTL_S", 86400.0,
+                trigger_interval=read.integer("SPIRAL_GC_TRIGGER_INTERVAL", gc.trigger_interval),
+                retention_s=read.number("SPIRAL_GC_RETENTION_S", gc.retention_s, unit="seconds"),
+                tombstone_ttl_s=read.number("SPIRAL_TOMBSTONE_TTL_S", gc.tombstone_ttl_s,
                                             unit="seconds"),
             ),
             locks=LockPolicy(
-                wait_s=read.number("SPIRAL_LOCK_TIMEOUT_S", 2.0, unit="seconds"),
-                ttl_s=read.number("SPIRAL_LOCK_TTL_S", 2.0, minimum=MIN_LOCK_TTL_S,
+                wait_s=read.number("SPIRAL_LOCK_TIMEOUT_S", locks.wait_s, unit="seconds"),
+                ttl_s=read.number("SPIRAL_LOCK_TTL_S", locks.ttl_s, minimum=MIN_LOCK_TTL_S,
                                   unit="seconds"),
                 unsafe_unlocked=read.flag("SPIRAL_UNSAFE_UNLOCKED"),
             ),
             tasks=_task_settings(read, redis_url),
             beat=BeatSettings(
-                gc_every_s=read.number("SPIRAL_GC_EVERY_S", 60.0, unit="seconds"),
-                rebuild_cron=read.fields("SPIRAL_REBUILD_CRON", "0 2 * * *", 5),
-                max_interval_s=read.number("SPIRAL_BEAT_MAX_INTERVAL_S", 10.0,
+                gc_every_s=read.number("SPIRAL_GC_EVERY_S", beat.gc_every_s, unit="seconds"),
+                rebuild_cron=read.fields("SPIRAL_REBUILD_CRON", beat.rebuild_cron, 5),
+                max_interval_s=read.number("SPIRAL_BEAT_MAX_INTERVAL_S", beat.max_interval_s,
                                            unit="seconds"),
                 lock_timeout_s=_optional_seconds(read, "SPIRAL_BEAT_LOCK_TIMEOUT_S"),
             ),
@@ -186,6 +190,10 @@ class Settings:
         return settings
 
 
+#: Every default, from the dataclasses above: one place states them.
+DEFAULTS = Settings()
+#: Where the embedded deployment keeps its broker, results and beat schedule.
+EMBEDDED_DIR = "./spiral-embedded"
 #: The largest GC budget a run may be given: well inside the GC task's time limit.
 MAX_GC_BUDGET_MS = 60_000.0
 #: A lock must outlive many round trips: below this, every section would lose its lock
@@ -222,27 +230,34 @@ def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
     else:
         # Embedded: SQLite files of our own transport and result backend (see
         # spiral_tasks/brokers/ and the README for why not kombu's filesystem one).
-        embedded = Path(read.text("SPIRAL_EMBEDDED_DIR", "./spiral-embedded")).resolve()
+        embedded = Path(read.text("SPIRAL_EMBEDDED_DIR", EMBEDDED_DIR)).resolve()
         broker_default = sqlite_url(embedded / "broker.sqlite3")
         backend_default = sqlite_url(embedded / "results.sqlite3")
     broker = read.optional_text("SPIRAL_BROKER_URL") or broker_default
     backend = read.optional_text("SPIRAL_RESULT_BACKEND") or backend_default
+    defaults, retry = DEFAULTS.tasks, DEFAULTS.tasks.retry
     return TaskSettings(
         broker_url=broker,
         result_backend=backend,
         embedded_dir=embedded,
-        visibility_timeout_s=read.integer("SPIRAL_VISIBILITY_TIMEOUT_S", 3600),
-        result_expires_s=read.integer("SPIRAL_RESULT_EXPIRES_S", 3600),
-        store_time_limit_s=read.number("SPIRAL_TASK_TIME_LIMIT_S", 30.0, unit="seconds"),
-        gc_time_limit_s=read.number("SPIRAL_GC_TIME_LIMIT_S", 120.0, unit="seconds"),
-        rebuild_time_limit_s=read.number("SPIRAL_REBUILD_TIME_LIMIT_S", 1800.0,
+        visibility_timeout_s=read.integer("SPIRAL_VISIBILITY_TIMEOUT_S",
+                                          defaults.visibility_timeout_s),
+        result_expires_s=read.integer("SPIRAL_RESULT_EXPIRES_S", defaults.result_expires_s),
+        store_time_limit_s=read.number("SPIRAL_TASK_TIME_LIMIT_S",
+                                          defaults.store_time_limit_s, unit="seconds"),
+        gc_time_limit_s=read.number("SPIRAL_GC_TIME_LIMIT_S", defaults.gc_time_limit_s,
+                                       unit="seconds"),
+        rebuild_time_limit_s=read.number("SPIRAL_REBUILD_TIME_LIMIT_S",
+                                         defaults.rebuild_time_limit_s,
                                          unit="seconds"),
         retry=RetryPolicy(
-            base_s=read.number("SPIRAL_RETRY_BACKOFF_BASE_S", 0.05, unit="seconds"),
-            max_s=read.number("SPIRAL_RETRY_BACKOFF_MAX_S", 5.0, unit="seconds"),
-            max_retries=read.integer("SPIRAL_RETRY_MAX", 12, minimum=0),
+            base_s=read.number("SPIRAL_RETRY_BACKOFF_BASE_S", retry.base_s,
+                               unit="seconds"),
+            max_s=read.number("SPIRAL_RETRY_BACKOFF_MAX_S", retry.max_s, unit="seconds"),
+            max_retries=read.integer("SPIRAL_RETRY_MAX", retry.max_retries, minimum=0),
         ),
-        startup_rebuild_window_s=read.number("SPIRAL_STARTUP_REBUILD_WINDOW_S", 60.0,
+        startup_rebuild_window_s=read.number("SPIRAL_STARTUP_REBUILD_WINDOW_S",
+                                             defaults.startup_rebuild_window_s,
                                              unit="seconds"),
     )
 

@@ -3,6 +3,12 @@
 One lock per tenant, acquired with a timeout (2 s by default): a section stuck behind
 another fails with `LockTimeout` instead of hanging the process, which the original's
 "2 s mutex timeout" promised and never did.
+
+These backends serve one process, so what coordinates writers lives in its memory,
+beside the storage object: the tenants' locks, their generations (a counter that never
+repeats within the process; a cache lives no longer than its process) and the claims.
+Every coordinator over the same storage object shares them, so two engines over one
+store serialize like two threads of one engine.
 """
 
 from __future__ import annotations
@@ -13,23 +19,35 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
 from spiral_tasks.errors import LockTimeout
 from spiral_tasks.storage.base import Storage, Write
 
-#: Each tenant's generation, per storage object. These backends serve one process, so
-#: the generations of its commits live in its memory, beside the storage object every
-#: engine over it shares; a counter never repeats within the process, and a cache
-#: lives no longer than its process.
-_generations: weakref.WeakKeyDictionary[Storage, dict[str, str]] = weakref.WeakKeyDictionary()
+
+@dataclass
+class ProcessState:
+    """What this process's coordinators over one storage object share."""
+
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    generations: dict[str, str] = field(default_factory=dict)
+    claims: dict[str, float] = field(default_factory=dict)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock_for(self, tenant: str) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(tenant, threading.Lock())
+
+
+_states: weakref.WeakKeyDictionary[Storage, ProcessState] = weakref.WeakKeyDictionary()
+_states_guard = threading.Lock()
 _counter = itertools.count(1)
-_guard = threading.Lock()
 
 
-def _generations_of(storage: Storage) -> dict[str, str]:
-    with _guard:
-        return _generations.setdefault(storage, {})
+def process_state(storage: Storage) -> ProcessState:
+    with _states_guard:
+        return _states.setdefault(storage, ProcessState())
 
 
 class DirectFence(Fence):
@@ -41,7 +59,7 @@ class DirectFence(Fence):
                  snapshot: Snapshot | None) -> None:
         self._storage = storage
         self._tenant = tenant
-        self._generations = _generations_of(storage)
+        self._generations = process_state(storage).generations
         self._generation = self._generations.get(tenant, "")
         self.read = dict(zip(read, storage.get_many(read), strict=True)) if read else {}
         if snapshot is not None and snapshot.unless_generation != self._generation:
@@ -65,28 +83,23 @@ class LocalCoordinator(Coordinator):
     def __init__(self, storage: Storage, timeout_s: float = 2.0) -> None:
         self._storage = storage
         self._timeout_s = timeout_s
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self._claims: dict[str, float] = {}
+        self._shared = process_state(storage)
 
     def claim(self, name: str, window_s: float) -> bool:
         now = time.monotonic()
-        with self._locks_guard:
-            if self._claims.get(name, -window_s - 1) + window_s > now:
+        shared = self._shared
+        with shared.guard:
+            if shared.claims.get(name, -window_s - 1) + window_s > now:
                 return False
-            self._claims[name] = now
+            shared.claims[name] = now
             return True
-
-    def _lock_for(self, tenant: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(tenant, threading.Lock())
 
     @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
                  snapshot: Snapshot | None = None) -> Iterator[Fence]:
         wait = self._timeout_s if timeout_s is None else max(0.0, timeout_s)
-        lock = self._lock_for(tenant)
+        lock = self._shared.lock_for(tenant)
         if not lock.acquire(timeout=wait):
             raise LockTimeout(
                 f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing was written, "

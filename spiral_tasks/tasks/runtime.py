@@ -26,6 +26,9 @@ _pid: int | None = None
 
 def engine() -> SpiralMemory:
     global _engine, _pid  # noqa: PLW0603 - the process's one engine
+    opened = _engine
+    if opened is not None and _pid == os.getpid():
+        return opened  # every task after the first: no lock taken
     with _lock:
         if _engine is None or _pid != os.getpid():
             _engine = open_engine(current())

@@ -11,6 +11,7 @@ from spiral_tasks.errors import LockTimeout
 from spiral_tasks.factory import open_coordinator
 from spiral_tasks.storage.base import Put
 from spiral_tasks.storage.memory import MemoryStorage
+from tests.invariants import assert_consistent
 
 
 def hold(coordinator: LocalCoordinator, tenant: str, entered: threading.Event,
@@ -67,3 +68,28 @@ def test_the_default_wait_is_the_runbooks_two_seconds() -> None:
     finally:
         release.set()
         holder.join()
+
+
+def test_coordinators_over_one_store_share_its_locks() -> None:
+    """Two engines over one storage object serialize like two threads of one engine:
+    the lock is the store's, not the coordinator's."""
+    storage = MemoryStorage()
+    first = LocalCoordinator(storage, timeout_s=0)
+    second = LocalCoordinator(storage, timeout_s=0)
+    with first.critical("t"), pytest.raises(LockTimeout), second.critical("t"):
+        pass
+    with second.critical("t") as fence:
+        fence.commit([Put("t:{t}:x", 1)])
+    assert storage.get("t:{t}:x") == 1
+
+
+def test_engines_over_one_store_keep_the_invariant_storing_at_once() -> None:
+    storage = MemoryStorage()
+    engines = [SpiralMemory(storage, LocalCoordinator(storage)) for _ in range(2)]
+    threads = [threading.Thread(target=lambda e=e: [e.store(f"m{i}") for i in range(300)])
+               for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert assert_consistent(engines[0]) == 600
