@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from spiral_tasks import rebuild, validation
 from spiral_tasks.cache import TenantCache
@@ -28,6 +29,7 @@ from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys
 from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.rebuild import RebuildReport
 from spiral_tasks.results import StoreResult, TenantStats
 from spiral_tasks.section import Sections, StateUse
@@ -51,10 +53,12 @@ class SpiralMemory:
         sigil_secret: str | None = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _new_id,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.storage = storage
         self.coordinator = coordinator
-        self.sections = Sections(storage, coordinator, TenantCache())
+        self.observer = observer
+        self.sections = Sections(storage, coordinator, TenantCache(), observer)
         self.context = Context(limits=limits or Limits(), gc=gc_policy or GcPolicy(),
                                sigils=Sigils.load(storage, sigil_secret), clock=clock,
                                new_id=new_id)
@@ -78,15 +82,17 @@ class SpiralMemory:
         """
         request = StoreRequest.validated(content, type, depth, associations, tenant,
                                                memory_id)
-        return self.store_combiner.run(request.tenant, request)
+        with self._timed("store", request.tenant):
+            return self.store_combiner.run(request.tenant, request)
 
     def retrieve(self, memory_id: str, tenant: str = "default") -> Memory | None:
         """The memory (None if there is none), with its access time, count and strength
         updated in storage. Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
-        with self.sections.enter(tenant, read=[TenantKeys(tenant).memory(memory_id)],
-                                 state=StateUse.PRESERVE) as section:
+        with self._timed("retrieve", tenant), self.sections.enter(
+                tenant, read=[TenantKeys(tenant).memory(memory_id)],
+                state=StateUse.PRESERVE) as section:
             data = section.get(section.keys.memory(memory_id))
             if data is None:
                 section.commit(final=True)
@@ -104,8 +110,9 @@ class SpiralMemory:
         Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
-        with self.sections.enter(tenant, read=[TenantKeys(tenant).memory(memory_id)],
-                                 state=StateUse.LOAD) as section:
+        with self._timed("collect", tenant), self.sections.enter(
+                tenant, read=[TenantKeys(tenant).memory(memory_id)],
+                state=StateUse.LOAD) as section:
             return collect(self.context, section, memory_id)
 
     def gc(self, time_budget_ms: float | None = None, tenant: str | None = None) -> GcReport:
@@ -115,16 +122,21 @@ class SpiralMemory:
         budget_ms = (self.context.gc.time_budget_ms if time_budget_ms is None
                      else validation.time_budget_ms(time_budget_ms))
         if tenant is None:
-            return gc_run.run(self.context, self.sections, self.tenants(), budget_ms,
-                              resume=True)
-        tenants = [validation.name("tenant", tenant)]
-        return gc_run.run(self.context, self.sections, tenants, budget_ms, resume=False)
+            report = gc_run.run(self.context, self.sections, self.tenants(), budget_ms,
+                                resume=True)
+        else:
+            report = gc_run.run(self.context, self.sections,
+                                [validation.name("tenant", tenant)], budget_ms, resume=False)
+        self.observer.gc_ran(report)
+        return report
 
     def rebuild_stats(self, tenant: str | None = None) -> RebuildReport:
         """Recompute every spiral and counter from the node records in storage, and
         write what differs. Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
-        return rebuild.rebuild(self.context, self.sections, tenants)
+        report = rebuild.rebuild(self.context, self.sections, tenants)
+        self.observer.rebuilt(report)
+        return report
 
     def stats(self, tenant: str = "default") -> TenantStats:
         """The tenant's total, its spirals and its node records, read under its lock.
@@ -136,8 +148,11 @@ class SpiralMemory:
                              key=lambda s: s.created)
             total = section.get(keys.memory_count)
             records = section.count(keys.memories)
-        return TenantStats(tenant, total if isinstance(total, int) else 0, records,
-                           tuple(spirals))
+        stats = TenantStats(tenant, total if isinstance(total, int) else 0, records,
+                            tuple(spirals))
+        self.observer.tenant_counts(tenant, stats.total_memories, len(stats.spirals))
+        self.observer.invariant(tenant, stats.consistent)
+        return stats
 
     def tenants(self) -> list[str]:
         """Every tenant that was ever stored into. Read without a lock: markers are
@@ -146,6 +161,16 @@ class SpiralMemory:
 
     def close(self) -> None:
         self.storage.close()
+
+    @contextmanager
+    def _timed(self, operation: str, tenant: str) -> Iterator[None]:
+        started = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.observer.operation(operation, tenant, time.perf_counter() - started, ok)
 
     def _store_batch(self, tenant: str, batch: list[StorePending]) -> None:
         keys_read = prefetch(TenantKeys(tenant), batch)

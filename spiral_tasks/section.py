@@ -15,15 +15,18 @@ the generation that commit made. A failed commit leaves the cache as it was.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
 from spiral_tasks.cache import TenantCache, TenantState
 from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
+from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Write
 
 
@@ -41,8 +44,10 @@ class StateUse(enum.Enum):
 
 class Section:
     def __init__(self, keys: TenantKeys, fence: Fence, storage: Storage, cache: TenantCache,
-                 state: TenantState | None, carried: TenantState | None) -> None:
+                 state: TenantState | None, carried: TenantState | None,
+                 observer: Observer = NO_OBSERVER) -> None:
         self.keys = keys
+        self._observer = observer
         self.fence = fence
         self._storage = storage
         self._cache = cache
@@ -140,6 +145,8 @@ class Section:
         if self._state is not None:
             self._state.generation = generation
             self._cache.put(self.tenant, self._state.copy())
+            self._observer.tenant_counts(self.tenant, self._state.memory_count,
+                                         len(self._state.spirals))
         elif self._carried is not None:
             self._carried = replace(self._carried, generation=generation)
             self._cache.put(self.tenant, self._carried)
@@ -153,10 +160,11 @@ class Sections:
     """Opens sections: the one way operations reach a tenant's data."""
 
     def __init__(self, storage: Storage, coordinator: Coordinator,
-                 cache: TenantCache | None = None) -> None:
+                 cache: TenantCache | None = None, observer: Observer = NO_OBSERVER) -> None:
         self.storage = storage
         self.coordinator = coordinator
         self.cache = cache or TenantCache()
+        self.observer = observer
 
     @contextmanager
     def enter(self, tenant: str, *, read: Sequence[str] = (),
@@ -180,13 +188,33 @@ class Sections:
             snapshot = Snapshot(prefix=keys.spirals,
                                 keys=(keys.memory_count, tenant_marker(tenant), *known),
                                 unless_generation=cached.generation if cached else None)
-        with self.coordinator.critical(tenant, timeout_s, read, snapshot) as fence:
+        with self._locked(tenant, timeout_s, read, snapshot) as fence:
             current = cached if cached and cached.generation == fence.generation else None
             working = None
             if state is StateUse.LOAD:
                 working = current.copy() if current else self._load(keys, fence)
             carried = current if state is StateUse.PRESERVE else None
-            yield Section(keys, fence, self.storage, self.cache, working, carried)
+            yield Section(keys, fence, self.storage, self.cache, working, carried,
+                          self.observer)
+
+    @contextmanager
+    def _locked(self, tenant: str, timeout_s: float | None, read: Sequence[str],
+                snapshot: Snapshot | None) -> Iterator[Fence]:
+        """The coordinator's critical section, with its wait and its losses observed."""
+        with ExitStack() as stack:
+            started = time.perf_counter()
+            try:
+                fence = stack.enter_context(
+                    self.coordinator.critical(tenant, timeout_s, read, snapshot))
+            except LockTimeout:
+                self.observer.lock_timed_out(tenant, time.perf_counter() - started)
+                raise
+            self.observer.lock_acquired(tenant, time.perf_counter() - started)
+            try:
+                yield fence
+            except LockLost:
+                self.observer.lock_lost(tenant)
+                raise
 
     def _load(self, keys: TenantKeys, fence: Fence) -> TenantState:
         # A snapshot was asked for unless the tenant was at the cached generation,
