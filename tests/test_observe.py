@@ -114,8 +114,14 @@ def test_a_lost_lock_is_reported(redis_url: str) -> None:
     engine = SpiralMemory(storage, RedisCoordinator(storage, ttl_s=0.1), sigil_secret="s",
                           observer=recorder)
     lock = TenantKeys("default").lock
-    with pytest.raises(LockLost), engine.sections.enter("default") as section:
-        wait_until(lambda: not storage.client.exists(lock), 10, message="the lock to expire")
-        section.stage(Put(TenantKeys("default").memory("late"), 1))
-        section.commit()
+
+    def commit_after_the_lock_expired() -> None:
+        with engine.sections.enter("default") as section:
+            wait_until(lambda: not storage.client.exists(lock), 10,
+                       message="the lock to expire")
+            section.stage(Put(TenantKeys("default").memory("late"), 1))
+            section.commit()
+
+    with pytest.raises(LockLost):
+        commit_after_the_lock_expired()
     assert recorder.calls["lock_lost"] == 1
