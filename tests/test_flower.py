@@ -9,7 +9,10 @@ lengths read off the broker.
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -136,16 +139,30 @@ def test_flower_refuses_to_start_without_auth(users: str, tmp_path: Path) -> Non
         "[,user2:password2]"]
 
 
+def embedded_queue_lengths(embedded_dir: Path) -> dict[str, int]:
+    """Queue lengths as the README says to count them on the embedded broker (its
+    query, run with the standard library's sqlite3 rather than the sqlite3 shell)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    query = re.search(r'sqlite3 spiral-embedded/broker.sqlite3 "([^"]+)"', readme)
+    assert query is not None
+    with closing(sqlite3.connect(embedded_dir / "broker.sqlite3")) as broker:
+        return {queue: n for queue, n in broker.execute(query.group(1))
+                if queue in {DEFAULT_QUEUE, MAINTENANCE_QUEUE}}
+
+
 def test_flower_watches_the_embedded_deployment_but_not_its_queues(tmp_path: Path) -> None:
     """Events (SQLite fanout) and inspect work on the embedded broker; Flower reads
-    queue lengths only from Redis and RabbitMQ, so there it answers 404."""
+    queue lengths only from Redis and RabbitMQ, so there it answers 404, and the
+    README's query counts them instead."""
     env = worker_env(None, SPIRAL_EMBEDDED_DIR=str(tmp_path / "spiral-embedded"),
                      SPIRAL_DB_PATH=str(tmp_path / "spiraldb"))
     with running_flower(env, tmp_path / "flower") as flower:
+        producer = create_app(env)
+        sent = send_stores_and_gc(producer)
+        assert embedded_queue_lengths(tmp_path / "spiral-embedded") == {
+            DEFAULT_QUEUE: 3, MAINTENANCE_QUEUE: 1}
         worker = start_embedded(env, tmp_path)
         try:
-            producer = create_app(env)
-            sent = send_stores_and_gc(producer)
             finish(producer, sent)
             node = node_name("embedded")
             wait_for_status(flower, node, online=True)
