@@ -27,6 +27,7 @@ from spiral_tasks.testing.celery_worker import (
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 from spiral_tasks.testing.waiting import wait_until_drained
+from tests.scripts import Flower, running_flower
 
 BACKENDS = ["memory", "level", "redis"]
 
@@ -135,3 +136,15 @@ def idle_workers(workers: list[CeleryProcess], producer: Celery) -> list[CeleryP
     tasks its stores enqueued, a redelivered store, a child being replaced)."""
     wait_until_drained(producer, timeout=60, destination=[node_name(n) for n in WORKER_NODES])
     return workers
+
+
+# --- Flower, started as workers/flower.sh starts it ------------------------------------
+
+@pytest.fixture(scope="module")
+def flower(worker_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Flower]:
+    """Flower on the module's Redis (FLOWER_BASIC_AUTH=tests.scripts.USERS), answering
+    HTTP; started before any worker, as an operator may."""
+    with running_flower(worker_env(worker_redis.url), tmp_path_factory.mktemp("flower")
+                        ) as process:
+        yield process

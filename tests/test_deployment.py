@@ -7,23 +7,109 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from flower.options import default_options as flower_options
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "workers").glob("*.sh"))
+#: Where each worker node serves its metrics (METRICS_PORT's default).
+METRICS_PORT = "9099"
+#: A variable read by a script or interpolated by compose: ${NAME...}; or by Python.
+SHELL_VARIABLE = r"\$\{([A-Z][A-Z0-9_]*)"
+PYTHON_VARIABLE = r"environ(?:\.get\(|\[)\"([A-Z][A-Z0-9_]*)\""
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def app_services() -> dict[str, dict[str, Any]]:
+    """The services built from this folder (all but Redis)."""
+    return {name: s for name, s in compose()["services"].items() if "build" in s}
+
+
+def node_option(command: list[str]) -> str:
+    return command[command.index("-n") + 1]
 
 
 def test_compose_file_parses_and_runs_only_our_scripts() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    app_services = {name: s for name, s in compose["services"].items() if "build" in s}
-    assert set(app_services) == {"worker-1", "worker-2", "beat-1", "beat-2"}
-    for service in app_services.values():
+    services = app_services()
+    assert set(services) == {"worker-1", "worker-2", "beat-1", "beat-2", "flower"}
+    for service in services.values():
         script = ROOT / service["command"][0]
         assert script.is_file()
         assert os.access(script, os.X_OK)
         assert service["environment"]["REDIS_URL"].startswith("redis://redis:")
+
+
+def test_every_service_has_a_healthcheck_of_its_own_kind() -> None:
+    """Redis answers PING; each of ours runs workers/healthcheck.py for what its
+    script starts: a worker with the node name it runs as, Flower on its port."""
+    services = compose()["services"]
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    for name, service in app_services().items():
+        check = service["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "python", "workers/healthcheck.py"], name
+        assert (ROOT / check[2]).is_file()
+        kind = Path(service["command"][0]).stem
+        assert check[3] == kind, name
+        if kind == "worker":
+            assert check[4:] == [node_option(service["command"])], name
+        elif kind == "flower":
+            assert service["ports"] == [f"{check[4]}:{check[4]}"]
+        else:
+            assert check[4:] == [], name
+    nodes = [node_option(s["command"]) for s in app_services().values()
+             if s["command"][0] == "workers/worker.sh"]
+    assert len(set(nodes)) == len(nodes) == 2
+
+
+def test_each_worker_publishes_its_metrics_on_a_host_port_of_its_own() -> None:
+    workers = [s for s in app_services().values() if s["command"][0] == "workers/worker.sh"]
+    published = [port.split(":") for s in workers for port in s["ports"]]
+    assert [inside for _, inside in published] == [METRICS_PORT] * len(workers)
+    assert len({host for host, _ in published}) == len(workers)
+
+
+def test_redis_runs_as_the_readme_recommends() -> None:
+    command = compose()["services"]["redis"]["command"]
+    readme = (ROOT / "README.md").read_text()
+    for flag, value in [("--maxmemory-policy", "noeviction"), ("--appendonly", "yes"),
+                        ("--appendfsync", "everysec")]:
+        assert command[command.index(flag) + 1] == value
+        assert f"{flag} {value}" in readme, flag
+
+
+def readme_variables() -> set[str]:
+    """The variables of the README's configuration table."""
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", (ROOT / "README.md").read_text(),
+                          re.MULTILINE))
+
+
+def test_every_variable_the_deployment_reads_is_in_the_readme_table() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    interpolated = set(re.findall(SHELL_VARIABLE, text))
+    set_in_services = {name for s in app_services().values() for name in s["environment"]}
+    scripts = " ".join(path.read_text() for path in (ROOT / "workers").iterdir()
+                       if path.suffix in {".sh", ".py"})
+    read = (interpolated | set_in_services | set(re.findall(SHELL_VARIABLE, scripts))
+            | set(re.findall(PYTHON_VARIABLE, scripts)))
+    assert {"SPIRAL_SIGIL_SECRET", "FLOWER_BASIC_AUTH", "REDIS_URL"} <= read
+    assert read <= readme_variables(), read - readme_variables()
+
+
+def test_compose_refuses_to_start_without_the_secrets_the_readme_names() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for variable in ("SPIRAL_SIGIL_SECRET", "FLOWER_BASIC_AUTH"):
+        assert f"${{{variable}:?set {variable}}}" in text
+        row = re.search(rf"^\| `{variable}` \|.*$", readme, re.MULTILINE)
+        assert row is not None
+        assert "required by `docker-compose.yml`" in row.group(0), variable
 
 
 def test_dockerfile_copies_what_exists() -> None:
@@ -31,6 +117,12 @@ def test_dockerfile_copies_what_exists() -> None:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def flower_takes(option: str) -> bool:
+    """Flower's options are Tornado's, defined in flower.options (`celery flower
+    --help` does not list them)."""
+    return option.removeprefix("--") in flower_options
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -43,8 +135,11 @@ def test_worker_scripts_are_valid_and_run_real_commands(script: Path) -> None:
                                 command.group(1), "--help"], capture_output=True,
                                text=True, env=env, timeout=60, check=False)
     assert help_text.returncode == 0, help_text.stderr
-    for option in re.findall(r" (--[a-z-]+)", script.read_text()):
-        assert option in help_text.stdout, option
+    for option in re.findall(r" (--[a-z_-]+)", script.read_text()):
+        if command.group(1) == "flower":
+            assert flower_takes(option), option
+        else:
+            assert option in help_text.stdout, option
 
 
 @pytest.mark.parametrize("command", ["worker", "beat"])

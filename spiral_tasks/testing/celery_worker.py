@@ -57,12 +57,15 @@ class CeleryProcess:
         self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """What runs; a subclass may run a script of workers/ that execs celery."""
+        return [sys.executable, "-m", "celery", "-A", "spiral_tasks", *self.args]
+
     def start(self) -> CeleryProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "spiral_tasks", *self.args],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command(), cwd=self.workdir, env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return self
 

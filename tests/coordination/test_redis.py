@@ -289,3 +289,32 @@ def test_a_tenant_whose_generation_an_older_version_left_as_an_integer_takes_sto
     later.store("after", tenant="old")
     engine.store("again", tenant="old")
     assert assert_consistent(later, "old") == 3
+
+
+def test_a_full_redis_under_noeviction_refuses_commits_whole(redis_url: str) -> None:
+    """README "Running Redis": with noeviction, a Redis at maxmemory refuses a commit
+    and writes nothing of it; the invariant holds, and stores go on once it has room
+    again. (Under allkeys-lru the same stores succeed while node records vanish.)"""
+    engine = open_engine(redis_url, max_memory_nodes=100_000)
+    raw = redis.Redis.from_url(redis_url)
+    policy = raw.config_get("maxmemory-policy")["maxmemory-policy"]
+    raw.config_set("maxmemory-policy", "noeviction")
+    raw.config_set("maxmemory", raw.info("memory")["used_memory"] + 2_000_000)
+
+    def store_until_refused() -> int:
+        for n in range(1000):  # 20 MB: far beyond the 2 MB of room
+            try:
+                engine.store("x" * 20_000, memory_id=f"m{n}")
+            except redis.OutOfMemoryError:
+                return n
+        raise AssertionError("Redis took 20 MB into 2 MB of room")
+
+    try:
+        stored = store_until_refused()
+    finally:
+        raw.config_set("maxmemory", 0)
+        raw.config_set("maxmemory-policy", policy)
+        raw.close()
+    assert 0 < stored == assert_consistent(engine)
+    engine.store("room again", memory_id="after")
+    assert assert_consistent(engine) == stored + 1
