@@ -18,7 +18,7 @@ import pytest
 from flower.options import options as flower_options
 
 from spiral_tasks.tasks.app import app
-from tests.ops.awaited import awaited, console_scripts
+from tests.ops.awaited import AWAITED, awaited, console_scripts
 from tests.ops.manifests import OUR_IMAGE, ROOT, RUNBOOK, find, manifests
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
@@ -26,7 +26,7 @@ PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 HELP_ENV = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
 #: Programs of the Redis image and of the operator's machine, not of this repository.
 NOT_OURS = {"kubectl", "kind", "minikube", "kustomize", "docker", "redis-cli",
-            "redis-server", "curl", "openssl", "cp", "rm", "export", "jq"}
+            "redis-server", "curl", "openssl", "mkdir", "cp", "rm", "export", "jq"}
 
 
 def manifest_commands() -> Iterator[tuple[str, list[str]]]:
@@ -103,7 +103,7 @@ def check(argv: list[str]) -> None:
         assert argv[1:3] == ["-A", "spiral_tasks"], argv
         check_celery(argv[3], argv[4:])
     else:
-        assert program in console_scripts() or program in {"spiral", "spiral-repair"}, \
+        assert program in console_scripts() or program in AWAITED, \
             f"{program}: not a console script of pyproject.toml"
         if not awaited(program):
             subcommand = argv[1:2] if argv[1:] and not argv[1].startswith("-") else []
