@@ -11,9 +11,7 @@ is given by the caller: a free port, a temporary folder.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -21,8 +19,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from spiral_tasks.testing.celery_worker import CeleryProcess
 from tests.ops.manifests import ROOT, Resource, find
 
 #: What the image's ENV sets (Dockerfile: PATH="/app/.venv/bin:$PATH").
@@ -39,6 +37,18 @@ def expand(text: str, env: Mapping[str, str]) -> str:
             return "$"
         return env.get(match.group(1), match.group(0))
     return _REFERENCE.sub(replace, text)
+
+
+class ContainerProcess(CeleryProcess):
+    """A container's command line (a script, not only celery) run from the image's
+    WORKDIR, logged, signalled and stopped as the tests' Celery processes are."""
+
+    def start(self) -> ContainerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        return self
 
 
 class Pod:
@@ -60,8 +70,6 @@ class Pod:
         self.secrets = secrets
         self.ports = dict(ports or {})
         self.env = self._environment(dict(overrides or {}))
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path: Path | None = None
 
     def _environment(self, overrides: dict[str, str]) -> dict[str, str]:
         env = {"PATH": IMAGE_PATH, "HOSTNAME": self.pod_name}
@@ -93,34 +101,6 @@ class Pod:
         """The container's command and args, expanded."""
         return [expand(word, self.env)
                 for word in [*self.spec.get("command", []), *self.spec.get("args", [])]]
-
-    def start(self, workdir: Path) -> Pod:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / f"{self.pod_name}.log"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-    def stop(self) -> None:
-        """SIGTERM, as the kubelet stops a container; SIGKILL if it outlives 30 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGCONT)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
     def probe(self, kind: str = "livenessProbe",
               env: Mapping[str, str] | None = None) -> bool:
@@ -163,15 +143,16 @@ class Pod:
 
 
 @contextmanager
-def running(pod: Pod, workdir: Path) -> Iterator[Pod]:
-    pod.start(workdir)
+def running(pod: Pod, workdir: Path) -> Iterator[ContainerProcess]:
+    """The pod's container, started; stopped (SIGTERM, as the kubelet stops it) at
+    the end."""
+    process = ContainerProcess(pod.argv, pod.env, workdir, pod.pod_name).start()
     try:
-        yield pod
+        yield process
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            pod.stop()
+        process.stop()
 
 
-def describe(pod: Pod, *_: Any) -> str:
-    """What a wait on `pod` reports when it times out: its log's end."""
-    return f"{pod.argv}: log ends with:\n{pod.log()[-2000:]}"
+def describe(process: ContainerProcess) -> str:
+    """What a wait on a container reports when it times out: its log's end."""
+    return f"{process.args}: log ends with:\n{process.log()[-2000:]}"

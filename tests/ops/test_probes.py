@@ -19,7 +19,7 @@ from spiral_tasks.testing.redis_server import RedisServer, free_port
 from spiral_tasks.testing.waiting import wait_until
 from tests.ops.awaited import awaited
 from tests.ops.manifests import container, find
-from tests.ops.pods import Pod, describe, running
+from tests.ops.pods import ContainerProcess, Pod, describe, running
 
 FLOWER_AUTH = "ops:not-the-real-password"
 
@@ -40,22 +40,22 @@ def test_worker_probe_pings_its_own_node_and_fails_when_it_hangs(
                                              "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
               ports={9099: metrics_port})
     assert pod.argv[-2:] == ["-n", "w@spiral-worker-5d8f9c-x7k2p"]
-    with running(pod, tmp_path):
+    with running(pod, tmp_path) as node:
         # Each probe that gets no reply takes its full --timeout: wait for the node to
         # be up before the first one.
-        wait_until(lambda: "ready." in pod.log(), 90, interval=0.2,
-                   message=lambda: describe(pod))
-        wait_until(pod.probe, 60, interval=1, message=lambda: describe(pod))
-        scrape_as_annotated(pod, redis_url)
+        wait_until(lambda: "ready." in node.log(), 90, interval=0.2,
+                   message=lambda: describe(node))
+        wait_until(pod.probe, 60, interval=1, message=lambda: describe(node))
+        scrape_as_annotated(pod, node, redis_url)
         # Another pod's probe does not count this node: each pod answers for itself.
         assert not pod.probe(env={"POD_NAME": "spiral-worker-5d8f9c-other"})
         # A node whose main process hangs (here: stopped) fails its probe.
-        os.kill(pod.pid, signal.SIGSTOP)
-        wait_until(lambda: process_state(pod.pid) == "T", 10, message="the node stopped")
+        os.kill(node.pid, signal.SIGSTOP)
+        wait_until(lambda: process_state(node.pid) == "T", 10, message="the node stopped")
         assert not pod.probe()
 
 
-def scrape_as_annotated(pod: Pod, redis_url: str) -> None:
+def scrape_as_annotated(pod: Pod, node: ContainerProcess, redis_url: str) -> None:
     """Once the node has done some work, Prometheus finds its metrics where the pod's
     annotations say (awaited: the exporter comes with wt-metrics)."""
     if awaited("spiral_tasks/metrics"):
@@ -74,15 +74,15 @@ def scrape_as_annotated(pod: Pod, redis_url: str) -> None:
         status, body = pod.http_get(path, port)
         return body if status == 200 and "spiral_store_duration_seconds" in body else ""
 
-    wait_until(scraped, 30, interval=0.5, message=lambda: describe(pod))
+    wait_until(scraped, 30, interval=0.5, message=lambda: describe(node))
 
 
 def test_beat_probe_passes_while_a_beat_holds_the_schedule(
         redis_url: str, tmp_path: Path) -> None:
     pod = Pod("Deployment", "spiral-beat", "spiral-beat-7c4d-q9w", secrets(redis_url))
     assert not pod.probe()  # no beat yet
-    with running(pod, tmp_path):
-        wait_until(pod.probe, 60, interval=0.5, message=lambda: describe(pod))
+    with running(pod, tmp_path) as beat:
+        wait_until(pod.probe, 60, interval=0.5, message=lambda: describe(beat))
     # Stopped cleanly, the beat released its lock: nothing schedules any more.
     assert not pod.probe()
 
@@ -94,9 +94,9 @@ def test_flower_probe_needs_no_password_but_flower_does(
     port = free_port()
     pod = Pod("Deployment", "spiral-flower", "spiral-flower-6b7f-m2c", secrets(redis_url),
               overrides={"FLOWER_PORT": str(port)}, ports={5555: port})
-    with running(pod, tmp_path):
+    with running(pod, tmp_path) as flower:
         wait_until(lambda: pod.probe("readinessProbe"), 60, interval=0.5,
-                   message=lambda: describe(pod))
+                   message=lambda: describe(flower))
         assert pod.probe("livenessProbe")
         assert pod.http_get("/", "http")[0] == 401
         token = base64.b64encode(FLOWER_AUTH.encode()).decode()
