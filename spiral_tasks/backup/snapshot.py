@@ -138,7 +138,9 @@ def _assemble(path: Path, head: bytes, body: Any) -> tuple[str, int]:
     digest = hashlib.sha256(head)
     partial = path.with_name(path.name + ".partial")
     lines = 1
-    with partial.open("wb") as out:
+    # Readable by its owner only: a backup holds every memory (and maybe the key).
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
         out.write(head)
         for raw in body:
             digest.update(raw)
