@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import sys
-import threading
 from pathlib import Path
 
 import click
 
 from spiral_tasks.backup import take
+from spiral_tasks.cli import progress
 from spiral_tasks.cli.storage import Failed, opened, settings, where
 
 EXIT_CODES_HELP = ("Exit codes: 0 written; 1 the storage cannot be opened or reached "
@@ -42,16 +41,10 @@ def command(out: Path, with_secret: bool, force: bool, as_json: bool) -> None:
         raise Failed(f"{out} exists: pass --force to replace it")
     if not out.resolve().parent.is_dir():
         raise Failed(f"{out.parent} is not a folder")
-    with opened(config, HELD) as engine:
-        tenants = engine.tenants()
-        guard = threading.Lock()
-        with click.progressbar(length=len(tenants), label="backing up",
-                               file=sys.stderr) as bar:
-            def advance(_: str) -> None:
-                with guard:
-                    bar.update(1)
-            summary = take(engine, out, source=where(config), with_secret=with_secret,
-                           on_tenant=advance)
+    with opened(config, HELD) as engine, \
+            progress.bar("backing up", len(engine.tenants())) as advance:
+        summary = take(engine, out, source=where(config), with_secret=with_secret,
+                       on_tenant=lambda _: advance())
     data = summary.to_json()
     if as_json:
         click.echo(json.dumps(data))

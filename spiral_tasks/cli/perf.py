@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 from celery.exceptions import TimeoutError as CeleryTimeout
 
-from spiral_tasks.cli import render
+from spiral_tasks.cli import progress, render
 from spiral_tasks.cli.connect import Unreachable, check_broker, workers
 from spiral_tasks.cli.options import TENANT
 from spiral_tasks.cli.storage import BadSettings, Failed, opened, settings, where
@@ -30,17 +27,6 @@ EXIT_CODES_HELP = ("Exit codes: 0 measured, the invariant holds and under 0.1% o
                    "--through-celery: the broker, or no worker answering); 2 bad "
                    "arguments or settings (PERF_ITERATIONS, PERF_CONCURRENCY...: nothing "
                    "done).")
-
-
-@contextmanager
-def progress_bar(label: str, length: int) -> Iterator[Callable[[], None]]:
-    """A progress bar on stderr, safe to advance from the workload's threads."""
-    guard = threading.Lock()
-    with click.progressbar(length=length, label=f"{label:<10}", file=sys.stderr) as bar:
-        def advance() -> None:
-            with guard:
-                bar.update(1)
-        yield advance
 
 
 #: What a run's operations are called in its figures.
@@ -80,7 +66,7 @@ def in_process(config: Settings, workload: inprocess.Workload, as_json: bool) ->
                    f"on {where(config)}, {workload.concurrency} concurrent callers, in "
                    "this process")
     with opened(engine_config, held, observer=waits) as engine:
-        report = inprocess.run(engine, waits, workload, progress_bar)
+        report = inprocess.run(engine, waits, workload, progress.bar)
     stats = report.stats.to_json()
     if as_json:
         click.echo(json.dumps(report.to_json()))
@@ -117,7 +103,7 @@ def remote_run(workload: inprocess.Workload, as_json: bool) -> bool:
                    f"{workload.concurrency} in flight, tenant {workload.tenant!r}, "
                    f"served by {', '.join(serving)}")
     try:
-        report = remote.run(app, workload, progress_bar)
+        report = remote.run(app, workload, progress.bar)
     except CeleryTimeout as exc:
         raise Failed(f"no answer within {remote.ANSWER_TIMEOUT_S:g} s: are the workers "
                      "still running? (what was sent stays queued)") from exc

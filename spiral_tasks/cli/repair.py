@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from typing import Any
 
 import click
 
-from spiral_tasks.cli import render
+from spiral_tasks.cli import progress, render
 from spiral_tasks.cli.options import TENANT
 from spiral_tasks.cli.storage import Failed, opened, settings, where
 from spiral_tasks.engine import SpiralMemory
@@ -65,12 +64,8 @@ def rebuild(engine: SpiralMemory, tenant: str | None, dry_run: bool,
     """The rebuild, with a progress bar on stderr over many tenants."""
     if len(tenants) <= 1:
         return engine.rebuild_stats(tenant, dry_run=dry_run)
-    guard = threading.Lock()
-    with click.progressbar(length=len(tenants), label="rebuilding", file=sys.stderr) as bar:
-        def advance(_: str) -> None:
-            with guard:
-                bar.update(1)
-        return engine.rebuild_stats(tenant, dry_run=dry_run, on_tenant=advance)
+    with progress.bar("rebuilding", len(tenants)) as advance:
+        return engine.rebuild_stats(tenant, dry_run=dry_run, on_tenant=lambda _: advance())
 
 
 def text_report(source: str, init_ms: float, state: dict[str, int], dry_run: bool,

@@ -4,13 +4,12 @@ only after the whole file checked out (see `spiral_tasks/backup/restore.py`)."""
 from __future__ import annotations
 
 import json
-import sys
-import threading
 from pathlib import Path
 
 import click
 
 from spiral_tasks.backup import BackupRefused, TargetNotEmpty, restore, verify
+from spiral_tasks.cli import progress
 from spiral_tasks.cli.storage import Failed, opened, settings
 
 EXIT_CODES_HELP = ("Exit codes: 0 restored; 1 refused (a damaged, truncated or "
@@ -39,19 +38,13 @@ def command(file: Path, replace: bool, as_json: bool) -> None:
         header = verify(file)  # refuse a bad file before even opening the store
     except BackupRefused as exc:
         raise Failed(f"refused {file}: {exc}; nothing was written") from exc
-    with opened(config, HELD) as engine:
-        guard = threading.Lock()
-        with click.progressbar(length=header.keys + header.index_entries,
-                               label="restoring", file=sys.stderr) as bar:
-            def advance(lines: int) -> None:
-                with guard:
-                    bar.update(lines)
-            try:
-                summary = restore(engine, file, replace=replace,
-                                  secret_configured=bool(config.sigil_secret),
-                                  on_lines=advance)
-            except (BackupRefused, TargetNotEmpty) as exc:
-                raise Failed(f"refused {file}: {exc}; nothing was written") from exc
+    with opened(config, HELD) as engine, \
+            progress.bar("restoring", header.keys + header.index_entries) as advance:
+        try:
+            summary = restore(engine, file, replace=replace,
+                              secret_configured=bool(config.sigil_secret), on_lines=advance)
+        except (BackupRefused, TargetNotEmpty) as exc:
+            raise Failed(f"refused {file}: {exc}; nothing was written") from exc
     data = summary.to_json()
     if as_json:
         click.echo(json.dumps(data))
