@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from spiral_tasks.backup import BackupRefused, TargetNotEmpty, restore, take, verify
-from spiral_tasks.backup.fileformat import trailer
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.keys import SIGIL_SECRET_KEY, TenantKeys
 from spiral_tasks.storage.base import Put, Storage
 from spiral_tasks.storage.factory import open_storage
 from spiral_tasks.testing.engines import engine_over
+from tests.backup.damage import (
+    flipped,
+    foreign_key,
+    miscounted,
+    truncated,
+    without_checksum,
+    wrong_version,
+)
 from tests.contents import contents, populate
 
 Opener = Callable[[str], SpiralMemory]
@@ -82,47 +87,6 @@ def test_a_backup_leaves_locks_and_generations_out(open_engine: Opener,
     text = (tmp_path / "b.jsonl").read_text()
     for left_out in (keys.generation, keys.lock, "meta:", "claim:"):
         assert left_out not in text
-
-
-def reseal(lines: list[bytes]) -> bytes:
-    """`lines` (header and records) with a checksum line that matches them."""
-    digest = hashlib.sha256(b"".join(lines)).hexdigest()
-    return b"".join(lines) + trailer(digest, len(lines))
-
-
-def truncated(data: bytes) -> bytes:
-    return data[:len(data) // 2]
-
-
-def without_checksum(data: bytes) -> bytes:
-    return b"".join(data.splitlines(keepends=True)[:-1])
-
-
-def flipped(data: bytes) -> bytes:
-    at = data.index(b"acme memory 3") + 5
-    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
-
-
-def miscounted(data: bytes) -> bytes:
-    lines = data.splitlines(keepends=True)[:-1]
-    header = orjson.loads(lines[0])
-    header["tenants"]["acme"]["keys"] += 1
-    header["totals"]["keys"] += 1
-    return reseal([orjson.dumps(header) + b"\n", *lines[1:]])
-
-
-def foreign_key(data: bytes) -> bytes:
-    lines = data.splitlines(keepends=True)[:-1]
-    line = orjson.loads(lines[3])
-    line["key"] = line["key"].replace("{acme}", "{zeta}")
-    return reseal([*lines[:3], orjson.dumps(line) + b"\n", *lines[4:]])
-
-
-def wrong_version(data: bytes) -> bytes:
-    lines = data.splitlines(keepends=True)[:-1]
-    header = orjson.loads(lines[0])
-    header["version"] = 99
-    return reseal([orjson.dumps(header) + b"\n", *lines[1:]])
 
 
 @pytest.mark.parametrize(("damage", "reason"), [
