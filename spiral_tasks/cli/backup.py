@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from spiral_tasks.backup import take
-from spiral_tasks.cli import progress
+from spiral_tasks.cli import progress, render
 from spiral_tasks.cli.storage import Failed, opened, settings, where
 
 EXIT_CODES_HELP = ("Exit codes: 0 written; 1 the storage cannot be opened or reached "
@@ -49,8 +49,7 @@ def command(out: Path, with_secret: bool, force: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data))
         return
-    click.echo(f"wrote {out}: {data['tenants']} tenant(s), {data['keys']} keys, "
-               f"{data['index_entries']} index entries, {data['bytes']:,} bytes in "
+    click.echo(f"wrote {out}: {render.backup_counts(data)}, {data['bytes']:,} bytes in "
                f"{data['duration_ms']:.0f} ms")
     click.echo(f"checksum {data['checksum']}; sigil key "
                + ("included (keep the file secret)" if with_secret else

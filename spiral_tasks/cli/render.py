@@ -70,3 +70,9 @@ def gc_report(report: dict[str, Any]) -> str:
     return (f"collected {report['collected']}, remaining {report['remaining']}, "
             f"{report['duration_ms']:.2f} ms of a {report['time_budget_ms']:g} ms "
             f"budget ({state})")
+
+
+def backup_counts(summary: dict[str, Any]) -> str:
+    """What a backup or restore summary counts, in words."""
+    return (f"{summary['tenants']} tenant(s), {summary['keys']} keys, "
+            f"{summary['index_entries']} index entries")

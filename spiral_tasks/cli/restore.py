@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from spiral_tasks.backup import BackupRefused, TargetNotEmpty, restore, verify
-from spiral_tasks.cli import progress
+from spiral_tasks.cli import progress, render
 from spiral_tasks.cli.storage import Failed, opened, settings
 
 EXIT_CODES_HELP = ("Exit codes: 0 restored; 1 refused (a damaged, truncated or "
@@ -45,14 +45,12 @@ def command(file: Path, replace: bool, as_json: bool) -> None:
                               secret_configured=bool(config.sigil_secret), on_lines=advance)
         except (BackupRefused, TargetNotEmpty) as exc:
             raise Failed(f"refused {file}: {exc}; nothing was written") from exc
-    data = summary.to_json()
     if as_json:
-        click.echo(json.dumps(data))
+        click.echo(json.dumps(summary.to_json()))
         return
-    click.echo(f"restored {file}: {data['tenants']} tenant(s), {data['keys']} keys, "
-               f"{data['index_entries']} index entries in {data['duration_ms']:.0f} ms"
-               + (f" (replaced {len(summary.replaced)} tenant(s))" if summary.replaced
-                  else ""))
+    replaced = f" (replaced {len(summary.replaced)} tenant(s))" if summary.replaced else ""
+    click.echo(f"restored {file}: {render.backup_counts(summary.to_json())} in "
+               f"{summary.duration_ms:.0f} ms{replaced}")
     for warning in summary.warnings:
         click.echo(f"note: {warning}")
     click.echo("rebuild check: " + ("clean" if summary.rebuild_clean else
