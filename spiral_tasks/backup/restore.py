@@ -111,7 +111,7 @@ def _sigil_key(engine: SpiralMemory, header: Header, configured: bool) -> list[s
     """Install the file's sigil key when it carries one and the target configures
     none; otherwise say when the target signs under another key than the source."""
     mine = engine.context.sigils.fingerprint
-    if header.sigil_fingerprint == mine:
+    if header.sigil_fingerprint == mine or not header.tenants:
         return []
     if header.sigil_secret is not None and not configured:
         engine.storage.set(SIGIL_SECRET_KEY, header.sigil_secret)

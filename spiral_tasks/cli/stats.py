@@ -25,8 +25,9 @@ EXIT_CODES_HELP = ("Exit codes: 0 done; 1 the storage cannot be opened or reache
 def command(tenant: str, as_json: bool, verbose: bool) -> None:
     """A tenant's total, spirals and node records, and the invariant (total == sum of
     the spirals' node counts == node records), read under the tenant's lock."""
-    held = ("ask it instead: celery -A spiral_tasks call spiral.stats --kwargs "
-            f"'{{\"tenant\": \"{tenant}\"}}', or stop the worker")
+    held = ("stop the worker, or ask it (celery -A spiral_tasks call spiral.stats "
+            f"--kwargs '{{\"tenant\": \"{tenant}\"}}', then celery -A spiral_tasks "
+            "result <task id>)")
     with opened(settings(), held) as engine:
         stats = engine.stats(tenant).to_json()
     click.echo(json.dumps(stats) if as_json else render.stats(stats, verbose))
