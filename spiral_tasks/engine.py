@@ -130,12 +130,17 @@ class SpiralMemory:
         self.observer.gc_ran(report)
         return report
 
-    def rebuild_stats(self, tenant: str | None = None) -> RebuildReport:
+    def rebuild_stats(self, tenant: str | None = None, *, dry_run: bool = False,
+                      on_tenant: Callable[[str], None] | None = None) -> RebuildReport:
         """Recompute every spiral and counter from the node records in storage, and
-        write what differs. Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
+        write what differs (`dry_run`: only report it; observers hear of a rebuild
+        that wrote, not of a look). `on_tenant` hears of each tenant done.
+        Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
-        report = rebuild.rebuild(self.context, self.sections, tenants)
-        self.observer.rebuilt(report)
+        report = rebuild.rebuild(self.context, self.sections, tenants, dry_run=dry_run,
+                                 on_tenant=on_tenant)
+        if not dry_run:
+            self.observer.rebuilt(report)
         return report
 
     def stats(self, tenant: str = "default") -> TenantStats:

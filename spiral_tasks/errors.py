@@ -50,6 +50,11 @@ class StorageUnavailable(SpiralError):
     """The storage backend cannot be opened or reached."""
 
 
+class StorageHeld(StorageUnavailable):
+    """Another process holds the storage (LevelDB admits one process at a time): a
+    command-line program says what to run instead, e.g. send the work to that worker."""
+
+
 class ConfigError(SpiralError, ValueError):
     """One or more settings are malformed or cannot work together."""
 

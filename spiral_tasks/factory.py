@@ -9,6 +9,7 @@ from spiral_tasks.coordination.base import Coordinator
 from spiral_tasks.coordination.local import LocalCoordinator
 from spiral_tasks.coordination.unlocked import UnlockedCoordinator
 from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.factory import storage_from
 
@@ -33,8 +34,10 @@ def open_coordinator(storage: Storage, locks: LockPolicy | None = None) -> Coord
     return LocalCoordinator(storage, locks.wait_s)
 
 
-def open_engine(settings: Settings | None = None) -> SpiralMemory:
+def open_engine(settings: Settings | None = None,
+                observer: Observer = NO_OBSERVER) -> SpiralMemory:
+    """An engine over the backend the settings select, reporting to `observer`."""
     settings = settings or current()
     storage = storage_from(settings)
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
-                        settings.gc, sigil_secret=settings.sigil_secret)
+                        settings.gc, sigil_secret=settings.sigil_secret, observer=observer)

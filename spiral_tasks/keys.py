@@ -110,6 +110,16 @@ class TenantKeys:
     def generation(self) -> str:
         return self.namespace + "generation"
 
+    @property
+    def indexes(self) -> tuple[str, ...]:
+        """Every ordered index of the tenant (storage cannot list indexes)."""
+        return (self.gc_queue, self.tombstone_queue)
+
+    @property
+    def coordination(self) -> tuple[str, ...]:
+        """Keys that say who may write now, not what is stored: a backup leaves them."""
+        return (self.lock, self.generation)
+
     def tombstone(self, memory_id: str) -> str:
         return self.tombstones + memory_id
 

@@ -151,23 +151,39 @@ HEARTBEAT_EVERY = 20_000
 COMMIT_CHUNK = 5000
 
 
-def rebuild(ctx: Context, sections: Sections, tenants: list[str]) -> RebuildReport:
+def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bool = False,
+            on_tenant: Callable[[str], None] | None = None) -> RebuildReport:
     """Rebuild each tenant under its lock, kept alive while the scan runs; a lock lost
     meanwhile raises `LockLost` (nothing of that tenant's corrections was written
-    after the loss) and the caller retries."""
+    after the loss) and the caller retries.
+
+    `dry_run` computes the same report under the same locks and writes nothing (no
+    correction, no event): what `spiral repair --dry-run` shows. `on_tenant` is called
+    after each tenant, so a caller can show progress over many.
+    """
     started = time.perf_counter()
     report = RebuildReport()
     for tenant in tenants:
         with sections.enter(tenant) as section:
             part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
-            for start in range(0, len(writes), COMMIT_CHUNK):
-                section.fence.extend()
-                section.stage(*writes[start:start + COMMIT_CHUNK])
-                section.commit(final=start + COMMIT_CHUNK >= len(writes))
+            if not dry_run:
+                _commit_in_chunks(section, writes)
         report.extend(part)
+        if on_tenant is not None:
+            on_tenant(tenant)
     report.duration_ms = (time.perf_counter() - started) * 1000
-    sections.storage.apply([events.event(events.REBUILD_STATS, report.to_json())])
+    if not dry_run:
+        sections.storage.apply([events.event(events.REBUILD_STATS, report.to_json())])
     return report
+
+
+def _commit_in_chunks(section: Section, writes: list[Write]) -> None:
+    """Commit `writes` in chunks, so one Redis script stays small, extending the lock
+    before each."""
+    for start in range(0, len(writes), COMMIT_CHUNK):
+        section.fence.extend()
+        section.stage(*writes[start:start + COMMIT_CHUNK])
+        section.commit(final=start + COMMIT_CHUNK >= len(writes))
 
 
 def rebuild_tenant(ctx: Context, section: Section,

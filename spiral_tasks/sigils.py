@@ -20,6 +20,8 @@ from spiral_tasks.keys import SIGIL_SECRET_KEY
 from spiral_tasks.storage.base import Storage
 
 SIGIL_HEX_CHARS = 32
+#: What a fingerprint signs: no tenant name can contain a space, so no sigil equals it.
+FINGERPRINT_MESSAGE = b"spiral sigil key fingerprint"
 
 
 class Sigils:
@@ -37,6 +39,19 @@ class Sigils:
         if not isinstance(stored, str):
             raise ValueError(f"{SIGIL_SECRET_KEY} does not hold a secret")
         return cls(stored.encode())
+
+    @property
+    def secret(self) -> str:
+        """The key itself: for a backup asked to carry it (`spiral backup
+        --with-secret`), never for a log."""
+        return self._secret.decode()
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the key without revealing it: two stores sign alike iff their
+        fingerprints match (a backup records it, a restore compares)."""
+        return hmac.new(self._secret, FINGERPRINT_MESSAGE,
+                        hashlib.sha256).hexdigest()[:SIGIL_HEX_CHARS]
 
     def sign(self, tenant: str, memory_id: str) -> str:
         message = f"{tenant}\x00{memory_id}".encode()

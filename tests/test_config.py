@@ -7,6 +7,7 @@ from spiral_tasks.config import (
     GcPolicy,
     Limits,
     LockPolicy,
+    PerfSettings,
     Settings,
     StorageKind,
 )
@@ -36,6 +37,12 @@ def test_every_limit_is_overridable() -> None:
     assert settings.locks == LockPolicy(wait_s=0.5, ttl_s=1.5)
     assert settings.tasks.visibility_timeout_s == 600
     assert settings.db_path == "/data/db"
+
+
+def test_the_perf_workload_is_the_runbooks() -> None:
+    assert Settings.from_env({}).perf == PerfSettings(iterations=1000, concurrency=8)
+    assert Settings.from_env({"PERF_ITERATIONS": "2000", "PERF_CONCURRENCY": "50"}).perf \
+        == PerfSettings(iterations=2000, concurrency=50)
 
 
 def test_beat_defaults_and_overrides() -> None:
@@ -78,6 +85,9 @@ def test_redis_url_selects_redis() -> None:
      "above 0.1"),
     ({"SPIRAL_GC_TIME_BUDGET_MS": "60000", "SPIRAL_GC_TIME_LIMIT_S": "61"},
      "must be below the GC task's soft time limit (56 s"),
+    ({"PERF_ITERATIONS": "lots"}, "PERF_ITERATIONS='lots': expected a whole number"),
+    ({"PERF_ITERATIONS": "0"}, "PERF_ITERATIONS='0': must be at least 1"),
+    ({"PERF_CONCURRENCY": "5000"}, "PERF_CONCURRENCY='5000': must be at most 1000"),
 ])
 def test_a_bad_setting_is_named_with_its_value(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

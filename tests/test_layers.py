@@ -8,7 +8,8 @@ import sys
 import pytest
 
 ENGINE_MODULES = ["spiral_tasks", "spiral_tasks.engine", "spiral_tasks.section",
-                  "spiral_tasks.store", "spiral_tasks.gc.run", "spiral_tasks.rebuild"]
+                  "spiral_tasks.store", "spiral_tasks.gc.run", "spiral_tasks.rebuild",
+                  "spiral_tasks.backup", "spiral_tasks.perf.inprocess"]
 FORBIDDEN = ["redis", "plyvel", "celery", "kombu"]
 
 

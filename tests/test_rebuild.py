@@ -125,3 +125,19 @@ def test_rebuild_of_every_tenant_sums_up(engine: SpiralMemory) -> None:
     assert report.total_nodes == 10
     assert [c.key for c in report.corrected_counters] == [TenantKeys("b").memory_count]
     assert engine.rebuild_stats(tenant="a").total_nodes == 5
+
+
+def test_a_dry_run_reports_the_corrections_and_writes_nothing(engine: SpiralMemory) -> None:
+    first = populate(engine)[0]
+    engine.storage.set(KEYS.memory_count, 3)
+    engine.storage.delete(KEYS.sigil(engine.storage.get(KEYS.memory(first))["sigil"]))
+    before = {k: engine.storage.get(k) for k in engine.storage.keys(KEYS.namespace)}
+    done: list[str] = []
+    report = engine.rebuild_stats(dry_run=True, on_tenant=done.append)
+    assert [c.key for c in report.corrected_counters] == [KEYS.memory_count]
+    assert report.sigil_fixes == 1
+    assert done == ["default"]
+    assert {k: engine.storage.get(k) for k in engine.storage.keys(KEYS.namespace)} == before
+    assert engine.rebuild_stats().to_json()["corrected_counters"] == \
+        report.to_json()["corrected_counters"]  # the real run does what was shown
+    assert engine.rebuild_stats(dry_run=True).clean

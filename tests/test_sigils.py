@@ -19,6 +19,13 @@ def test_a_sigil_is_keyed_by_secret_tenant_and_id() -> None:
     assert sigils.sign("t:a", "b") != sigils.sign("t", "a:b")  # no ambiguous joins
 
 
+def test_a_fingerprint_names_the_secret_without_showing_it() -> None:
+    assert Sigils(b"secret").fingerprint == Sigils(b"secret").fingerprint
+    assert Sigils(b"secret").fingerprint != Sigils(b"other").fingerprint
+    assert "secret" not in Sigils(b"secret").fingerprint
+    assert Sigils(b"secret").secret == "secret"
+
+
 def test_a_generated_secret_is_kept_and_a_configured_one_wins(storage: Storage) -> None:
     generated = Sigils.load(storage, None)
     assert isinstance(storage.get(SIGIL_SECRET_KEY), str)

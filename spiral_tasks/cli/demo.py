@@ -172,7 +172,8 @@ def where(settings: Settings) -> str:
 
 
 
-@click.command(name="spiral-demo", epilog=EXIT_CODES_HELP)
+@click.command(name="spiral-demo", epilog=EXIT_CODES_HELP,
+               short_help="The system at work, end to end, through a worker.")
 @click.option("--count", type=COUNT, default=500, show_default=True,
               help="Memories to store.")
 @click.option("--tenant", type=TENANT, default="demo", show_default=True,

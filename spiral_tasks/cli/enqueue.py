@@ -47,7 +47,8 @@ def planned_calls(contents: tuple[str, ...], count: int, tenant: str, depth: str
     return [stores, *after] if stores else after
 
 
-@click.command(name="spiral-enqueue", epilog=EXIT_CODES_HELP)
+@click.command(name="spiral-enqueue", epilog=EXIT_CODES_HELP,
+               short_help="Send stores and maintenance tasks to running workers.")
 @click.argument("contents", nargs=-1)
 @click.option("--count", type=COUNT, default=10, show_default=True,
               help="Memories to generate when no CONTENTS are given.")

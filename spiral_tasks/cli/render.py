@@ -26,15 +26,17 @@ def rebuild_report(report: dict[str, Any], verbose: bool = False) -> str:
         f"Queue/sigil fixes:   {report['queue_fixes']}/{report['sigil_fixes']}",
     ]
     for fix in report["corrected_spirals"]:
-        before, after = fix["before"], fix["after"]
+        before, after, delta = fix["before"], fix["after"], fix["deltas"]
         lines += [
             f"  spiral {fix['spiral_id']} ({fix['type']}, tenant {fix['tenant']})",
             f"    node count: {before['node_count']} -> {after['node_count']} "
-            f"(delta {after['node_count'] - before['node_count']:+d})",
-            f"    avg depth:  {before['average_depth']:.3f} -> {after['average_depth']:.3f}",
+            f"(delta {delta['node_count']:+d})",
+            f"    avg depth:  {before['average_depth']:.3f} -> {after['average_depth']:.3f} "
+            f"(delta {delta['average_depth']:+.3f})",
             f"    radius:     {before['current_radius']:.3f} -> "
-            f"{after['current_radius']:.3f}",
-            f"    turns:      {before['total_turns']} -> {after['total_turns']}",
+            f"{after['current_radius']:.3f} (delta {delta['current_radius']:+.3f})",
+            f"    turns:      {before['total_turns']} -> {after['total_turns']} "
+            f"(delta {delta['total_turns']:+d})",
         ]
     if verbose:
         lines += [f"  counter {c['key']}: {c['before']} -> {c['after']}"
@@ -68,3 +70,9 @@ def gc_report(report: dict[str, Any]) -> str:
     return (f"collected {report['collected']}, remaining {report['remaining']}, "
             f"{report['duration_ms']:.2f} ms of a {report['time_budget_ms']:g} ms "
             f"budget ({state})")
+
+
+def backup_counts(summary: dict[str, Any]) -> str:
+    """What a backup or restore summary counts, in words."""
+    return (f"{summary['tenants']} tenant(s), {summary['keys']} keys, "
+            f"{summary['index_entries']} index entries")

@@ -9,6 +9,7 @@ from spiral_tasks.config.settings import (
     GcPolicy,
     Limits,
     LockPolicy,
+    PerfSettings,
     RetryPolicy,
     Settings,
     StorageKind,
@@ -16,5 +17,5 @@ from spiral_tasks.config.settings import (
     current,
 )
 
-__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "RetryPolicy", "Settings",
-           "StorageKind", "TaskSettings", "current"]
+__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "PerfSettings", "RetryPolicy",
+           "Settings", "StorageKind", "TaskSettings", "current"]

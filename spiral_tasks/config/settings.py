@@ -131,6 +131,20 @@ def beat_lock_problem(lock_timeout_s: float, max_interval_s: float,
 
 
 @dataclass(frozen=True)
+class PerfSettings:
+    """`spiral perf`'s workload (the runbook's `PERF_ITERATIONS`, `PERF_CONCURRENCY`):
+    how many operations, from how many concurrent callers."""
+
+    iterations: int = 1000
+    concurrency: int = 8
+
+
+#: Bounds of the perf workload: beyond them, a typo (or a job for benchmarks/).
+MAX_PERF_ITERATIONS = 10_000_000
+MAX_PERF_CONCURRENCY = 1000
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageKind = StorageKind.LEVEL
     db_path: str = "./spiraldb"
@@ -141,14 +155,15 @@ class Settings:
     locks: LockPolicy = field(default_factory=LockPolicy)
     tasks: TaskSettings = field(default_factory=TaskSettings)
     beat: BeatSettings = field(default_factory=BeatSettings)
+    perf: PerfSettings = field(default_factory=PerfSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; raise one `ConfigError` listing each bad one."""
         read = Environment(os.environ if env is None else env)
         redis_url = read.redis_url("REDIS_URL")
-        limits, gc, locks, beat = (DEFAULTS.limits, DEFAULTS.gc, DEFAULTS.locks,
-                                   DEFAULTS.beat)
+        limits, gc, locks, beat, perf = (DEFAULTS.limits, DEFAULTS.gc, DEFAULTS.locks,
+                                         DEFAULTS.beat, DEFAULTS.perf)
         settings = cls(
             storage=_storage_kind(read, redis_url),
             db_path=read.text("SPIRAL_DB_PATH", DEFAULTS.db_path),
@@ -182,6 +197,12 @@ class Settings:
                 max_interval_s=read.number("SPIRAL_BEAT_MAX_INTERVAL_S", beat.max_interval_s,
                                            unit="seconds"),
                 lock_timeout_s=_optional_seconds(read, "SPIRAL_BEAT_LOCK_TIMEOUT_S"),
+            ),
+            perf=PerfSettings(
+                iterations=read.integer("PERF_ITERATIONS", perf.iterations,
+                                        maximum=MAX_PERF_ITERATIONS),
+                concurrency=read.integer("PERF_CONCURRENCY", perf.concurrency,
+                                         maximum=MAX_PERF_CONCURRENCY),
             ),
         )
         read.check()

@@ -20,7 +20,7 @@ from typing import Any
 
 import plyvel
 
-from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.errors import StorageHeld, StorageUnavailable
 from spiral_tasks.storage.base import (
     EncodedPut,
     EncodedWrite,
@@ -71,8 +71,12 @@ class LevelStorage(Storage):
         try:
             self._db = plyvel.DB(str(self.path), create_if_missing=True)
         except plyvel.IOError as exc:
-            raise StorageUnavailable(
-                f"cannot open LevelDB at {self.path}: {_plain(exc)}. LevelDB admits one "
+            message = _plain(exc)
+            # LevelDB's own words when another process holds the folder's LOCK file
+            # ("lock .../LOCK: Resource temporarily unavailable"): a worker, usually.
+            error = StorageHeld if "/LOCK:" in message else StorageUnavailable
+            raise error(
+                f"cannot open LevelDB at {self.path}: {message}. LevelDB admits one "
                 "process at a time: stop the process that holds it, or send the work to "
                 "it as a task (spiral-enqueue).") from exc
 

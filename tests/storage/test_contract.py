@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.errors import StorageHeld, StorageUnavailable
 from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, Put, Storage
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.redis import RedisStorage
@@ -294,8 +294,7 @@ def test_level_storage_persists_across_reopen(tmp_path: Any) -> None:
 
 
 def test_level_storage_refuses_a_second_process(tmp_path: Any) -> None:
-    with LevelStorage(tmp_path / "db"), pytest.raises(StorageUnavailable,
-                                                      match="one process"):
+    with LevelStorage(tmp_path / "db"), pytest.raises(StorageHeld, match="one process"):
         LevelStorage(tmp_path / "db").init()
 
 

@@ -1,0 +1,339 @@
+"""The backup file: JSON lines, a header first, a checksum last.
+
+    {"format": "spiral-backup", "version": 1, "created": ..., "source": ...,
+     "tenants": {"acme": {"keys": 41, "index_entries": 30}, ...},
+     "totals": {...}, "sigil": {"fingerprint": ..., "secret": ... (only if asked)}}
+    {"tenant": "acme", "key": "t:{acme}:mem:m1", "value": {...}}
+    {"tenant": "acme", "index": "t:{acme}:gcq", "member": "m1", "score": 1712.5}
+    ...
+    {"checksum": "sha256:<hex of every line above, newlines included>", "lines": N}
+
+Each line is canonical JSON (sorted keys), so the same data always gives the same
+lines. A tenant's lines are contiguous and in the header's order. `verify` reads a
+whole file and refuses it, naming the line, when anything is off: a missing or
+changed trailer (a truncated or edited file), a checksum that does not match (one
+flipped byte), a header whose counts or tenants disagree with the lines, a key
+outside its tenant's namespace, a value that does not decode as what its key holds.
+A restore calls it before it writes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from spiral_tasks import validation
+from spiral_tasks.errors import InvalidArgument, SpiralError
+from spiral_tasks.keys import TenantKeys, tenant_marker
+from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.storage import codec
+
+FORMAT = "spiral-backup"
+VERSION = 1
+CHECKSUM_PREFIX = "sha256:"
+
+
+class BackupRefused(SpiralError):
+    """The file is not a complete, intact backup this version can restore: nothing
+    was written."""
+
+
+@dataclass(frozen=True)
+class KeyLine:
+    """A key of a tenant (its records, spirals, counters, sigils, tombstones, store
+    ticks) or the tenant's marker, with its value."""
+
+    tenant: str
+    key: str
+    value: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "key": self.key, "value": self.value}
+
+
+@dataclass(frozen=True)
+class IndexLine:
+    """An entry of one of a tenant's ordered indexes (the GC queue, the tombstones'
+    expiry queue), with its score."""
+
+    tenant: str
+    index: str
+    member: str
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "index": self.index, "member": self.member,
+                "score": self.score}
+
+
+Line = KeyLine | IndexLine
+
+
+@dataclass
+class TenantCounts:
+    keys: int = 0
+    index_entries: int = 0
+
+    def count(self, line: Line) -> None:
+        if isinstance(line, KeyLine):
+            self.keys += 1
+        else:
+            self.index_entries += 1
+
+    def to_json(self) -> dict[str, int]:
+        return {"keys": self.keys, "index_entries": self.index_entries}
+
+
+@dataclass
+class Header:
+    created: str
+    source: str
+    tenants: dict[str, TenantCounts] = field(default_factory=dict)
+    sigil_fingerprint: str = ""
+    sigil_secret: str | None = None
+
+    @property
+    def keys(self) -> int:
+        return sum(c.keys for c in self.tenants.values())
+
+    @property
+    def index_entries(self) -> int:
+        return sum(c.index_entries for c in self.tenants.values())
+
+    def to_json(self) -> dict[str, Any]:
+        sigil = {"fingerprint": self.sigil_fingerprint}
+        if self.sigil_secret is not None:
+            sigil["secret"] = self.sigil_secret
+        return {"format": FORMAT, "version": VERSION, "created": self.created,
+                "source": self.source,
+                "tenants": {t: c.to_json() for t, c in self.tenants.items()},
+                "totals": {"tenants": len(self.tenants), "keys": self.keys,
+                           "index_entries": self.index_entries},
+                "sigil": sigil}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Header:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise BackupRefused(f"line 1 is not a {FORMAT} header")
+        if data.get("version") != VERSION:
+            raise BackupRefused(f"line 1: version {data.get('version')!r} is not one this "
+                                f"program restores (it restores version {VERSION})")
+        try:
+            tenants = {validation.name("tenant", t): TenantCounts(int(c["keys"]),
+                                                                  int(c["index_entries"]))
+                       for t, c in data["tenants"].items()}
+            sigil = data["sigil"]
+            header = cls(str(data["created"]), str(data["source"]), tenants,
+                         str(sigil["fingerprint"]), sigil.get("secret"))
+            totals = data["totals"]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BackupRefused(f"line 1: a malformed header ({exc})") from exc
+        if totals != header.to_json()["totals"]:
+            raise BackupRefused("line 1: the header's totals disagree with its tenants")
+        return header
+
+
+def encode(data: dict[str, Any]) -> bytes:
+    """One line: canonical JSON and a newline."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def trailer(digest: str, lines: int) -> bytes:
+    return encode({"checksum": CHECKSUM_PREFIX + digest, "lines": lines})
+
+
+# --- reading -----------------------------------------------------------------------
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _is_memory(name: str, tenant: str, value: Any) -> bool:
+    memory = Memory.from_json(value)
+    return memory.id == name and memory.tenant == tenant
+
+
+def _is_spiral(name: str, tenant: str, value: Any) -> bool:
+    spiral = Spiral.from_json(value)
+    return spiral.id == name and spiral.tenant == tenant
+
+
+#: What the keys of a tenant hold, by what follows its namespace: `check(name after
+#: the prefix, tenant, value)`.
+Check = Callable[[str, str, Any], bool]
+_PREFIXED: dict[str, Check] = {
+    "mem:": _is_memory,
+    "spiral:": _is_spiral,
+    "spiral_count:": lambda _, __, v: _is_int(v),
+    "sigil:": lambda _, __, v: isinstance(v, str),
+    "tomb:": lambda _, __, v: _is_number(v),
+}
+_EXACT: dict[str, Check] = {"memory_count": lambda _, __, v: _is_int(v),
+                            "store_ticks": lambda _, __, v: _is_int(v)}
+
+
+def check_key_value(tenant: str, key: str, value: Any) -> str | None:
+    """Why `key` with `value` cannot be a key of `tenant` (None: it can)."""
+    keys = TenantKeys(tenant)
+    if key == tenant_marker(tenant):
+        return None
+    if not key.startswith(keys.namespace):
+        return f"key {key[:80]!r} is outside tenant {tenant!r}'s namespace"
+    if key in keys.coordination:
+        return f"key {key!r} is a lock's, never backed up"
+    rest = key[len(keys.namespace):]
+    found = (rest, "", _EXACT[rest]) if rest in _EXACT else next(
+        ((rest, prefix, c) for prefix, c in _PREFIXED.items()
+         if rest.startswith(prefix) and rest != prefix), None)
+    if found is None:
+        return f"key {key[:80]!r} is of no kind this version knows"
+    _, prefix, check = found
+    try:
+        codec.encode(value)
+        ok = check(rest[len(prefix):], tenant, value)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        ok = False
+    return None if ok else f"the value of {key[:80]!r} does not decode as what it holds"
+
+
+def parse_line(raw: bytes, number: int) -> Line:
+    """A record line, checked; `BackupRefused` naming line `number` if it is bad."""
+    try:
+        data = orjson.loads(raw)
+        tenant = validation.name("tenant", data["tenant"])
+        line: Line
+        if "key" in data:
+            key, value = str(data["key"]), data["value"]
+            line, problem = KeyLine(tenant, key, value), check_key_value(tenant, key, value)
+        else:
+            entry = IndexLine(tenant, str(data["index"]), str(data["member"]),
+                              data["score"])
+            line, problem = entry, _index_problem(entry)
+    except (orjson.JSONDecodeError, KeyError, TypeError, InvalidArgument) as exc:
+        raise BackupRefused(f"line {number}: not a record ({exc})") from exc
+    if problem:
+        raise BackupRefused(f"line {number}: {problem}")
+    return line
+
+
+def _index_problem(line: IndexLine) -> str | None:
+    if line.index not in TenantKeys(line.tenant).indexes:
+        return f"index {line.index[:80]!r} is not one of tenant {line.tenant!r}'s"
+    if not _is_number(line.score):
+        return f"score {line.score!r} is not a finite number"
+    try:
+        validation.memory_id("member", line.member)
+    except InvalidArgument as exc:
+        return str(exc)
+    return None
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of the file, counting from 1."""
+    with path.open("rb") as file:
+        yield from enumerate(file, start=1)
+
+
+def verify(path: Path) -> Header:
+    """The file's header, once every line has been checked (see the module's doc);
+    `BackupRefused` with one line saying what is wrong otherwise. The checksum is
+    checked first, so a damaged file is called damaged, whatever line it hit."""
+    last = _check_integrity(path)
+    header: Header | None = None
+    seen: dict[str, TenantCounts] = {}
+    names: set[tuple[str, str]] = set()
+    for number, raw in read_lines(path):
+        if number == 1:
+            header = _header(raw)
+        elif number < last:
+            assert header is not None
+            _check_record(parse_line(raw, number), number, header, seen, names)
+    assert header is not None
+    for tenant, counts in header.tenants.items():
+        found = seen.get(tenant, TenantCounts())
+        if found != counts:
+            raise BackupRefused(f"the header counts {counts.to_json()} for tenant "
+                                f"{tenant!r}, the file holds {found.to_json()}")
+    return header
+
+
+def _check_integrity(path: Path) -> int:
+    """The number of the checksum line, once it matches every line before it."""
+    digest = hashlib.sha256()
+    last: tuple[int, bytes] | None = None
+    for number, raw in read_lines(path):
+        if last is not None:
+            digest.update(last[1])
+        last = (number, raw)
+    if last is None:
+        raise BackupRefused("the file is empty")
+    number, raw = last
+    try:
+        data = orjson.loads(raw)
+        checksum, lines = data["checksum"], data["lines"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BackupRefused(f"line {number}: the file does not end with its checksum "
+                            "line: truncated or edited") from exc
+    if lines != number - 1 or number < 2:
+        raise BackupRefused(f"line {number}: the checksum line counts {lines} lines before "
+                            f"it, the file has {number - 1}: truncated or edited")
+    if checksum != CHECKSUM_PREFIX + digest.hexdigest():
+        raise BackupRefused(f"checksum mismatch: the file says {str(checksum)[:80]}, its "
+                            f"lines hash to {CHECKSUM_PREFIX}{digest.hexdigest()}: the file "
+                            "was changed or damaged")
+    return number
+
+
+def _header(raw: bytes) -> Header:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BackupRefused(f"line 1 is not a {FORMAT} header ({exc})") from exc
+    return Header.from_json(data)
+
+
+def _check_record(line: Line, number: int, header: Header, seen: dict[str, TenantCounts],
+                  names: set[tuple[str, str]]) -> None:
+    """A record in its place: its tenant in the header, in the header's order, its
+    lines together, no name twice."""
+    if line.tenant not in header.tenants:
+        raise BackupRefused(f"line {number}: tenant {line.tenant!r} is not in the header")
+    if line.tenant not in seen:
+        order = list(header.tenants)
+        if len(seen) >= len(order) or order[len(seen)] != line.tenant:
+            raise BackupRefused(f"line {number}: tenant {line.tenant!r} is out of the "
+                                "header's order")
+        seen[line.tenant] = TenantCounts()
+    elif next(reversed(seen)) != line.tenant:
+        raise BackupRefused(f"line {number}: tenant {line.tenant!r}'s lines are not "
+                            "together")
+    name = line.key if isinstance(line, KeyLine) else f"{line.index}\x00{line.member}"
+    if (line.tenant, name) in names:
+        raise BackupRefused(f"line {number}: a second line for {name[:80]!r}")
+    names.add((line.tenant, name))
+    seen[line.tenant].count(line)
+
+
+def records(path: Path) -> Iterator[Line]:
+    """The record lines of a file `verify` accepted, in order."""
+    for number, raw in read_lines(path):
+        if number == 1:
+            continue
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BackupRefused(f"line {number} changed since it was verified") from exc
+        if "checksum" in data:
+            return
+        yield parse_line(raw, number)
