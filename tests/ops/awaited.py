@@ -15,8 +15,6 @@ from pathlib import Path
 from tests.ops.manifests import ROOT
 
 AWAITED = {
-    "spiral": "wt-cli: spiral repair|stats|backup|restore|perf",
-    "spiral-repair": "wt-cli: the alias of spiral repair",
     "spiral_tasks/metrics": "wt-metrics: each worker node's Prometheus exporter",
 }
 
