@@ -96,7 +96,6 @@ class PublishedPorts:
     Redis listens. The tests always reach a container through its published port.
     """
 
-    _container: Any
     ports: Any
 
     def get_addr(self, port: str) -> tuple[str, int]:
@@ -219,26 +218,19 @@ def default_worker_env(celery_broker_cluster: CeleryBrokerCluster) -> dict[str, 
             "PYTHONUNBUFFERED": "1"}
 
 
-#: The worker container, like pytest-celery's own but without its volume at /app
-#: (where the image keeps the project) and started with the image's script.
-default_worker_container = container(
-    image="{celery_base_worker_image.id}",
-    environment=fxtr("default_worker_env"),
-    network="{default_pytest_celery_network.name}",
-    wrapper_class=SpiralWorkerContainer,
-    timeout=60,
-    command=fxtr("default_worker_command"),
-)
-
+#: A worker container, like pytest-celery's own but without its volume at /app (where
+#: the image keeps the project) and started with the image's script.
+WORKER_CONTAINER: dict[str, Any] = {
+    "image": "{celery_base_worker_image.id}",
+    "environment": fxtr("default_worker_env"),
+    "network": "{default_pytest_celery_network.name}",
+    "wrapper_class": SpiralWorkerContainer,
+    "timeout": 60,
+    "command": fxtr("default_worker_command"),
+}
+default_worker_container = container(**WORKER_CONTAINER)
 #: A second worker node of the same image on the same network and Redis.
-second_worker_container = container(
-    image="{celery_base_worker_image.id}",
-    environment=fxtr("default_worker_env"),
-    network="{default_pytest_celery_network.name}",
-    wrapper_class=SpiralWorkerContainer,
-    timeout=60,
-    command=fxtr("default_worker_command"),
-)
+second_worker_container = container(**WORKER_CONTAINER)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -29,17 +28,17 @@ import pytest
 import redis
 import yaml
 from celery import Celery
-from celery.result import AsyncResult
 from docker.models.containers import Container
 
 from spiral_tasks.config import Settings
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_engine
+from spiral_tasks.keys import TenantKeys
 from spiral_tasks.tasks.app import create_app
-from spiral_tasks.tasks.config import DEFAULT_QUEUE
 from spiral_tasks.testing.celery_worker import worker_env
 from spiral_tasks.testing.waiting import wait_until
 from tests.containers.conftest import PROJECT_IMAGE, REDIS_IMAGE, STORE
+from tests.containers.stores import StoreRun, drained
 from tests.invariants import assert_consistent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,18 +198,21 @@ def test_every_service_comes_up(compose: Compose) -> None:
         assert is_up(compose.container(service)), service
 
 
+def answering(producer: Celery) -> set[str]:
+    return {node for reply in producer.control.ping(timeout=2) for node in reply}
+
+
 def test_stores_sent_from_this_machine_reach_both_workers(
         compose: Compose, producer: Celery, storage_view: SpiralMemory) -> None:
+    # Running is not ready (workers declare no healthcheck yet): both answer first.
+    wait_until(lambda: answering(producer) == node_names(compose), UP_WAIT, interval=0.5,
+               message="both workers to answer a ping")
     before = {w: logs(compose.container(w)).count(f"{STORE}[") for w in WORKERS}
-    sent = [producer.send_task(STORE, kwargs={"content": f"host {i}", "tenant": "host",
-                                              "memory_id": f"h-{i}"}) for i in range(200)]
-    assert [r.get(timeout=WAIT, interval=0.05)["id"] for r in sent] == \
-        [f"h-{i}" for i in range(200)]
+    run = StoreRun(producer, "host", 200)
+    assert [a["id"] for a in run.answers(WAIT)] == run.ids
     for worker in WORKERS:
         assert logs(compose.container(worker)).count(f"{STORE}[") > before[worker], worker
     assert assert_consistent(storage_view, "host") == 200
-    replies = producer.control.ping(timeout=5)
-    assert {node for reply in replies for node in reply} == node_names(compose)
 
 
 @no_flower
@@ -243,15 +245,6 @@ def test_each_worker_serves_metrics(compose: Compose, worker: str) -> None:
     assert "# TYPE " in text
 
 
-def backlog(broker: redis.Redis, sent: list[AsyncResult[Any]]) -> str:
-    """What is still to come: answers, queued messages, messages held unacknowledged
-    (kombu's `unacked_index`) and how long ago they were delivered."""
-    held = broker.zrange("unacked_index", 0, -1, withscores=True)
-    ages = sorted(round(time.time() - float(score)) for _, score in held)
-    return (f"{sum(r.ready() for r in sent)}/{len(sent)} answered, "
-            f"{broker.llen(DEFAULT_QUEUE)} queued, held for {ages} s")
-
-
 def restarted(container: Container, ready_before: int) -> bool:
     container.reload()
     return (container.attrs["RestartCount"] >= 1 and bool(container.attrs["State"]["Running"])
@@ -262,29 +255,32 @@ def test_a_crashed_worker_is_restarted_and_the_invariant_holds(
         compose: Compose, producer: Celery, storage_view: SpiralMemory,
         redis_url: str) -> None:
     """The worker's main process SIGKILLed from outside (a crash, the OOM killer): its
-    restart policy brings it back and nothing is lost or counted twice. (`docker kill`
-    would not do: the engine takes it for a deliberate stop, which `unless-stopped`
-    does not undo.)"""
+    restart policy brings it back, and once the producer has resent what was never
+    answered (stores.py), every store is there exactly once. (`docker kill` would not
+    do: the engine takes it for a deliberate stop, which `unless-stopped` does not
+    undo.)"""
     victim = compose.container(WORKERS[0])
     ready_before = logs(victim).count(" ready.")
     seen_before = logs(victim).count(f"{STORE}[")
-    ids = [f"c-{i}" for i in range(400)]
-    sent = [producer.send_task(STORE, kwargs={"content": i, "tenant": "crash",
-                                              "memory_id": i}) for i in ids]
+    run = StoreRun(producer, "crash", 400)
     wait_until(lambda: logs(victim).count(f"{STORE}[") >= seen_before + 40, WAIT,
                interval=0.2, message=f"{WORKERS[0]} to be busy with the stores")
     victim.reload()
     os.kill(victim.attrs["State"]["Pid"], signal.SIGKILL)
+    acknowledged = run.answered()
     wait_until(lambda: restarted(victim, ready_before), UP_WAIT, interval=0.5,
                message=f"{WORKERS[0]} to be restarted and ready")
     broker = redis.Redis.from_url(redis_url)
     try:
-        wait_until(lambda: all(r.ready() for r in sent), WAIT, interval=1,
-                   message=lambda: f"every store to be answered ({backlog(broker, sent)})")
+        wait_until(lambda: drained(broker), WAIT, interval=0.5,
+                   message="every message to be done and acknowledged")
     finally:
         broker.close()
-    assert [r.get(timeout=5)["id"] for r in sent] == ids
-    assert assert_consistent(storage_view, "crash") == len(ids)
+    run.resend_unanswered()
+    assert [a["id"] for a in run.answers(WAIT)] == run.ids
+    keys = TenantKeys("crash")
+    assert all(storage_view.storage.get_many([keys.memory(i) for i in acknowledged]))
+    assert assert_consistent(storage_view, "crash") == len(run.ids)
 
 
 def test_down_leaves_nothing(compose: Compose) -> None:
