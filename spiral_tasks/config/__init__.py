@@ -9,13 +9,16 @@ from spiral_tasks.config.settings import (
     GcPolicy,
     Limits,
     LockPolicy,
+    OldSecret,
     PerfSettings,
     RetryPolicy,
     Settings,
+    SigilSettings,
     StorageKind,
     TaskSettings,
     current,
 )
 
-__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "PerfSettings", "RetryPolicy",
-           "Settings", "StorageKind", "TaskSettings", "current"]
+__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "OldSecret", "PerfSettings",
+           "RetryPolicy", "Settings", "SigilSettings", "StorageKind", "TaskSettings",
+           "current"]
