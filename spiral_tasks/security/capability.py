@@ -45,6 +45,7 @@ from spiral_tasks.security.sigils import (
     well_formed,
 )
 from spiral_tasks.storage.base import Storage
+from spiral_tasks.validation import MEMORY_ID_PATTERN
 
 
 def retrieve_by_sigil(storage: Storage, keyring: Keyring, tenant: str, sigil: str,
@@ -56,7 +57,9 @@ def retrieve_by_sigil(storage: Storage, keyring: Keyring, tenant: str, sigil: st
     presented = sigil if usable else DECOY_SIGIL
     keys = TenantKeys(tenant)
     named = storage.get(keys.sigil(index_name(presented)))
-    memory_id = named if isinstance(named, str) else DECOY_ID
+    # An entry that names no valid id (storage tampered with) is a missing one.
+    memory_id = named if isinstance(named, str) and MEMORY_ID_PATTERN.fullmatch(named) \
+        else DECOY_ID
     record = storage.get(keys.memory(memory_id))
     created = _created(record)
     expected = (key or DECOY_KEY).sign(tenant, memory_id, created)

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from spiral_tasks.config import OldSecret
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.security import capability
 from spiral_tasks.security.sigils import index_name, key_id
 from spiral_tasks.storage.base import Put, Storage
+from spiral_tasks.testing.engines import engine_over
 from tests.conftest import Clock, EngineFactory
 from tests.invariants import assert_consistent
 
@@ -170,19 +172,23 @@ class Reads:
 
 
 def test_every_refusal_does_the_same_work_as_an_acceptance(
-        make_engine: EngineFactory, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+        storage: Storage, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     """The constant-time property, checked by its structure (timings are measured by
     benchmarks/sigil_timing.py): every lookup reads one index entry and one record and
     compares one MAC, whichever check fails."""
-    engine = make_engine()
+    retired = engine_over(storage, clock=clock, sigil_secret="retired").store(
+        "under a retired key", memory_id="r").stored.sigil
+    engine = engine_over(storage, clock=clock,
+                         old_sigil_secrets=[OldSecret("retired", clock.now - 1)])
     valid = sigil_of(engine, "valid", memory_id="v")
     collected = sigil_of(engine, "collected", memory_id="c")
     engine.collect("c")
     other = sigil_of(engine, "other tenant", tenant="zeta")
+    engine.storage.apply([Put(KEYS.sigil(index_name("e" * 40)), "not an id!")])
     reads = Reads(engine.storage, monkeypatch)
-    cases = {"valid": (valid, "default"), "collected": (collected, "default"),
-             "other tenant": (other, "default"),
-             **{name: (forged, "default") for name, forged in forgeries(valid).items()}}
-    for name, (sigil, tenant) in cases.items():
-        engine.retrieve_by_sigil(sigil, tenant=tenant)
+    cases = {"valid": valid, "collected": collected, "other tenant": other,
+             "retired key": retired, "tampered entry": "e" * 40, **forgeries(valid)}
+    for name, sigil in cases.items():
+        opened = engine.retrieve_by_sigil(sigil)
+        assert (opened is not None) == (name == "valid"), name
         assert reads.shape() == (["sigil", "memory"], 1), name
