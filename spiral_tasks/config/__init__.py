@@ -9,6 +9,7 @@ from spiral_tasks.config.settings import (
     GcPolicy,
     Limits,
     LockPolicy,
+    MetricsSettings,
     OldSecret,
     PerfSettings,
     RetryPolicy,
@@ -19,6 +20,6 @@ from spiral_tasks.config.settings import (
     current,
 )
 
-__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "OldSecret", "PerfSettings",
-           "RetryPolicy", "Settings", "SigilSettings", "StorageKind", "TaskSettings",
-           "current"]
+__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "MetricsSettings",
+           "OldSecret", "PerfSettings", "RetryPolicy", "Settings", "SigilSettings",
+           "StorageKind", "TaskSettings", "current"]

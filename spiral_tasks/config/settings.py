@@ -82,10 +82,13 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """How Celery delivers, keeps results, times out and retries."""
+    """How Celery delivers, keeps results, times out and retries. (URLs may hold
+    passwords: they stay out of `repr`, so a logged settings object shows none.)"""
 
-    broker_url: str = f"{SQLITE_SCHEME}://spiral-embedded/broker.sqlite3"
-    result_backend: str = f"{SQLITE_SCHEME}://spiral-embedded/results.sqlite3"
+    broker_url: str = field(default=f"{SQLITE_SCHEME}://spiral-embedded/broker.sqlite3",
+                            repr=False)
+    result_backend: str = field(default=f"{SQLITE_SCHEME}://spiral-embedded/results.sqlite3",
+                                repr=False)
     embedded_dir: Path | None = None
     visibility_timeout_s: int = 3600
     result_expires_s: int = 3600
@@ -164,6 +167,19 @@ class PerfSettings:
     concurrency: int = 8
 
 
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where a worker node serves its Prometheus metrics (`METRICS_PORT`, 0: nowhere)
+    and the folder its processes share samples through (`PROMETHEUS_MULTIPROC_DIR`,
+    prometheus_client's own variable; unset, a folder per port under the system's
+    temporary folder, so nodes on one host, each on its own port, never share one)."""
+
+    port: int = 9099
+    multiproc_dir: str | None = None
+
+
+#: The highest TCP port.
+MAX_PORT = 65535
 #: Bounds of the perf workload: beyond them, a typo (or a job for benchmarks/).
 MAX_PERF_ITERATIONS = 10_000_000
 MAX_PERF_CONCURRENCY = 1000
@@ -173,7 +189,8 @@ MAX_PERF_CONCURRENCY = 1000
 class Settings:
     storage: StorageKind = StorageKind.LEVEL
     db_path: str = "./spiraldb"
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
+    #: Its repr names no secret (see SigilSettings.__repr__).
     sigils: SigilSettings = field(default_factory=SigilSettings)
     limits: Limits = field(default_factory=Limits)
     gc: GcPolicy = field(default_factory=GcPolicy)
@@ -181,6 +198,7 @@ class Settings:
     tasks: TaskSettings = field(default_factory=TaskSettings)
     beat: BeatSettings = field(default_factory=BeatSettings)
     perf: PerfSettings = field(default_factory=PerfSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def sigil_secret(self) -> str | None:
@@ -194,6 +212,7 @@ class Settings:
         redis_url = read.redis_url("REDIS_URL")
         limits, gc, locks, beat, perf = (DEFAULTS.limits, DEFAULTS.gc, DEFAULTS.locks,
                                          DEFAULTS.beat, DEFAULTS.perf)
+        metrics = DEFAULTS.metrics
         settings = cls(
             storage=_storage_kind(read, redis_url),
             db_path=read.text("SPIRAL_DB_PATH", DEFAULTS.db_path),
@@ -233,6 +252,11 @@ class Settings:
                                         maximum=MAX_PERF_ITERATIONS),
                 concurrency=read.integer("PERF_CONCURRENCY", perf.concurrency,
                                          maximum=MAX_PERF_CONCURRENCY),
+            ),
+            metrics=MetricsSettings(
+                port=read.integer("METRICS_PORT", metrics.port, minimum=0,
+                                  maximum=MAX_PORT),
+                multiproc_dir=read.optional_text("PROMETHEUS_MULTIPROC_DIR"),
             ),
         )
         read.check()
@@ -284,8 +308,8 @@ def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
         embedded = Path(read.text("SPIRAL_EMBEDDED_DIR", EMBEDDED_DIR)).resolve()
         broker_default = sqlite_url(embedded / "broker.sqlite3")
         backend_default = sqlite_url(embedded / "results.sqlite3")
-    broker = read.optional_text("SPIRAL_BROKER_URL") or broker_default
-    backend = read.optional_text("SPIRAL_RESULT_BACKEND") or backend_default
+    broker = read.url("SPIRAL_BROKER_URL", broker_default)
+    backend = read.url("SPIRAL_RESULT_BACKEND", backend_default)
     defaults, retry = DEFAULTS.tasks, DEFAULTS.tasks.retry
     return TaskSettings(
         broker_url=broker,

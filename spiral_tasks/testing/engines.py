@@ -9,6 +9,7 @@ from typing import Any
 from spiral_tasks.config import OldSecret, Settings
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_coordinator
+from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.storage.base import Storage
 
 _GROUPS = ("limits", "gc", "locks")
@@ -31,7 +32,8 @@ def settings_with(base: Settings | None = None, **overrides: Any) -> Settings:
 
 def engine_over(storage: Storage, *, clock: Callable[[], float] | None = None,
                 sigil_secret: str = "test-secret", old_sigil_secrets: Sequence[OldSecret] = (),
-                sigil_refresh_s: float | None = None, **overrides: Any) -> SpiralMemory:
+                sigil_refresh_s: float | None = None, observer: Observer = NO_OBSERVER,
+                **overrides: Any) -> SpiralMemory:
     """An engine over `storage` with the coordinator its backend needs (sigil_secret
     "": the key generated and kept in storage)."""
     settings = settings_with(**overrides)
@@ -40,4 +42,4 @@ def engine_over(storage: Storage, *, clock: Callable[[], float] | None = None,
         extra["sigil_refresh_s"] = sigil_refresh_s
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
                         settings.gc, sigil_secret=sigil_secret,
-                        old_sigil_secrets=old_sigil_secrets, **extra)
+                        old_sigil_secrets=old_sigil_secrets, observer=observer, **extra)
