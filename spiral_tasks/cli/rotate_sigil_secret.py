@@ -104,8 +104,8 @@ def _rotated(config: Settings, rotation: Rotation) -> str:
 
 
 def _resigned(report: ResignReport) -> str:
-    dropped = (f"; {report.dropped} entries of keys no longer accepted removed"
-               if report.dropped else "")
+    dropped = (f"; removed the index entries of {report.dropped} sigils under keys not "
+               "accepted" if report.dropped else "")
     return (f"re-signed {report.resigned} of {report.memories} memories in "
             f"{len(report.tenants)} tenant(s) under key id {report.key_id} in "
             f"{report.duration_ms:.0f} ms{dropped}")
