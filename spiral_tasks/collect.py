@@ -2,7 +2,9 @@
 
 A removed memory frees its slot, leaves its counters exact, and leaves a tombstone for
 the policy's tombstone TTL, so a store of the same id redelivered later (late acks,
-a resending producer) finds the tombstone and cannot bring it back.
+a resending producer) finds the tombstone and cannot bring it back. Its sigils' index
+entries go in the same batch as its record (every one: a re-signed memory keeps its
+old sigil's entry through the grace period), so its sigils stop working at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from spiral_tasks import events, gc
 from spiral_tasks.context import Context
 from spiral_tasks.model import Memory, Spiral
 from spiral_tasks.section import Section
+from spiral_tasks.security.sigils import index_name
 from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, Put, Write
 
 
@@ -25,8 +28,11 @@ def remove(ctx: Context, section: Section, memories: Sequence[Memory],
     expires = now + ctx.gc.tombstone_ttl_s
     shrunk: dict[str, Spiral] = {}
     writes: list[Write] = [IndexRemove(keys.gc_queue, m) for m in stale_entries]
+    keyring = ctx.sigils.current()
     for memory in memories:
-        writes += [Delete(keys.memory(memory.id)), Delete(keys.sigil(memory.sigil)),
+        writes += [Delete(keys.sigil(index_name(sigil))) for sigil in sorted(
+            keyring.sigils_of(keys.tenant, memory.id, memory.created, memory.sigil))]
+        writes += [Delete(keys.memory(memory.id)),
                    Increment(keys.spiral_count(memory.spiral_id), -1),
                    IndexRemove(keys.gc_queue, memory.id),
                    Put(keys.tombstone(memory.id), expires),

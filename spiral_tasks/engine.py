@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from spiral_tasks import rebuild, validation
 from spiral_tasks.cache import TenantCache
 from spiral_tasks.collect import collect
 from spiral_tasks.combining import Combiner
-from spiral_tasks.config import GcPolicy, Limits
+from spiral_tasks.config import GcPolicy, Limits, OldSecret
 from spiral_tasks.context import Context
 from spiral_tasks.coordination.base import Coordinator
+from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys
@@ -33,7 +34,8 @@ from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.rebuild import RebuildReport
 from spiral_tasks.results import StoreResult, TenantStats
 from spiral_tasks.section import Sections, StateUse
-from spiral_tasks.sigils import Sigils
+from spiral_tasks.security import capability, resign
+from spiral_tasks.security.keyring import DEFAULT_REFRESH_S, key_source
 from spiral_tasks.storage.base import IndexPut, Put, Storage
 from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, prefetch
 
@@ -51,6 +53,8 @@ class SpiralMemory:
         gc_policy: GcPolicy | None = None,
         *,
         sigil_secret: str | None = None,
+        old_sigil_secrets: Sequence[OldSecret] = (),
+        sigil_refresh_s: float = DEFAULT_REFRESH_S,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _new_id,
         observer: Observer = NO_OBSERVER,
@@ -60,7 +64,9 @@ class SpiralMemory:
         self.observer = observer
         self.sections = Sections(storage, coordinator, TenantCache(), observer)
         self.context = Context(limits=limits or Limits(), gc=gc_policy or GcPolicy(),
-                               sigils=Sigils.load(storage, sigil_secret), clock=clock,
+                               sigils=key_source(storage, sigil_secret, old_sigil_secrets,
+                                                 sigil_refresh_s),
+                               clock=clock,
                                new_id=new_id)
         #: Concurrent stores into one tenant, combined (see `combining`).
         self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(self._store_batch)
@@ -104,6 +110,27 @@ class SpiralMemory:
                                        retain_until(memory, self.context.gc.retention_s)))
             section.commit(final=True)
         return memory
+
+    def retrieve_by_sigil(self, sigil: str, tenant: str = "default") -> Memory | None:
+        """The memory `sigil` opens in `tenant`, or None: for a forged, truncated,
+        mangled or other tenant's sigil, a collected memory's, or one under a key no
+        longer accepted, alike and after the same work (see `security.capability`).
+        Changes nothing. Raises `InvalidArgument` only for a tenant that is not a name
+        or a sigil that is not a string (what the caller sent, not what it holds)."""
+        tenant = validation.name("tenant", tenant)
+        if not isinstance(sigil, str):
+            raise InvalidArgument("sigil", f"must be a string, got {type(sigil).__name__}")
+        with self._timed("retrieve_by_sigil", tenant):
+            return capability.retrieve_by_sigil(self.storage, self.context.sigils.current(),
+                                                tenant, sigil, self.context.clock())
+
+    def resign_sigils(self, tenant: str | None = None, *,
+                      on_tenant: Callable[[str], None] | None = None) -> resign.ResignReport:
+        """Give every memory not signed under the signing key a sigil that is (its old
+        sigil keeps working while its key is accepted), tenant by tenant under each
+        tenant's lock. Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
+        tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
+        return resign.resign(self.context, self.sections, tenants, on_tenant=on_tenant)
 
     def collect(self, memory_id: str, tenant: str = "default") -> bool:
         """Delete a memory, leaving its tombstone; False when there was none.

@@ -5,7 +5,7 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
 
     t:{acme}:mem:<memory id>              memory record (JSON)
     t:{acme}:spiral:<spiral id>           spiral record (JSON)
-    t:{acme}:sigil:<sigil>                memory id the sigil belongs to
+    t:{acme}:sigil:<sha256 of a sigil>    memory id the sigil belongs to (security/sigils.py)
     t:{acme}:spiral_count:<spiral id>     node counter of a spiral (INCRBY)
     t:{acme}:memory_count                 the tenant's memory total (INCRBY)
     t:{acme}:gcq                          GC priority queue (an ordered index / ZSET)
@@ -16,6 +16,7 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:generation                   Redis: a new unique token per commit (cache validity)
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
+    meta:sigil_keyring                    its other accepted keys (rotation's grace period)
     meta:gc_cursor                        the tenant where the last full GC run stopped
     claim:<name>                          "done recently" marks (one startup rebuild per window)
     __dir__:{acme}                        Redis only: names of every key tagged {acme}
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 TENANTS_PREFIX = "tenants:"
 SIGIL_SECRET_KEY = "meta:sigil_secret"
+SIGIL_KEYRING_KEY = "meta:sigil_keyring"
 GC_CURSOR_KEY = "meta:gc_cursor"
 DIRECTORY = "__dir__"
 
@@ -129,8 +131,9 @@ class TenantKeys:
     def spiral(self, spiral_id: str) -> str:
         return self.spirals + spiral_id
 
-    def sigil(self, sigil: str) -> str:
-        return self.sigils + sigil
+    def sigil(self, name: str) -> str:
+        """The index entry named `name` (a sigil's `index_name`, never the sigil)."""
+        return self.sigils + name
 
     def spiral_count(self, spiral_id: str) -> str:
         return self.spiral_counts + spiral_id

@@ -4,7 +4,7 @@ The original rebuilt from in-process maps, so it could not repair what a crash o
 another process left behind, and it never looked at the INCRBY counters. Here the
 ground truth is the node records in storage. From them the rebuild recomputes every
 spiral (count, depth sum, free slots, radius, turns), the per-spiral and tenant
-counters, the sigil entries and the GC queue, and returns the writes that make
+counters, the sigil index entries and the GC queue, and returns the writes that make
 storage agree, with a report of every difference.
 
 Orphans: a node whose spiral record is missing gets its spiral back (its type is the
@@ -25,6 +25,7 @@ from spiral_tasks import events, gc, geometry
 from spiral_tasks.context import Context
 from spiral_tasks.model import Depth, Memory, Spiral, SpiralStats, SpiralType
 from spiral_tasks.section import Section, Sections
+from spiral_tasks.security.sigils import Keyring, index_name
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Write
 
 
@@ -147,8 +148,6 @@ def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> Spir
 
 #: Nodes scanned between two calls of the rebuild's heartbeat.
 HEARTBEAT_EVERY = 20_000
-#: Corrections are committed in chunks so one Redis script stays small.
-COMMIT_CHUNK = 5000
 
 
 def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bool = False,
@@ -166,8 +165,8 @@ def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bo
     for tenant in tenants:
         with sections.enter(tenant) as section:
             part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
-            if not dry_run:
-                _commit_in_chunks(section, writes)
+            if writes and not dry_run:
+                section.commit_in_chunks(writes, final=True)
         report.extend(part)
         if on_tenant is not None:
             on_tenant(tenant)
@@ -175,15 +174,6 @@ def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bo
     if not dry_run:
         sections.storage.apply([events.event(events.REBUILD_STATS, report.to_json())])
     return report
-
-
-def _commit_in_chunks(section: Section, writes: list[Write]) -> None:
-    """Commit `writes` in chunks, so one Redis script stays small, extending the lock
-    before each."""
-    for start in range(0, len(writes), COMMIT_CHUNK):
-        section.fence.extend()
-        section.stage(*writes[start:start + COMMIT_CHUNK])
-        section.commit(final=start + COMMIT_CHUNK >= len(writes))
 
 
 def rebuild_tenant(ctx: Context, section: Section,
@@ -199,7 +189,7 @@ def rebuild_tenant(ctx: Context, section: Section,
     writes: list[Write] = []
     spirals = {s["id"]: Spiral.from_json(s) for _, s in section.scan(keys.spirals)}
     slots: dict[str, _Slots] = {}
-    sigil_of: dict[str, str] = {}
+    sigil_of: dict[str, tuple[str, float]] = {}
     deadlines: dict[str, float] = {}
     retention = ctx.gc.retention_s
 
@@ -220,7 +210,7 @@ def rebuild_tenant(ctx: Context, section: Section,
         group.depth_tenths += depth.tenths
         if node["spiral_id"] not in spirals:
             group.radii.append((index, node["position"]["radius"]))
-        sigil_of[memory_id] = node["sigil"]
+        sigil_of[memory_id] = (node["sigil"], float(node["created"]))
         if not depth.protected:
             deadlines[memory_id] = gc.retention_deadline(
                 depth, node["strength"], node["access_count"], node["last_accessed"],
@@ -229,7 +219,7 @@ def rebuild_tenant(ctx: Context, section: Section,
     truths = _true_spirals(section, spirals, slots, ctx.limits.spiral_turns, now, report,
                            writes)
     _reconcile_counters(section, truths, report, writes)
-    _reconcile_sigils(section, sigil_of, report, writes)
+    _reconcile_sigils(ctx, section, sigil_of, report, writes)
     _reconcile_queue(section, deadlines, report, writes)
     return report, writes
 
@@ -319,18 +309,36 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _reconcile_sigils(section: Section, sigil_of: dict[str, str], report: RebuildReport,
-                      writes: list[Write]) -> None:
+def _reconcile_sigils(ctx: Context, section: Section, sigil_of: dict[str, tuple[str, float]],
+                      report: RebuildReport, writes: list[Write]) -> None:
+    """Every memory has the index entry of its sigil; an entry stays only if it names
+    a memory that holds that sigil, or one a re-signing left under a key still
+    accepted (its grace period). Entries are named by the sigil's hash, and so is
+    every orphan in the report: a report never lists a capability."""
     keys = section.keys
+    keyring, now = ctx.sigils.current(), ctx.clock()
     owner = {key[len(keys.sigils):]: value for key, value in section.scan(keys.sigils)}
-    for sigil, memory_id in owner.items():
-        if sigil_of.get(memory_id) != sigil:
-            report.orphans.sigils.append(sigil)
-            writes.append(Delete(keys.sigil(sigil)))
-    for memory_id, sigil in sigil_of.items():
-        if owner.get(sigil) != memory_id:
+    expected = {index_name(sigil): memory_id for memory_id, (sigil, _) in sigil_of.items()}
+    for name, memory_id in owner.items():
+        if expected.get(name) == memory_id or _kept_through_grace(
+                keyring, keys.tenant, sigil_of, name, memory_id, now):
+            continue
+        report.orphans.sigils.append(name)
+        writes.append(Delete(keys.sigil(name)))
+    for name, memory_id in expected.items():
+        if owner.get(name) != memory_id:
             report.sigil_fixes += 1
-            writes.append(Put(keys.sigil(sigil), memory_id))
+            writes.append(Put(keys.sigil(name), memory_id))
+
+
+def _kept_through_grace(keyring: Keyring, tenant: str,
+                        sigil_of: dict[str, tuple[str, float]], name: str,
+                        memory_id: Any, now: float) -> bool:
+    if not isinstance(memory_id, str) or memory_id not in sigil_of:
+        return False
+    current, created = sigil_of[memory_id]
+    return name in {index_name(s) for s in keyring.accepted_sigils_of(
+        tenant, memory_id, created, current, now)}
 
 
 def _reconcile_queue(section: Section, deadlines: dict[str, float], report: RebuildReport,

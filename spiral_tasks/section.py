@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
+
+import orjson
 
 from spiral_tasks.cache import TenantCache, TenantState
 from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
@@ -28,6 +30,11 @@ from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
 from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Write
+
+#: A chunked commit commits when it holds this many writes or this many bytes of
+#: values, so one Redis script stays small whatever the memories' sizes.
+CHUNK_WRITES = 1000
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class StateUse(enum.Enum):
@@ -139,6 +146,30 @@ class Section:
         self._register = False
         self._refresh_cache()
         return last
+
+    def commit_in_chunks(self, writes: Iterable[Write], *, final: bool = False,
+                         on_chunk: Callable[[int], None] | None = None) -> None:
+        """Stage and commit `writes` in chunks (`CHUNK_WRITES` writes or `CHUNK_BYTES`
+        of values), extending the lock before each, so a long job (a restore, a
+        rebuild's corrections, a re-signing) keeps it; `on_chunk` hears how many
+        writes each commit carried. The last chunk commits even when empty."""
+        chunk: list[Write] = []
+        size = 0
+        for write in writes:
+            chunk.append(write)
+            size += len(orjson.dumps(write.value)) if isinstance(write, Put) else 64
+            if len(chunk) >= CHUNK_WRITES or size >= CHUNK_BYTES:
+                self._commit_chunk(chunk, on_chunk, final=False)
+                chunk, size = [], 0
+        self._commit_chunk(chunk, on_chunk, final=final)
+
+    def _commit_chunk(self, chunk: list[Write], on_chunk: Callable[[int], None] | None,
+                      final: bool) -> None:
+        self.fence.extend()
+        self.stage(*chunk)
+        self.commit(final=final)
+        if on_chunk is not None and chunk:
+            on_chunk(len(chunk))
 
     def _refresh_cache(self) -> None:
         generation = self.fence.generation

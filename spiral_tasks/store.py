@@ -22,6 +22,7 @@ from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Depth, Memory, Spiral
 from spiral_tasks.results import StoreResult
 from spiral_tasks.section import Section
+from spiral_tasks.security.sigils import index_name
 from spiral_tasks.storage.base import Increment, IndexPut, Put, Write
 
 #: GC's chance to make room when every spiral is full: at most this many memories.
@@ -103,7 +104,8 @@ class StoreBatch:
         memory = Memory(
             id=memory_id, tenant=request.tenant, content=request.content,
             type=request.kind, depth=request.depth,
-            sigil=self.ctx.sigils.sign(request.tenant, memory_id), spiral_id=spiral.id,
+            sigil=self.ctx.sigils.current().sign(request.tenant, memory_id, now),
+            spiral_id=spiral.id,
             position=geometry.place(spiral.type, slot, turns),
             associations=request.associations, created=now, last_accessed=now,
             access_count=0, strength=gc.INITIAL_STRENGTH,
@@ -140,7 +142,7 @@ class StoreBatch:
         section.put_spiral(grown)
         section.state.memory_count += 1
         writes: list[Write] = [Put(keys.memory(memory.id), memory.to_json()),
-                               Put(keys.sigil(memory.sigil), memory.id),
+                               Put(keys.sigil(index_name(memory.sigil)), memory.id),
                                Increment(keys.spiral_count(grown.id), 1),
                                Increment(keys.memory_count, 1),
                                events.event(events.STORED, result.to_json())]

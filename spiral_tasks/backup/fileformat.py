@@ -2,7 +2,8 @@
 
     {"format": "spiral-backup", "version": 1, "created": ..., "source": ...,
      "tenants": {"acme": {"keys": 41, "index_entries": 30}, ...},
-     "totals": {...}, "sigil": {"fingerprint": ..., "secret": ... (only if asked)}}
+     "totals": {...}, "sigil": {"fingerprint": ..., "secret": ..., "others": [...]
+                                  (secret and others only if asked)}}
     {"tenant": "acme", "key": "t:{acme}:mem:m1", "value": {...}}
     {"tenant": "acme", "index": "t:{acme}:gcq", "member": "m1", "score": 1712.5}
     ...
@@ -97,6 +98,8 @@ class Header:
     tenants: dict[str, TenantCounts] = field(default_factory=dict)
     sigil_fingerprint: str = ""
     sigil_secret: str | None = None
+    #: The other keys the source accepted ({"secret", "until"}), carried with the secret.
+    sigil_others: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def keys(self) -> int:
@@ -107,9 +110,11 @@ class Header:
         return sum(c.index_entries for c in self.tenants.values())
 
     def to_json(self) -> dict[str, Any]:
-        sigil = {"fingerprint": self.sigil_fingerprint}
+        sigil: dict[str, Any] = {"fingerprint": self.sigil_fingerprint}
         if self.sigil_secret is not None:
             sigil["secret"] = self.sigil_secret
+        if self.sigil_others:
+            sigil["others"] = self.sigil_others
         return {"format": FORMAT, "version": VERSION, "created": self.created,
                 "source": self.source,
                 "tenants": {t: c.to_json() for t, c in self.tenants.items()},
@@ -129,8 +134,14 @@ class Header:
                                                                   int(c["index_entries"]))
                        for t, c in data["tenants"].items()}
             sigil = data["sigil"]
+            others = sigil.get("others", [])
+            if not isinstance(others, list) or not all(
+                    isinstance(o, dict) and isinstance(o.get("secret"), str)
+                    and (o.get("until") is None or _is_number(o.get("until")))
+                    for o in others):
+                raise ValueError("sigil.others is not a list of keys")
             header = cls(str(data["created"]), str(data["source"]), tenants,
-                         str(sigil["fingerprint"]), sigil.get("secret"))
+                         str(sigil["fingerprint"]), sigil.get("secret"), others)
             totals = data["totals"]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BackupRefused(f"line 1: a malformed header ({exc})") from exc

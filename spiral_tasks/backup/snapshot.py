@@ -9,8 +9,8 @@ What is kept: every key of every tenant (records, spirals, counters, sigils,
 tombstones, store ticks), its ordered indexes with their scores (the GC queue, the
 tombstones' expiry queue), and its marker. What is not: locks and generations (who
 may write now, not what is stored), claims and the GC cursor (scheduling hints), and
-the sigil key unless asked for (see `Header.sigil_secret` and the README: a file
-that carries it is a credential).
+the sigil keys unless asked for (see `Header.sigil_secret` and the README: a file
+that carries them is a credential).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import LockLost
 from spiral_tasks.keys import tenant_marker
 from spiral_tasks.section import Section
+from spiral_tasks.security.keyring import others_to_json
 
 #: Lines read between two extensions of the tenant's lock (a Redis lock lives 2 s).
 EXTEND_EVERY = 2000
@@ -113,10 +114,12 @@ def take(engine: SpiralMemory, path: Path, *, source: str, with_secret: bool = F
     """Write a backup of every tenant of `engine` to `path`. The file appears whole or
     not at all: it is written beside `path` and renamed into place."""
     started = time.perf_counter()
-    sigils = engine.context.sigils
+    keyring = engine.context.sigils.current()
     header = Header(created=datetime.now(UTC).isoformat(timespec="seconds"), source=source,
-                    sigil_fingerprint=sigils.fingerprint,
-                    sigil_secret=sigils.secret if with_secret else None)
+                    sigil_fingerprint=keyring.fingerprint,
+                    sigil_secret=keyring.active.secret.decode() if with_secret else None,
+                    sigil_others=(others_to_json(keyring.others)["others"] if with_secret
+                                  else []))
     path = path.resolve()
     with tempfile.TemporaryFile(dir=path.parent) as body:
         for tenant in engine.tenants():

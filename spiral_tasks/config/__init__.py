@@ -10,13 +10,16 @@ from spiral_tasks.config.settings import (
     Limits,
     LockPolicy,
     MetricsSettings,
+    OldSecret,
     PerfSettings,
     RetryPolicy,
     Settings,
+    SigilSettings,
     StorageKind,
     TaskSettings,
     current,
 )
 
 __all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "MetricsSettings",
-           "PerfSettings", "RetryPolicy", "Settings", "StorageKind", "TaskSettings", "current"]
+           "OldSecret", "PerfSettings", "RetryPolicy", "Settings", "SigilSettings",
+           "StorageKind", "TaskSettings", "current"]

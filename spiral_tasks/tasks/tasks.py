@@ -49,6 +49,15 @@ def retrieve_memory(self: SpiralTask, memory_id: str,
     return None if memory is None else memory.to_json()
 
 
+@app.task(name="spiral.retrieve_by_sigil", base=SpiralTask, bind=True)
+def retrieve_by_sigil(self: SpiralTask, sigil: str,
+                      tenant: str = "default") -> dict[str, Any] | None:
+    """The memory the sigil opens in the tenant, or null: a capability, refused alike
+    (null, the same work) however it fails. Reads only."""
+    memory = runtime.engine().retrieve_by_sigil(sigil, tenant=tenant)
+    return None if memory is None else memory.to_json()
+
+
 @app.task(name="spiral.gc", base=SpiralTask, bind=True,
           time_limit=GC_LIMITS.hard, soft_time_limit=GC_LIMITS.soft)
 def gc(self: SpiralTask, time_budget_ms: float | None = None,
@@ -72,5 +81,5 @@ def noop() -> None:
     """Does nothing: the yardstick the store task is benchmarked against."""
 
 
-__all__ = ["collect_memory", "gc", "noop", "rebuild_stats", "retrieve_memory",
-           "stats", "store_memory"]
+__all__ = ["collect_memory", "gc", "noop", "rebuild_stats", "retrieve_by_sigil",
+           "retrieve_memory", "stats", "store_memory"]

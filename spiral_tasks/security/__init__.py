@@ -1,0 +1,1 @@
+"""Security: sigils as capabilities (and, beside them, sealing and the audit log)."""
