@@ -8,6 +8,7 @@ collect produces the next spiral, so a failed commit leaves the cached one intac
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -247,19 +248,26 @@ class Spiral:
 
     @classmethod
     def from_json(cls, data: JSONDict) -> Spiral:
+        """A spiral from its record; `ValueError` (or `TypeError`, `KeyError`) naming
+        the field when the record does not hold a spiral, rather than a spiral built
+        from whatever was there."""
+        data = _object(data)
+        holes = _list(data, "holes")
+        if not all(_is_int(h) and h >= 0 for h in holes):
+            raise ValueError("holes: must be slot numbers")
         return cls(
-            id=data["id"],
-            tenant=data["tenant"],
+            id=_text(data, "id"),
+            tenant=_text(data, "tenant"),
             type=SpiralType(data["type"]),
-            capacity=int(data["capacity"]),
-            node_count=int(data["node_count"]),
-            depth_tenths=int(data["depth_tenths"]),
-            holes=tuple(data["holes"]),
-            average_depth=float(data["average_depth"]),
-            current_radius=float(data["current_radius"]),
-            total_turns=int(data["total_turns"]),
-            created=float(data["created"]),
-            updated=float(data["updated"]),
+            capacity=_count(data, "capacity"),
+            node_count=_count(data, "node_count"),
+            depth_tenths=_count(data, "depth_tenths"),
+            holes=tuple(holes),
+            average_depth=_number(data, "average_depth"),
+            current_radius=_number(data, "current_radius"),
+            total_turns=_count(data, "total_turns"),
+            created=_number(data, "created"),
+            updated=_number(data, "updated"),
         )
 
 
@@ -308,21 +316,69 @@ class Memory:
 
     @classmethod
     def from_json(cls, data: JSONDict) -> Memory:
-        p = data["position"]
+        """A memory from its record; `ValueError` (or `TypeError`, `KeyError`) naming
+        the field when the record does not hold a memory."""
+        data = _object(data)
+        p = _object(data["position"], "position")
+        associations = _list(data, "associations")
+        if not all(isinstance(a, str) for a in associations):
+            raise ValueError("associations: must be memory ids")
         return cls(
-            id=data["id"],
-            tenant=data["tenant"],
-            content=data["content"],
-            type=data["type"],
+            id=_text(data, "id"),
+            tenant=_text(data, "tenant"),
+            content=_text(data, "content"),
+            type=_text(data, "type"),
             depth=Depth(data["depth"]),
-            sigil=data["sigil"],
-            spiral_id=data["spiral_id"],
-            position=Position(index=int(p["index"]), angle=float(p["angle"]),
-                              radius=float(p["radius"]), x=float(p["x"]), y=float(p["y"]),
-                              turn=int(p["turn"])),
-            associations=tuple(data["associations"]),
-            created=float(data["created"]),
-            last_accessed=float(data["last_accessed"]),
-            access_count=int(data["access_count"]),
-            strength=float(data["strength"]),
+            sigil=_text(data, "sigil"),
+            spiral_id=_text(data, "spiral_id"),
+            position=Position(index=_count(p, "index"), angle=_number(p, "angle"),
+                              radius=_number(p, "radius"), x=_number(p, "x"),
+                              y=_number(p, "y"), turn=_count(p, "turn")),
+            associations=tuple(associations),
+            created=_number(data, "created"),
+            last_accessed=_number(data, "last_accessed"),
+            access_count=_count(data, "access_count"),
+            strength=_number(data, "strength"),
         )
+
+
+# --- reading records strictly: a stored record is what it says, or an error ----------
+
+def _object(value: Any, name: str = "record") -> JSONDict:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name}: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(data: JSONDict, name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: must be a string, got {type(value).__name__}")
+    return value
+
+
+def _count(data: JSONDict, name: str) -> int:
+    value = data[name]
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{name}: must be a whole number of at least 0, got "
+                         f"{str(value)[:40]!r}")
+    return int(value)
+
+
+def _number(data: JSONDict, name: str) -> float:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise ValueError(f"{name}: must be a finite number, got {str(value)[:40]!r}")
+    return float(value)
+
+
+def _list(data: JSONDict, name: str) -> list[Any]:
+    value = data[name]
+    if not isinstance(value, list):
+        raise TypeError(f"{name}: must be a list, got {type(value).__name__}")
+    return value

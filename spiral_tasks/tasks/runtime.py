@@ -15,6 +15,7 @@ import threading
 
 from spiral_tasks.config import current
 from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import SpiralError
 from spiral_tasks.factory import open_engine
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,25 @@ def engine() -> SpiralMemory:
 
 
 def startup_rebuild(opened: SpiralMemory) -> bool:
+    """Rebuild once per window across processes. A rebuild that fails (its lock busy,
+    a tenant refusing quarantine) is logged and the process serves anyway: the
+    rebuild is a check, and a worker child that died in it would be replaced only to
+    fail again, forever."""
     window = current().tasks.startup_rebuild_window_s
     if not opened.coordinator.claim("startup_rebuild", window):
         log.info("startup rebuild: another process rebuilt within %.0f s, skipped", window)
         return False
-    report = opened.rebuild_stats()
+    try:
+        report = opened.rebuild_stats()
+    except SpiralError as exc:
+        log.error("startup rebuild failed, serving anyway: %s: %s", type(exc).__name__, exc)
+        return False
     log.info("startup rebuild corrected %d spiral(s), %d counter(s) over %d nodes in "
              "%.1f ms", len(report.corrected_spirals), len(report.corrected_counters),
              report.total_nodes, report.duration_ms)
+    for moved in report.quarantined:
+        log.error("startup rebuild quarantined %s (%s) to %s", moved.key, moved.reason,
+                  moved.moved_to)
     return True
 
 
