@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
+import orjson
 import redis
 
 from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys, split_tenant_key
-from spiral_tasks.storage.base import Storage
+from spiral_tasks.storage.base import Storage, Unreadable
 
 
 def storage_digest(storage: Storage) -> str:
@@ -16,7 +18,8 @@ def storage_digest(storage: Storage) -> str:
     digest = hashlib.sha256()
     keys = sorted(storage.keys(""))
     for key, value in zip(keys, storage.read_many(keys), strict=True):
-        digest.update(f"{key}\0{value!r}\0".encode(errors="surrogatepass"))
+        digest.update(key.encode() + b"\0")
+        digest.update(value.raw if isinstance(value, Unreadable) else orjson.dumps(value))
     tenants = {k[len(TENANTS_PREFIX):] for k in keys if k.startswith(TENANTS_PREFIX)}
     tenants |= {split[0] for k in keys if (split := split_tenant_key(k))}
     for tenant in sorted(tenants):
@@ -25,25 +28,51 @@ def storage_digest(storage: Storage) -> str:
     return digest.hexdigest()
 
 
-def redis_digest(client: redis.Redis, skip: tuple[str, ...] = ()) -> str:
-    """Every key of the client's database, whatever its type, except those starting
-    with one of `skip` (bytes as stored: nothing is decoded)."""
-    digest = hashlib.sha256()
+def redis_digest(client: redis.Redis, ignore: Callable[[str], bool] = lambda _: False
+                 ) -> str:
+    """Every key of the client's database, whatever its type, except those `ignore`
+    says (bytes as stored: nothing is decoded). Two round trips after the SCAN."""
     names = sorted(k for k in client.scan_iter(count=1000)
-                   if not k.decode(errors="replace").startswith(skip))
-    for name in names:
-        kind = client.type(name)
-        if kind == b"string":
-            value: object = client.get(name)
-        elif kind == b"zset":
-            value = client.zrange(name, 0, -1, withscores=True)
-        elif kind == b"hash":
-            value = sorted(client.hgetall(name).items())  # type: ignore[union-attr]
-        elif kind == b"list":
-            value = client.lrange(name, 0, -1)
-        elif kind == b"set":
-            value = sorted(client.smembers(name))  # type: ignore[arg-type]
-        else:
-            value = kind
-        digest.update(name + b"\0" + repr(value).encode() + b"\0")
+                   if not ignore(k.decode(errors="replace")))
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.type(name)
+        kinds = pipe.execute()
+    reads = {b"string": lambda p, n: p.get(n),
+             b"zset": lambda p, n: p.zrange(n, 0, -1, withscores=True),
+             b"hash": lambda p, n: p.hgetall(n), b"list": lambda p, n: p.lrange(n, 0, -1),
+             b"set": lambda p, n: p.smembers(n)}
+    with client.pipeline(transaction=False) as pipe:
+        for name, kind in zip(names, kinds, strict=True):
+            reads.get(kind, lambda p, n: p.exists(n))(pipe, name)
+        values = pipe.execute()
+    digest = hashlib.sha256()
+    for name, kind, value in zip(names, kinds, values, strict=True):
+        shown = sorted(value.items()) if isinstance(value, dict) else \
+            sorted(value) if isinstance(value, set) else value
+        digest.update(name + b"\0" + kind + b"\0" + repr(shown).encode() + b"\0")
     return digest.hexdigest()
+
+
+class Unchanged:
+    """Checks that calls change nothing, digesting once per call: the digest taken
+    after one call is the one the next compares with, until a call may have written."""
+
+    def __init__(self, digest: Callable[[], str]) -> None:
+        self._digest = digest
+        self._last: str | None = None
+
+    def before(self) -> None:
+        """A call is about to be made."""
+        if self._last is None:
+            self._last = self._digest()
+
+    def changed(self) -> bool:
+        """Whether the call made since `before` changed anything."""
+        now = self._digest()
+        changed, self._last = now != self._last, now
+        return changed
+
+    def forget(self) -> None:
+        """The call may have written (it was answered): digest again before the next."""
+        self._last = None

@@ -82,7 +82,9 @@ class SpiralTask(Task[Any, Any]):
         # Taken once per task: inspect.signature costs more than the check itself.
         return inspect.signature(self.run)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        # `self` positional-only: a producer's keyword named "self" is refused like
+        # any unknown one, not a TypeError ("multiple values for argument 'self'").
         check_arguments(self.name, self._signature, args, kwargs)
         try:
             return self.run(*args, **kwargs)
