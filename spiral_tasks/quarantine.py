@@ -24,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from spiral_tasks.errors import CorruptRecord, QuarantineRefused
+from spiral_tasks import records
+from spiral_tasks.errors import CorruptRecord, InvalidArgument, QuarantineRefused
 from spiral_tasks.keys import TenantKeys
+from spiral_tasks.section import Sections
 from spiral_tasks.storage.base import Delete, Put, Unreadable, Write
 
 #: A rebuild refuses to quarantine when at least this many of a tenant's memory
@@ -99,3 +101,27 @@ class Quarantine:
                 "decode, which looks like a wrong key or codec rather than corruption; "
                 "nothing was quarantined. Check the storage settings (the backend, its "
                 "URL or folder, the keys) and rebuild again")
+
+
+# --- what an operator does with it (spiral quarantine) ---------------------------------
+
+def listed(sections: Sections, tenant: str) -> list[tuple[str, dict[str, Any]]]:
+    """The tenant's quarantine: (where, envelope) of every record moved there."""
+    with sections.enter(tenant) as section:
+        return [(key, records.quarantined(key, value))
+                for key, value in section.scan(section.keys.quarantine)]
+
+
+def purge(sections: Sections, tenant: str, keys: list[str]) -> None:
+    """Delete quarantined records, by where they are: all of `keys` or none (an
+    operator who dealt with them). `InvalidArgument` names the first key that is not
+    in the tenant's quarantine."""
+    with sections.enter(tenant) as section:
+        prefix = section.keys.quarantine
+        found = section.read_many(keys)
+        for key, value in zip(keys, found, strict=True):
+            if not key.startswith(prefix) or value is None:
+                raise InvalidArgument("key", f"{key[:120]!r} is not in tenant "
+                                      f"{tenant!r}'s quarantine")
+        section.stage(*(Delete(key) for key in keys))
+        section.commit(final=True)

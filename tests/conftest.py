@@ -7,12 +7,15 @@ database in a temporary folder per test. Nothing here is faked.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.storage.base import Storage
@@ -30,6 +33,14 @@ from spiral_tasks.testing.waiting import wait_until_drained
 from tests.scripts import Flower, running_flower
 
 BACKENDS = ["memory", "level", "redis"]
+
+# Property tests (hypothesis) are reproducible: the same examples on every run and
+# machine (derandomized, no example database), and hypothesis's caches go to the
+# temporary folder, not into the checkout.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "spiral-tasks-hypothesis")
+hypothesis_settings.register_profile("spiral", derandomize=True, database=None,
+                                     deadline=None)
+hypothesis_settings.load_profile("spiral")
 
 
 @pytest.fixture(scope="session")

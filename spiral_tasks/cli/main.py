@@ -5,6 +5,7 @@
     spiral backup    a portable snapshot to a file
     spiral restore   a snapshot back into any backend
     spiral stats     a tenant's spirals and the invariant
+    spiral quarantine  the corrupt records rebuilds set aside (and purging them)
     spiral demo      the system at work, end to end (also spiral-demo)
     spiral enqueue   send work to running workers (also spiral-enqueue)
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from spiral_tasks.cli import backup, demo, enqueue, perf, repair, restore, stats
+from spiral_tasks.cli import backup, demo, enqueue, perf, quarantine, repair, restore, stats
 
 
 @click.group(name="spiral", context_settings={"help_option_names": ["-h", "--help"]},
@@ -31,7 +32,8 @@ def spiral() -> None:
 
 for name, command in [("repair", repair.command), ("perf", perf.command),
                       ("backup", backup.command), ("restore", restore.command),
-                      ("stats", stats.command), ("demo", demo.command),
+                      ("stats", stats.command), ("quarantine", quarantine.command),
+                      ("demo", demo.command),
                       ("enqueue", enqueue.command)]:
     spiral.add_command(command, name)
 
