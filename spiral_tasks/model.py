@@ -8,7 +8,6 @@ collect produces the next spiral, so a failed commit leaves the cached one intac
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -314,71 +313,100 @@ class Memory:
             "strength": self.strength,
         }
 
+    @staticmethod
+    def checked_json(data: Any) -> JSONDict:
+        """`data`, if it is a memory record: every field present, of its type, numbers
+        finite; else `ValueError` (or `TypeError`, `KeyError`) naming the field. What
+        `from_json` reads, checked without building a memory: the rebuild reads every
+        node so."""
+        data = _object(data)
+        for name in _MEMORY_TEXTS:
+            _text(data, name)
+        Depth(data["depth"])
+        p = _object(data["position"], "position")
+        _count(p, "index")
+        _count(p, "turn")
+        for name in _POSITION_NUMBERS:
+            _number(p, name)
+        for name in _MEMORY_NUMBERS:
+            _number(data, name)
+        _count(data, "access_count")
+        if not all(type(a) is str for a in _list(data, "associations")):
+            raise ValueError("associations: must be memory ids")
+        checked: JSONDict = data
+        return checked
+
     @classmethod
     def from_json(cls, data: JSONDict) -> Memory:
         """A memory from its record; `ValueError` (or `TypeError`, `KeyError`) naming
-        the field when the record does not hold a memory."""
-        data = _object(data)
-        p = _object(data["position"], "position")
-        associations = _list(data, "associations")
-        if not all(isinstance(a, str) for a in associations):
-            raise ValueError("associations: must be memory ids")
+        the field when the record does not hold a memory (see `checked_json`)."""
+        data = cls.checked_json(data)
+        p = data["position"]
         return cls(
-            id=_text(data, "id"),
-            tenant=_text(data, "tenant"),
-            content=_text(data, "content"),
-            type=_text(data, "type"),
+            id=data["id"],
+            tenant=data["tenant"],
+            content=data["content"],
+            type=data["type"],
             depth=Depth(data["depth"]),
-            sigil=_text(data, "sigil"),
-            spiral_id=_text(data, "spiral_id"),
-            position=Position(index=_count(p, "index"), angle=_number(p, "angle"),
-                              radius=_number(p, "radius"), x=_number(p, "x"),
-                              y=_number(p, "y"), turn=_count(p, "turn")),
-            associations=tuple(associations),
-            created=_number(data, "created"),
-            last_accessed=_number(data, "last_accessed"),
-            access_count=_count(data, "access_count"),
-            strength=_number(data, "strength"),
+            sigil=data["sigil"],
+            spiral_id=data["spiral_id"],
+            position=Position(index=p["index"], angle=float(p["angle"]),
+                              radius=float(p["radius"]), x=float(p["x"]), y=float(p["y"]),
+                              turn=p["turn"]),
+            associations=tuple(data["associations"]),
+            created=float(data["created"]),
+            last_accessed=float(data["last_accessed"]),
+            access_count=data["access_count"],
+            strength=float(data["strength"]),
         )
 
 
+_MEMORY_TEXTS = ("id", "tenant", "content", "type", "sigil", "spiral_id")
+_MEMORY_NUMBERS = ("created", "last_accessed", "strength")
+_POSITION_NUMBERS = ("angle", "radius", "x", "y")
+
+
 # --- reading records strictly: a stored record is what it says, or an error ----------
+# `type(v) is ...` rather than isinstance: decoded JSON holds exact types, bool is not a
+# number here, and a rebuild runs these for every field of every node.
 
 def _object(value: Any, name: str = "record") -> JSONDict:
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise TypeError(f"{name}: must be a JSON object, got {type(value).__name__}")
     return value
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return type(value) is int
 
 
 def _text(data: JSONDict, name: str) -> str:
     value = data[name]
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise TypeError(f"{name}: must be a string, got {type(value).__name__}")
     return value
 
 
 def _count(data: JSONDict, name: str) -> int:
     value = data[name]
-    if not _is_int(value) or value < 0:
+    if type(value) is not int or value < 0:
         raise ValueError(f"{name}: must be a whole number of at least 0, got "
                          f"{str(value)[:40]!r}")
-    return int(value)
+    return value
 
 
 def _number(data: JSONDict, name: str) -> float:
     value = data[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value):
-        raise ValueError(f"{name}: must be a finite number, got {str(value)[:40]!r}")
-    return float(value)
+    kind = type(value)
+    if kind is float and value - value == 0.0:  # finite: inf - inf and nan are nan
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
+    raise ValueError(f"{name}: must be a finite number, got {str(value)[:40]!r}")
 
 
 def _list(data: JSONDict, name: str) -> list[Any]:
     value = data[name]
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise TypeError(f"{name}: must be a list, got {type(value).__name__}")
     return value

@@ -225,25 +225,27 @@ def rebuild_tenant(ctx: Context, section: Section,
         scanned += 1
         if scanned % HEARTBEAT_EVERY == 0:
             heartbeat()
-        node = moves.read_memory(records.memory, key, value)
+        node = moves.read_memory(records.memory_record, key, value)
         if node is None:
             continue
         report.total_nodes += 1
-        index = node.position.index
-        group = slots.get(node.spiral_id)
+        memory_id, spiral_id = node["id"], node["spiral_id"]
+        depth = Depth(node["depth"])
+        index = node["position"]["index"]
+        group = slots.get(spiral_id)
         if group is None:
-            group = slots[node.spiral_id] = _Slots(first_depth=node.depth)
+            group = slots[spiral_id] = _Slots(first_depth=depth)
         if index in group.used:
-            group.duplicates.append(node.id)
+            group.duplicates.append(memory_id)
         else:
             group.used.add(index)
-        group.depth_tenths += node.depth.tenths
-        if node.spiral_id not in spirals:
-            group.radii.append((index, node.position.radius))
-        sigil_of[node.id] = node.sigil
-        if not node.depth.protected:
-            deadlines[node.id] = gc.retention_deadline(
-                node.depth, node.strength, node.access_count, node.last_accessed,
+        group.depth_tenths += depth.tenths
+        if spiral_id not in spirals:
+            group.radii.append((index, node["position"]["radius"]))
+        sigil_of[memory_id] = node["sigil"]
+        if not depth.protected:
+            deadlines[memory_id] = gc.retention_deadline(
+                depth, node["strength"], node["access_count"], node["last_accessed"],
                 retention)
     moves.check()
 

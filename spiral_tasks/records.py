@@ -12,6 +12,7 @@ restore uses it to refuse a file whose records are not what their keys say.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -39,21 +40,33 @@ def _because(exc: BaseException) -> str:
 
 def memory(key: str, value: Any) -> Memory:
     """The memory stored at `key` (a `t:{T}:mem:<id>` key)."""
+    return Memory.from_json(memory_record(key, value))
+
+
+def memory_record(key: str, value: Any) -> dict[str, Any]:
+    """The record stored at `key`, checked as `memory` checks it, as a dict: for the
+    rebuild, which reads every node and needs a few of its fields."""
     value = _readable(key, value)
     try:
-        found = Memory.from_json(value)
+        record = Memory.checked_json(value)
     except SHAPE_ERRORS as exc:
         raise CorruptRecord(key, f"not a memory record: {_because(exc)}") from None
-    if TenantKeys(found.tenant).memory(found.id) != key:
-        raise CorruptRecord(key, f"holds memory {found.id[:80]!r} of tenant "
-                            f"{found.tenant[:80]!r}, not this key's")
+    memory_id, tenant = record["id"], record["tenant"]
+    if _keys(tenant).memory(memory_id) != key:
+        raise CorruptRecord(key, f"holds memory {memory_id[:80]!r} of tenant "
+                            f"{tenant[:80]!r}, not this key's")
     # Both become parts of keys (spiral:<id>, sigil:<sigil>) when the memory is
     # placed, removed or rebuilt: a key that cannot be one must fail here, not there.
-    for name, part in (("spiral_id", found.spiral_id), ("sigil", found.sigil)):
-        if not validation.MEMORY_ID_PATTERN.fullmatch(part):
-            raise CorruptRecord(key, f"not a memory record: {name}: {part[:40]!r} is not "
-                                "an id")
-    return found
+    for name in ("spiral_id", "sigil"):
+        if not validation.MEMORY_ID_PATTERN.fullmatch(record[name]):
+            raise CorruptRecord(key, f"not a memory record: {name}: "
+                                f"{record[name][:40]!r} is not an id")
+    return record
+
+
+@functools.lru_cache(maxsize=1024)
+def _keys(tenant: str) -> TenantKeys:
+    return TenantKeys(tenant)
 
 
 def spiral(key: str, value: Any) -> Spiral:
