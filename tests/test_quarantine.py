@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spiral_tasks.backup import restore, take
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import CorruptRecord, QuarantineRefused
 from spiral_tasks.keys import GC_CURSOR_KEY, TenantKeys
@@ -143,6 +145,20 @@ def test_a_memory_naming_a_spiral_or_sigil_no_key_can_hold_is_corrupt(
     assert {q.key for q in report.quarantined} == {KEYS.memory(m) for m in ("m1", "m2", "m5")}
     assert all("is not an id" in q.reason for q in report.quarantined)
     assert assert_consistent(engine) == 9
+
+
+def test_quarantined_records_are_backed_up_and_restored_like_any_key(
+        make_engine: EngineFactory, tmp_path: Path) -> None:
+    engine = make_engine()
+    populate(engine)
+    write_raw(engine.storage, KEYS.memory("m1"), b"\x00")
+    engine.rebuild_stats()
+    take(engine, tmp_path / "b.jsonl", source="test")
+    target = engine_over(MemoryStorage())
+    restore(target, tmp_path / "b.jsonl")
+    assert quarantined(target) == quarantined(engine)
+    assert target.rebuild_stats().clean
+    assert assert_consistent(target) == 11
 
 
 def test_a_dry_run_reports_what_it_would_quarantine_and_writes_nothing(
