@@ -9,6 +9,7 @@ from spiral_tasks.config.settings import (
     GcPolicy,
     Limits,
     LockPolicy,
+    MetricsSettings,
     PerfSettings,
     RetryPolicy,
     Settings,
@@ -17,5 +18,5 @@ from spiral_tasks.config.settings import (
     current,
 )
 
-__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "PerfSettings", "RetryPolicy",
-           "Settings", "StorageKind", "TaskSettings", "current"]
+__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "MetricsSettings",
+           "PerfSettings", "RetryPolicy", "Settings", "StorageKind", "TaskSettings", "current"]
