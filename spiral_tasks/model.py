@@ -320,18 +320,16 @@ class Memory:
         `from_json` reads, checked without building a memory: the rebuild reads every
         node so."""
         data = _object(data)
-        for name in _MEMORY_TEXTS:
-            _text(data, name)
-        Depth(data["depth"])
-        p = _object(data["position"], "position")
-        _count(p, "index")
-        _count(p, "turn")
-        for name in _POSITION_NUMBERS:
-            _number(p, name)
-        for name in _MEMORY_NUMBERS:
-            _number(data, name)
-        _count(data, "access_count")
-        if not all(type(a) is str for a in _list(data, "associations")):
+        _texts(data, _MEMORY_TEXTS)
+        if data["depth"] not in _DEPTH_VALUES:
+            raise ValueError(f"depth: {str(data['depth'])[:40]!r} is not a depth")
+        position = _object(data["position"], "position")
+        _counts(position, _POSITION_COUNTS)
+        _numbers(position, _POSITION_NUMBERS)
+        _numbers(data, _MEMORY_NUMBERS)
+        _counts(data, _MEMORY_COUNTS)
+        associations = _list(data, "associations")
+        if associations and not all(type(a) is str for a in associations):
             raise ValueError("associations: must be memory ids")
         checked: JSONDict = data
         return checked
@@ -363,7 +361,10 @@ class Memory:
 
 _MEMORY_TEXTS = ("id", "tenant", "content", "type", "sigil", "spiral_id")
 _MEMORY_NUMBERS = ("created", "last_accessed", "strength")
+_MEMORY_COUNTS = ("access_count",)
 _POSITION_NUMBERS = ("angle", "radius", "x", "y")
+_POSITION_COUNTS = ("index", "turn")
+_DEPTH_VALUES = frozenset(d.value for d in Depth)
 
 
 # --- reading records strictly: a stored record is what it says, or an error ----------
@@ -403,6 +404,28 @@ def _number(data: JSONDict, name: str) -> float:
     if kind is int:
         return float(value)
     raise ValueError(f"{name}: must be a finite number, got {str(value)[:40]!r}")
+
+
+def _texts(data: JSONDict, names: tuple[str, ...]) -> None:
+    """`_text` of each of `names`, in one call (a rebuild checks every node)."""
+    for name in names:
+        if type(data[name]) is not str:
+            _text(data, name)
+
+
+def _counts(data: JSONDict, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = data[name]
+        if type(value) is not int or value < 0:
+            _count(data, name)
+
+
+def _numbers(data: JSONDict, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = data[name]
+        kind = type(value)
+        if not (kind is int or (kind is float and value - value == 0.0)):
+            _number(data, name)
 
 
 def _list(data: JSONDict, name: str) -> list[Any]:
