@@ -161,6 +161,22 @@ def test_quarantined_records_are_backed_up_and_restored_like_any_key(
     assert assert_consistent(target) == 11
 
 
+@pytest.mark.parametrize("damage", ["not UTF-8", "wrong type"])
+def test_a_backup_of_a_corrupt_store_is_refused_naming_the_record(
+        make_engine: EngineFactory, tmp_path: Path, damage: str) -> None:
+    """A wrong-typed record once went into the file, which a restore then refused."""
+    engine = make_engine()
+    populate(engine)
+    write_raw(engine.storage, KEYS.memory("m4"), DAMAGE[damage](b""))
+    with pytest.raises(CorruptRecord) as caught:
+        take(make_engine(), tmp_path / "b.jsonl", source="test")
+    assert caught.value.key == KEYS.memory("m4")
+    assert not (tmp_path / "b.jsonl").exists()
+    make_engine().rebuild_stats()
+    take(make_engine(), tmp_path / "b.jsonl", source="test")
+    restore(engine_over(MemoryStorage()), tmp_path / "b.jsonl")
+
+
 def test_a_dry_run_reports_what_it_would_quarantine_and_writes_nothing(
         make_engine: EngineFactory) -> None:
     engine = make_engine()
