@@ -138,8 +138,9 @@ class SpiralMemory:
         """Recompute every spiral and counter from the node records in storage, and
         write what differs (`dry_run`: only report it; observers hear of a rebuild
         that wrote, not of a look). `on_tenant` hears of each tenant done.
-        Corrupt records are moved to the tenant's quarantine (`report.quarantined`).
-        Raises `InvalidArgument`, `LockTimeout`, `LockLost`, `QuarantineRefused`."""
+        Corrupt records are moved to the tenant's quarantine (`report.quarantined`);
+        a tenant most of whose records do not decode is left alone (`report.refused`).
+        Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
         report = rebuild.rebuild(self.context, self.sections, tenants, dry_run=dry_run,
                                  on_tenant=on_tenant)

@@ -66,7 +66,8 @@ class CorruptRecord(SpiralError, ValueError):
 
 class QuarantineRefused(SpiralError):
     """A rebuild found most of a tenant's records unreadable: a wrong key or codec, not
-    corruption. Nothing was quarantined or corrected."""
+    corruption. Nothing of the tenant's was quarantined or corrected (the rebuild
+    reports it under `refused` and goes on with the other tenants)."""
 
 
 class StorageUnavailable(SpiralError):

@@ -13,8 +13,9 @@ in storage, and a memory whose record was quarantined is simply gone until an
 operator brings it back (README, "Corrupt records"; `spiral quarantine`).
 
 A rebuild that finds most of a tenant's memory records unreadable refuses instead
-(`QuarantineRefused`): that is what a wrong key or codec looks like, not corruption,
-and moving every record aside for it would empty the tenant.
+(`QuarantineRefused`, which the rebuild reports and passes, leaving the tenant as it
+was): that is what a wrong key or codec looks like, not corruption, and moving every
+record aside for it would empty the tenant.
 """
 
 from __future__ import annotations

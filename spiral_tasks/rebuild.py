@@ -27,6 +27,7 @@ from typing import Any
 
 from spiral_tasks import events, gc, geometry, records
 from spiral_tasks.context import Context
+from spiral_tasks.errors import QuarantineRefused
 from spiral_tasks.model import Depth, Spiral, SpiralStats, SpiralType
 from spiral_tasks.quarantine import Quarantine, Quarantined
 from spiral_tasks.section import Section, Sections
@@ -91,6 +92,15 @@ class Orphans:
         }
 
 
+@dataclass(frozen=True)
+class Refusal:
+    tenant: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"tenant": self.tenant, "reason": self.reason}
+
+
 @dataclass
 class RebuildReport:
     corrected_spirals: list[SpiralCorrection] = field(default_factory=list)
@@ -100,13 +110,17 @@ class RebuildReport:
     queue_fixes: int = 0
     sigil_fixes: int = 0
     quarantined: list[Quarantined] = field(default_factory=list)
+    #: Tenants left as they were: most of their records do not decode (a wrong key or
+    #: codec, not corruption), so nothing of theirs was quarantined or corrected.
+    refused: list[Refusal] = field(default_factory=list)
     total_nodes: int = 0
     duration_ms: float = 0.0
 
     @property
     def clean(self) -> bool:
         return not (self.corrected_spirals or self.corrected_counters or self.orphans
-                    or self.queue_fixes or self.sigil_fixes or self.quarantined)
+                    or self.queue_fixes or self.sigil_fixes or self.quarantined
+                    or self.refused)
 
     def extend(self, other: RebuildReport) -> None:
         self.corrected_spirals += other.corrected_spirals
@@ -116,6 +130,7 @@ class RebuildReport:
         self.queue_fixes += other.queue_fixes
         self.sigil_fixes += other.sigil_fixes
         self.quarantined += other.quarantined
+        self.refused += other.refused
         self.total_nodes += other.total_nodes
 
     def to_json(self) -> dict[str, Any]:
@@ -127,6 +142,7 @@ class RebuildReport:
             "queue_fixes": self.queue_fixes,
             "sigil_fixes": self.sigil_fixes,
             "quarantined": [q.to_json() for q in self.quarantined],
+            "refused": [r.to_json() for r in self.refused],
             "total_nodes": self.total_nodes,
             "duration_ms": round(self.duration_ms, 3),
         }
@@ -167,15 +183,20 @@ def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bo
 
     `dry_run` computes the same report under the same locks and writes nothing (no
     correction, no event): what `spiral repair --dry-run` shows. `on_tenant` is called
-    after each tenant, so a caller can show progress over many.
+    after each tenant, so a caller can show progress over many. A tenant that refuses
+    quarantine (`QuarantineRefused`) is left as it was and reported in `refused`; the
+    others are rebuilt.
     """
     started = time.perf_counter()
     report = RebuildReport()
     for tenant in tenants:
-        with sections.enter(tenant) as section:
-            part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
-            if not dry_run:
-                _commit_in_chunks(section, writes)
+        try:
+            with sections.enter(tenant) as section:
+                part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
+                if not dry_run:
+                    _commit_in_chunks(section, writes)
+        except QuarantineRefused as exc:
+            part = RebuildReport(refused=[Refusal(tenant, str(exc))])
         report.extend(part)
         if on_tenant is not None:
             on_tenant(tenant)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from spiral_tasks.backup import restore, take
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import CorruptRecord, QuarantineRefused
+from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.keys import GC_CURSOR_KEY, TenantKeys
 from spiral_tasks.quarantine import MASS_UNREADABLE_MIN
 from spiral_tasks.storage.memory import MemoryStorage
@@ -278,10 +278,21 @@ def test_a_rebuild_refuses_when_most_records_do_not_decode(
     ids = populate(engine, count=MASS_UNREADABLE_MIN + 2)
     for memory_id in ids[1:]:
         write_raw(engine.storage, KEYS.memory(memory_id), b"\x01sealed under another key")
+    populate(engine, tenant="other")
+    write_raw(engine.storage, TenantKeys("other").memory("m0"), b"{")
     before = storage_digest(engine.storage)
-    with pytest.raises(QuarantineRefused, match="wrong key or codec"):
-        make_engine().rebuild_stats()
+    report = make_engine().rebuild_stats(dry_run=True)
+    assert [r.tenant for r in report.refused] == ["default"]
+    assert "wrong key or codec" in report.refused[0].reason
     assert storage_digest(engine.storage) == before
+    report = make_engine().rebuild_stats()
+    assert [r.tenant for r in report.refused] == ["default"]
+    assert report.to_json()["refused"] == [r.to_json() for r in report.refused]
+    assert not report.clean
+    # The other tenant was rebuilt; the refused one was left exactly as it was.
+    assert [q.key for q in report.quarantined] == [TenantKeys("other").memory("m0")]
+    assert sorted(engine.storage.keys(KEYS.memories)) == sorted(
+        KEYS.memory(m) for m in ids)
 
 
 def test_a_startup_rebuild_that_fails_leaves_the_worker_serving(
@@ -291,8 +302,17 @@ def test_a_startup_rebuild_that_fails_leaves_the_worker_serving(
     for memory_id in ids:
         write_raw(engine.storage, KEYS.memory(memory_id), b"\x01")
     with caplog.at_level(logging.ERROR):
-        assert runtime.startup_rebuild(make_engine()) is False
-    assert "startup rebuild failed, serving anyway: QuarantineRefused" in caplog.text
+        assert runtime.startup_rebuild(make_engine()) is True
+    assert "startup rebuild refused: tenant 'default': 12 of its 12" in caplog.text
+
+
+def test_a_startup_rebuild_whose_lock_stays_busy_is_logged_and_passed(
+        make_engine: EngineFactory, caplog: pytest.LogCaptureFixture) -> None:
+    engine = make_engine()
+    populate(engine)
+    with engine.sections.enter("default"), caplog.at_level(logging.ERROR):
+        assert runtime.startup_rebuild(make_engine(wait_s=0.01)) is False
+    assert "startup rebuild failed, serving anyway: LockTimeout" in caplog.text
 
 
 def test_a_startup_rebuild_quarantines_and_logs_each_record(

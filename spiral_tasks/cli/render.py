@@ -29,6 +29,7 @@ def rebuild_report(report: dict[str, Any], verbose: bool = False) -> str:
     # Always listed: each is a record an operator must look at (spiral quarantine).
     lines += [f"  quarantined {q['key']}: {q['reason']} (now at {q['moved_to']})"
               for q in report["quarantined"]]
+    lines += [f"Refused: {r['reason']}" for r in report["refused"]]
     for fix in report["corrected_spirals"]:
         before, after, delta = fix["before"], fix["after"], fix["deltas"]
         lines += [

@@ -31,8 +31,9 @@ CORRECTED = 2
 EXIT_CODES_HELP = ("Exit codes: 0 nothing to correct; 2 corrections applied, corrupt "
                    "records quarantined included (with --dry-run: corrections found, "
                    "nothing written); 1 an error (storage unreachable, LevelDB held by a "
-                   "running worker, bad arguments or settings, most of a tenant's records "
-                   "unreadable), said in one line.")
+                   "running worker, bad arguments or settings), said in one line, or a "
+                   "tenant refused (most of its records unreadable: a wrong key or "
+                   "codec), said in the report.")
 
 
 class RepairUsageError(click.UsageError):
@@ -97,7 +98,11 @@ def text_report(source: str, init_ms: float, state: dict[str, int], dry_run: boo
         render.rebuild_report(report.to_json(), verbose),
         "",
     ]
-    if report.clean:
+    if report.refused:
+        lines.append(f"{len(report.refused)} tenant(s) refused, left as they were: check "
+                     "the storage settings and repair again. The others: completed in "
+                     f"{total_ms:.2f} ms")
+    elif report.clean:
         lines.append(f"Nothing to correct. Repair completed in {total_ms:.2f} ms")
     elif dry_run:
         lines.append("Corrections found; nothing was written (dry run): run without "
@@ -136,7 +141,7 @@ def command(tenant: str | None, dry_run: bool, verbose: bool, as_json: bool) -> 
         state = current_state(engine, tenants)
         report = rebuild(engine, tenant, dry_run, tenants)
     total_ms = (time.perf_counter() - started) * 1000
-    code = CLEAN if report.clean else CORRECTED
+    code = ERROR if report.refused else CLEAN if report.clean else CORRECTED
     if as_json:
         seconds = report.duration_ms / 1000
         click.echo(json.dumps({

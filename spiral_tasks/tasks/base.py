@@ -26,7 +26,6 @@ from spiral_tasks.errors import (
     InvalidArgument,
     LockLost,
     LockTimeout,
-    QuarantineRefused,
     StaleGeneration,
     StorageUnavailable,
 )
@@ -74,10 +73,9 @@ class SpiralTask(Task[Any, Any]):
     """Turns transient failures into retries (with backoff and jitter). Bad input and a
     full tenant are expected outcomes: logged without a traceback, never retried. So
     is a corrupt record (trying again meets the same bytes), logged as an error in one
-    line naming the key, for an operator to run `spiral repair`, and a rebuild that
-    refused to quarantine (most records unreadable: a wrong key or codec)."""
+    line naming the key, for an operator to run `spiral repair`."""
 
-    throws = (InvalidArgument, CapacityExceeded, CorruptRecord, QuarantineRefused)
+    throws = (InvalidArgument, CapacityExceeded, CorruptRecord)
 
     @functools.cached_property
     def _signature(self) -> inspect.Signature:
@@ -90,7 +88,7 @@ class SpiralTask(Task[Any, Any]):
         check_arguments(self.name, self._signature, args, kwargs)
         try:
             return self.run(*args, **kwargs)
-        except (CorruptRecord, QuarantineRefused) as exc:  # for an operator, in one line
+        except CorruptRecord as exc:
             log.error("%s: %s", self.name, exc)
             raise
         except TRANSIENT as exc:

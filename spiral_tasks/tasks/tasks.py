@@ -59,7 +59,9 @@ def gc(self: SpiralTask, time_budget_ms: float | None = None,
 @app.task(name="spiral.rebuild_stats", base=SpiralTask, bind=True,
           time_limit=REBUILD_LIMITS.hard, soft_time_limit=REBUILD_LIMITS.soft)
 def rebuild_stats(self: SpiralTask, tenant: str | None = None) -> dict[str, Any]:
-    return runtime.engine().rebuild_stats(tenant).to_json()
+    report = runtime.engine().rebuild_stats(tenant)
+    runtime.log_trouble(self.name, report)
+    return report.to_json()
 
 
 @app.task(name="spiral.stats", base=SpiralTask, bind=True)

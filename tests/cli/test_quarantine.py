@@ -82,3 +82,21 @@ def test_quarantine_lists_what_was_set_aside_and_purges_it(damaged: Path) -> Non
     assert json_out(spiral(damaged, "quarantine", "--json"))["count"] == 2
     with open_storage("level", db_path=damaged / "spiraldb") as storage:
         assert storage.keys(ACME.quarantine) == [by_key[ACME.memory("m3")][0]]
+
+
+def test_a_tenant_most_of_whose_records_do_not_decode_is_refused_exit_1(
+        tmp_path: Path) -> None:
+    """What a wrong key looks like: the tenant is left alone, the others repaired."""
+    with open_storage("level", db_path=tmp_path / "spiraldb") as storage:
+        populate(engine_over(storage), tenants=("acme", "zeta"), count=20)
+        for key in storage.keys(ACME.memories):
+            write_raw(storage, key, b"\x01sealed under another key")
+        write_raw(storage, ZETA.memory("m4"), b"{")
+    result = spiral(tmp_path, "repair")
+    assert result.returncode == 1, result.stdout
+    assert "Refused: tenant 'acme': 17 of its 17 memory records do not decode" in result.stdout
+    assert f"quarantined {ZETA.memory('m4')}" in result.stdout
+    assert "1 tenant(s) refused, left as they were" in result.stdout
+    with open_storage("level", db_path=tmp_path / "spiraldb") as storage:
+        assert len(storage.keys(ACME.memories)) == 17
+        assert storage.keys(ACME.quarantine) == []

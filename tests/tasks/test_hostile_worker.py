@@ -215,6 +215,10 @@ def test_a_worker_started_over_corrupt_records_quarantines_them_and_serves(
     storage = engine.storage
     write_raw(storage, keys.memory("m7"), b"\x00\x01")
     write_raw(storage, keys.memory_count, b'"twelve"')
+    wrong = TenantKeys("wrong-key")  # every record unreadable: refused, left alone
+    store_twelve(app, wrong.tenant)
+    for key in storage.keys(wrong.memories):
+        write_raw(storage, key, b"\x01sealed under another key")
     # The lone worker's children claimed the startup rebuild for its window (60 s):
     # the late one's must run.
     storage.client.delete(claim_key("startup_rebuild"))  # type: ignore[attr-defined]
@@ -228,3 +232,7 @@ def test_a_worker_started_over_corrupt_records_quarantines_them_and_serves(
         assert call(app, "spiral.stats", tenant=keys.tenant)["total_memories"] == 11
         log = quiet_since(late, 0)
         assert f"startup rebuild quarantined {keys.memory('m7')}" in log
+        assert "startup rebuild refused: tenant 'wrong-key': 12 of its 12" in log
+        assert len(storage.keys(wrong.memories)) == 12
+        report = call(app, "spiral.rebuild_stats", tenant=wrong.tenant)
+        assert [r["tenant"] for r in report["refused"]] == [wrong.tenant]
