@@ -13,15 +13,17 @@ import math
 import re
 from collections.abc import Mapping
 from typing import TypeVar
-from urllib.parse import urlsplit
 
+from spiral_tasks.config.redis_urls import is_redis_url, redis_url_problem, shown_url
 from spiral_tasks.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
 #: How much of a bad value an error message quotes (a variable can hold a whole file).
 QUOTE_LIMIT = 80
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Variables whose values are never quoted (by name: a secret a later version adds is
+#: hidden too). A value of any variable is shown with a URL's password hidden.
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|(_KEY|_AUTH)$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -29,6 +31,19 @@ _FALSE = {"0", "false", "no", "off", ""}
 def quote(value: str) -> str:
     shown = value if len(value) <= QUOTE_LIMIT else value[:QUOTE_LIMIT] + "..."
     return repr(shown)
+
+
+def is_secret(name: str) -> bool:
+    return SECRET_NAME.search(name) is not None
+
+
+def shown_value(name: str, value: str) -> str:
+    """How a problem quotes `name`'s value: a secret never, a URL's password hidden
+    (before cutting, so a cut cannot split the password from its marker), and at
+    most QUOTE_LIMIT characters."""
+    if is_secret(name):
+        return f"<hidden, {len(value)} characters>"
+    return quote(shown_url(value))
 
 
 class Environment:
@@ -45,7 +60,7 @@ class Environment:
         return None if value is None or value.strip() == "" else value.strip()
 
     def problem(self, name: str, value: str | None, why: str) -> None:
-        shown = f"{name}={quote(value)}" if value is not None else name
+        shown = f"{name}={shown_value(name, value)}" if value is not None else name
         self.problems.append(f"{shown}: {why}")
 
     def check(self) -> None:
@@ -57,6 +72,16 @@ class Environment:
 
     def optional_text(self, name: str) -> str | None:
         return self.raw(name)
+
+    def url(self, name: str, default: str) -> str:
+        """A broker or result backend URL: checked as a Redis URL when it is one (the
+        others are for their transports to judge)."""
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if is_redis_url(raw):
+            return self.redis_url(name, default) or default
+        return raw
 
     def flag(self, name: str) -> bool:
         raw = (self.raw(name) or "").lower()
@@ -135,27 +160,3 @@ class Environment:
             self.problem(name, raw, f"must be at most {maximum}")
             return default
         return value
-
-
-def redis_url_problem(url: str) -> str | None:
-    """Why redis-py would refuse `url` (or misread it), or None when it is usable."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"not a valid URL ({exc})"
-    if parts.scheme not in REDIS_SCHEMES:
-        return (f"scheme must be one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, "
-                f"got {parts.scheme or 'none'!r}")
-    if parts.scheme == "unix":
-        return None if parts.path else "a unix:// URL needs the socket's path"
-    if port == 0:
-        return "port must be 1-65535"
-    return _database_problem(parts.path)
-
-
-def _database_problem(path: str) -> str | None:
-    database = path.strip("/")
-    if database and not re.fullmatch(r"\d+", database):
-        return f"the path must be a database number such as /0, got {path!r}"
-    return None
