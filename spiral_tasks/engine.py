@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks import rebuild, validation
+from spiral_tasks import rebuild, records, validation
 from spiral_tasks.cache import TenantCache
 from spiral_tasks.collect import collect
 from spiral_tasks.combining import Combiner
@@ -29,7 +29,7 @@ from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys
-from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.model import Memory
 from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.rebuild import RebuildReport
 from spiral_tasks.results import StoreResult, TenantStats
@@ -93,17 +93,19 @@ class SpiralMemory:
 
     def retrieve(self, memory_id: str, tenant: str = "default") -> Memory | None:
         """The memory (None if there is none), with its access time, count and strength
-        updated in storage. Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
+        updated in storage. Raises `InvalidArgument`, `LockTimeout`, `LockLost`,
+        `CorruptRecord` (its record is corrupt: nothing written)."""
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         with self._timed("retrieve", tenant), self.sections.enter(
                 tenant, read=[TenantKeys(tenant).memory(memory_id)],
                 state=StateUse.PRESERVE) as section:
-            data = section.get(section.keys.memory(memory_id))
+            key = section.keys.memory(memory_id)
+            data = section.get(key)
             if data is None:
                 section.commit(final=True)
                 return None
-            memory = Memory.from_json(data).accessed(self.context.clock())
+            memory = records.memory(key, data).accessed(self.context.clock())
             section.stage(Put(section.keys.memory(memory_id), memory.to_json()))
             if not memory.depth.protected:
                 section.stage(IndexPut(section.keys.gc_queue, memory_id,
@@ -134,7 +136,8 @@ class SpiralMemory:
 
     def collect(self, memory_id: str, tenant: str = "default") -> bool:
         """Delete a memory, leaving its tombstone; False when there was none.
-        Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
+        Raises `InvalidArgument`, `LockTimeout`, `LockLost`, `CorruptRecord` (its record
+        is corrupt, so which spiral and slot it holds is unknown: nothing written)."""
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         with self._timed("collect", tenant), self.sections.enter(
@@ -162,6 +165,8 @@ class SpiralMemory:
         """Recompute every spiral and counter from the node records in storage, and
         write what differs (`dry_run`: only report it; observers hear of a rebuild
         that wrote, not of a look). `on_tenant` hears of each tenant done.
+        Corrupt records are moved to the tenant's quarantine (`report.quarantined`);
+        a tenant most of whose records do not decode is left alone (`report.refused`).
         Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
         report = rebuild.rebuild(self.context, self.sections, tenants, dry_run=dry_run,
@@ -172,15 +177,17 @@ class SpiralMemory:
 
     def stats(self, tenant: str = "default") -> TenantStats:
         """The tenant's total, its spirals and its node records, read under its lock.
-        Raises `InvalidArgument`, `LockTimeout`."""
+        Raises `InvalidArgument`, `LockTimeout`, `CorruptRecord` (a spiral record or
+        the total is corrupt: `spiral repair` quarantines it)."""
         tenant = validation.name("tenant", tenant)
         with self.sections.enter(tenant) as section:
             keys = section.keys
-            spirals = sorted((Spiral.from_json(v) for _, v in section.scan(keys.spirals)),
+            spirals = sorted((records.spiral(k, v) for k, v in section.scan(keys.spirals)),
                              key=lambda s: s.created)
             total = section.get(keys.memory_count)
-            records = section.count(keys.memories)
-        stats = TenantStats(tenant, total if isinstance(total, int) else 0, records,
+            nodes = section.count(keys.memories)
+        stats = TenantStats(tenant, 0 if total is None
+                            else records.counter(keys.memory_count, total), nodes,
                             tuple(spirals))
         self.observer.tenant_counts(tenant, stats.total_memories, len(stats.spirals))
         self.observer.invariant(tenant, stats.consistent)

@@ -14,6 +14,8 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:store_ticks                  stores so far: every Nth triggers a GC (INCRBY)
     t:{acme}:lock                         the tenant's lock (Redis coordination)
     t:{acme}:generation                   Redis: a new unique token per commit (cache validity)
+    t:{acme}:quarantine:<rest>@<ms>       a corrupt record moved aside by a rebuild: its
+                                          key (t:{acme}:<rest>), why, and its bytes
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
     meta:sigil_keyring                    its other accepted keys (rotation's grace period)
@@ -36,6 +38,16 @@ DIRECTORY = "__dir__"
 
 def claim_key(name: str) -> str:
     return f"claim:{name}"
+
+
+def split_tenant_key(key: str) -> tuple[str, str] | None:
+    """(tenant, what follows the namespace) of a tenant's key; None for any other."""
+    if not key.startswith("t:{"):
+        return None
+    end = key.find("}:", 3)
+    if end < 0:
+        return None
+    return key[3:end], key[end + 2:]
 
 
 def hash_tag(key: str) -> str | None:
@@ -111,6 +123,16 @@ class TenantKeys:
     @property
     def generation(self) -> str:
         return self.namespace + "generation"
+
+    @property
+    def quarantine(self) -> str:
+        return self.namespace + "quarantine:"
+
+    def quarantined(self, key: str, at_ms: int) -> str:
+        """Where a rebuild moves the corrupt record at `key` (one of this tenant's):
+        its place in the namespace and the moment, so a record quarantined twice keeps
+        both copies."""
+        return f"{self.quarantine}{key[len(self.namespace):]}@{at_ms}"
 
     @property
     def indexes(self) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
 from spiral_tasks.observe import NO_OBSERVER, Observer
-from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Write
+from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Unreadable, Write
 
 #: A chunked commit commits when it holds this many writes or this many bytes of
 #: values, so one Redis script stays small whatever the memories' sizes.
@@ -83,9 +83,20 @@ class Section:
         return self.get_many([key])[0]
 
     def get_many(self, keys: Sequence[str]) -> list[Any]:
+        """Like `get`, for many keys; a value that does not decode raises
+        `CorruptRecord` naming its key."""
+        values = self.read_many(keys)
+        for value in values:
+            if isinstance(value, Unreadable):
+                raise value.error()
+        return values
+
+    def read_many(self, keys: Sequence[str]) -> list[Any]:
+        """Like `get_many`, but a value that does not decode comes back `Unreadable`:
+        for a caller that can go on without it (GC passes a corrupt record by)."""
         missing = [k for k in keys if k not in self._staged and k not in self._known]
         if missing:
-            self._known.update(zip(missing, self._storage.get_many(missing), strict=True))
+            self._known.update(zip(missing, self._storage.read_many(missing), strict=True))
         return [self._staged[k] if k in self._staged else self._known[k] for k in keys]
 
     def index_range(self, index: str, limit: int | None = None) -> list[tuple[str, float]]:
@@ -95,9 +106,15 @@ class Section:
         return self._storage.index_range(index, limit)
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        """Every committed (key, value) under `prefix`, streamed."""
+        """Every committed (key, value) under `prefix`, streamed; `CorruptRecord` at a
+        value that does not decode."""
         self._require_committed("scan")
         return self._storage.scan(prefix)
+
+    def read_scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Like `scan`, with values that do not decode as `Unreadable` (the rebuild)."""
+        self._require_committed("read_scan")
+        return self._storage.read_scan(prefix)
 
     def count(self, prefix: str) -> int:
         self._require_committed("count")

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from spiral_tasks import events, gc, geometry, placement, validation
+from spiral_tasks import events, gc, geometry, placement, records, validation
 from spiral_tasks.collect import collect_lowest
 from spiral_tasks.combining import Pending
 from spiral_tasks.context import Context
-from spiral_tasks.errors import CapacityExceeded, InvalidArgument
+from spiral_tasks.errors import CapacityExceeded, CorruptRecord, InvalidArgument
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Depth, Memory, Spiral
 from spiral_tasks.results import StoreResult
@@ -91,7 +91,11 @@ class StoreBatch:
     def _stage(self, pending: StorePending) -> None:
         request = pending.payload
         if request.memory_id is not None:
-            existing = self._existing(request.memory_id)
+            try:
+                existing = self._existing(request.memory_id)
+            except CorruptRecord as exc:  # this request's own: nothing staged for it
+                pending.fail(exc)
+                return
             if existing is not None:
                 self._waiting.append((pending, existing))
                 return
@@ -118,10 +122,13 @@ class StoreBatch:
         """The answer for an id that is stored, or collected (its tombstone): as this
         section sees them, including this batch's own stores and evictions."""
         keys, tenant = self.section.keys, self.section.tenant
-        record, tombstone = self.section.get_many([keys.memory(memory_id),
-                                                   keys.tombstone(memory_id)])
+        # A tombstone collects its id whatever it holds; a record must be readable to
+        # answer with (CorruptRecord otherwise).
+        record, tombstone = self.section.read_many([keys.memory(memory_id),
+                                                    keys.tombstone(memory_id)])
         if record is not None:
-            return StoreResult(memory_id, tenant, Memory.from_json(record), created=False)
+            return StoreResult(memory_id, tenant, records.memory(keys.memory(memory_id),
+                                                                 record), created=False)
         if tombstone is not None:
             return StoreResult(memory_id, tenant, None, created=False)
         return None
@@ -130,8 +137,9 @@ class StoreBatch:
         if not associations:
             return
         keys = self.section.keys
-        records = self.section.get_many([keys.memory(a) for a in associations])
-        missing = [a for a, record in zip(associations, records, strict=True)
+        # Existence is all a link needs: a corrupt record still names a memory.
+        found = self.section.read_many([keys.memory(a) for a in associations])
+        missing = [a for a, record in zip(associations, found, strict=True)
                    if record is None]
         if missing:
             raise InvalidArgument("associations", f"no memory {validation.ids(missing)} in "

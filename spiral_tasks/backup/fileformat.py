@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ import orjson
 from spiral_tasks import validation
 from spiral_tasks.errors import InvalidArgument, SpiralError
 from spiral_tasks.keys import TenantKeys, tenant_marker
-from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.records import problem as record_problem
+from spiral_tasks.records import reader as record_reader
 from spiral_tasks.storage import codec
 
 FORMAT = "spiral-backup"
@@ -161,41 +162,14 @@ def trailer(digest: str, lines: int) -> bytes:
 
 # --- reading -----------------------------------------------------------------------
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
 
 
-def _is_memory(name: str, tenant: str, value: Any) -> bool:
-    memory = Memory.from_json(value)
-    return memory.id == name and memory.tenant == tenant
-
-
-def _is_spiral(name: str, tenant: str, value: Any) -> bool:
-    spiral = Spiral.from_json(value)
-    return spiral.id == name and spiral.tenant == tenant
-
-
-#: What the keys of a tenant hold, by what follows its namespace: `check(name after
-#: the prefix, tenant, value)`.
-Check = Callable[[str, str, Any], bool]
-_PREFIXED: dict[str, Check] = {
-    "mem:": _is_memory,
-    "spiral:": _is_spiral,
-    "spiral_count:": lambda _, __, v: _is_int(v),
-    "sigil:": lambda _, __, v: isinstance(v, str),
-    "tomb:": lambda _, __, v: _is_number(v),
-}
-_EXACT: dict[str, Check] = {"memory_count": lambda _, __, v: _is_int(v),
-                            "store_ticks": lambda _, __, v: _is_int(v)}
-
-
 def check_key_value(tenant: str, key: str, value: Any) -> str | None:
-    """Why `key` with `value` cannot be a key of `tenant` (None: it can)."""
+    """Why `key` with `value` cannot be a key of `tenant` (None: it can). What each
+    kind of key holds is `records`' to say, as for every read of storage."""
     keys = TenantKeys(tenant)
     if key == tenant_marker(tenant):
         return None
@@ -203,19 +177,14 @@ def check_key_value(tenant: str, key: str, value: Any) -> str | None:
         return f"key {key[:80]!r} is outside tenant {tenant!r}'s namespace"
     if key in keys.coordination:
         return f"key {key!r} is a lock's, never backed up"
-    rest = key[len(keys.namespace):]
-    found = (rest, "", _EXACT[rest]) if rest in _EXACT else next(
-        ((rest, prefix, c) for prefix, c in _PREFIXED.items()
-         if rest.startswith(prefix) and rest != prefix), None)
-    if found is None:
+    if record_reader(key) is None:
         return f"key {key[:80]!r} is of no kind this version knows"
-    _, prefix, check = found
     try:
         codec.encode(value)
-        ok = check(rest[len(prefix):], tenant, value)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        ok = False
-    return None if ok else f"the value of {key[:80]!r} does not decode as what it holds"
+        wrong = record_problem(key, value) is not None
+    except (TypeError, ValueError):
+        wrong = True
+    return f"the value of {key[:80]!r} does not decode as what it holds" if wrong else None
 
 
 def parse_line(raw: bytes, number: int) -> Line:

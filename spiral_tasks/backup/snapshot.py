@@ -5,6 +5,10 @@ queue and records agree, as a rebuild would find them); tenants are taken one af
 another, so the file is not one instant of the whole store, which no operation needs:
 every operation works within one tenant.
 
+A store with a corrupt record (README, "Corrupt records") is refused, naming the
+record: a restore would refuse the file. `spiral repair` quarantines it first, and
+the quarantine is backed up like any key.
+
 What is kept: every key of every tenant (records, spirals, counters, sigils,
 tombstones, store ticks), its ordered indexes with their scores (the GC queue, the
 tombstones' expiry queue), and its marker. What is not: locks and generations (who
@@ -25,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from spiral_tasks import records
 from spiral_tasks.backup.fileformat import (
     CHECKSUM_PREFIX,
     Header,
@@ -36,7 +41,7 @@ from spiral_tasks.backup.fileformat import (
     trailer,
 )
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import LockLost
+from spiral_tasks.errors import CorruptRecord, LockLost
 from spiral_tasks.keys import tenant_marker
 from spiral_tasks.section import Section
 from spiral_tasks.security.keyring import others_to_json
@@ -72,8 +77,14 @@ def tenant_lines(section: Section) -> list[Line]:
     if marker is not None:
         lines.append(KeyLine(tenant, tenant_marker(tenant), marker))
     for key, value in _kept_alive(section, section.scan(keys.namespace)):
-        if key not in keys.coordination:
-            lines.append(KeyLine(tenant, key, value))
+        if key in keys.coordination:
+            continue
+        # A restore refuses a record that is not what its key holds: refuse it now,
+        # not in a file that cannot be restored (spiral repair quarantines it).
+        problem = records.problem(key, value)
+        if problem is not None:
+            raise CorruptRecord(key, problem)
+        lines.append(KeyLine(tenant, key, value))
     for index in keys.indexes:
         lines += [IndexLine(tenant, index, member, score)
                   for member, score in section.index_range(index)]

@@ -6,6 +6,7 @@
     spiral restore   a snapshot back into any backend
     spiral stats     a tenant's spirals and the invariant
     spiral rotate-sigil-secret   a new sigil key, the old one kept for a grace period
+    spiral quarantine  the corrupt records rebuilds set aside (and purging them)
     spiral demo      the system at work, end to end (also spiral-demo)
     spiral enqueue   send work to running workers (also spiral-enqueue)
 
@@ -23,6 +24,7 @@ from spiral_tasks.cli import (
     demo,
     enqueue,
     perf,
+    quarantine,
     repair,
     restore,
     rotate_sigil_secret,
@@ -41,7 +43,7 @@ def spiral() -> None:
 
 for name, command in [("repair", repair.command), ("perf", perf.command),
                       ("backup", backup.command), ("restore", restore.command),
-                      ("stats", stats.command),
+                      ("stats", stats.command), ("quarantine", quarantine.command),
                       ("rotate-sigil-secret", rotate_sigil_secret.command),
                       ("demo", demo.command),
                       ("enqueue", enqueue.command)]:

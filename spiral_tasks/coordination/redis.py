@@ -33,15 +33,21 @@ from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, new_gen
 from spiral_tasks.errors import LockLost, LockTimeout, StaleGeneration
 from spiral_tasks.keys import TenantKeys, claim_key, directory_of
 from spiral_tasks.storage import codec, lua
-from spiral_tasks.storage.base import Write, check_key, prepare
-from spiral_tasks.storage.redis import WRITE_ERRORS, RedisStorage, run_script, write_args
+from spiral_tasks.storage.base import Write, check_key, decode_or_unreadable, prepare
+from spiral_tasks.storage.redis import (
+    WRITE_ERRORS,
+    ErrorReply,
+    RedisStorage,
+    run_script,
+    write_args,
+)
 
 #: How long a lock lives without being extended: the runbook's 2 s.
 LOCK_TTL_S = 2.0
 #: Poll interval while waiting for a lock held elsewhere.
 LOCK_POLL_S = 0.0005
 #: Error replies of the commit script.
-COMMIT_ERRORS: dict[str, type[Exception]] = {
+COMMIT_ERRORS: dict[str, ErrorReply] = {
     **WRITE_ERRORS, "LOCKLOST ": LockLost, "STALE ": StaleGeneration}
 
 
@@ -93,8 +99,10 @@ class FencedLock(redis.lock.Lock):
         return True
 
 
-def _decode(raw: bytes | None) -> Any:
-    return None if raw is None else codec.decode(raw)
+def _decode(key: str, raw: bytes | None) -> Any:
+    """A value read with the lock: a bad one stays `Unreadable` until a section reads
+    it, so entering never fails for a record the operation does not need."""
+    return None if raw is None else decode_or_unreadable(key, raw)
 
 
 class RedisFence(Fence):
@@ -104,7 +112,7 @@ class RedisFence(Fence):
         self._commit = commit
         self._generation = lock.generation
         self.released = False
-        self.read = {key: _decode(raw)
+        self.read = {key: _decode(key, raw)
                      for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
         if lock.snapshot_raw is not None:
             taken = dict(lock.snapshot_raw)
@@ -114,7 +122,7 @@ class RedisFence(Fence):
                 values: list[bytes | None] = storage.client.mget(  # type: ignore[assignment]
                     lock.undeclared)
                 taken.update(zip(lock.undeclared, values, strict=True))
-            self.snapshot = {key: _decode(raw) for key, raw in taken.items()}
+            self.snapshot = {key: _decode(key, raw) for key, raw in taken.items()}
 
     @property
     def generation(self) -> str:
@@ -191,7 +199,12 @@ class RedisCoordinator(Coordinator):
         if not lock.acquire(token=f"{os.getpid()}:{uuid.uuid4().hex}"):
             raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing "
                               "was written, try again")
-        fence = RedisFence(self._storage, lock, self._commit)
+        try:
+            fence = RedisFence(self._storage, lock, self._commit)
+        except BaseException:
+            with suppress(LockError):  # never leave a lock to expire for nothing
+                lock.release()
+            raise
         try:
             yield fence
         finally:

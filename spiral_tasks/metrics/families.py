@@ -79,5 +79,6 @@ def families() -> Families:
                         "exception that caused them", ["task", "cause"], registry=None),
         rebuild_corrections=Counter("spiral_rebuild_corrections_total", "What rebuilds "
                                     "corrected, by kind: spiral, counter, orphan, queue, "
-                                    "sigil", ["kind"], registry=None),
+                                    "sigil, quarantine (corrupt records moved aside)",
+                                    ["kind"], registry=None),
     )

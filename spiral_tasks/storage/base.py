@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.storage import codec
 
 MAX_KEY_BYTES = 1024
@@ -58,6 +59,37 @@ class Publish:
 
     channel: str
     message: str
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """What a tolerant read (`read_many`, `read_scan`, a fence's reads) gives for a
+    stored value that does not decode: the key, why, and the bytes as stored, so a
+    rebuild can quarantine them whole. Strict reads raise `CorruptRecord` instead."""
+
+    key: str
+    reason: str
+    raw: bytes
+
+    def error(self) -> CorruptRecord:
+        return CorruptRecord(self.key, self.reason)
+
+
+def decode_or_unreadable(key: str, raw: bytes) -> Any:
+    """The value of `raw`, stored at `key`, or `Unreadable` if its bytes are no value."""
+    try:
+        return codec.decode(raw)
+    except codec.UnreadableValue as exc:
+        return Unreadable(key, str(exc)[:200], raw)
+
+
+def decoded(key: str, raw: bytes) -> Any:
+    """The value of `raw`, stored at `key`; `CorruptRecord` naming the key if its bytes
+    are no value."""
+    value = decode_or_unreadable(key, raw)
+    if isinstance(value, Unreadable):
+        raise value.error()
+    return value
 
 
 Write = Put | Delete | Increment | IndexPut | IndexRemove | Publish
@@ -168,13 +200,23 @@ class Storage(ABC):
 
     # --- the contract callers use ---------------------------------------------------
     def get(self, key: str) -> Any:
-        """The value at `key`, or None when there is none."""
+        """The value at `key`, or None when there is none; `CorruptRecord` if its bytes
+        do not decode."""
         raw = self._get(check_key(key))
-        return None if raw is None else codec.decode(raw)
+        return None if raw is None else decoded(key, raw)
 
     def get_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """Like `get`, for many keys; the first that does not decode raises."""
         raws = self._get_many([check_key(k) for k in keys])
-        return [None if raw is None else codec.decode(raw) for raw in raws]
+        return [None if raw is None else decoded(k, raw)
+                for k, raw in zip(keys, raws, strict=True)]
+
+    def read_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """Like `get_many`, but a value that does not decode comes back as
+        `Unreadable`, so one bad record does not hide the others."""
+        raws = self._get_many([check_key(k) for k in keys])
+        return [None if raw is None else decode_or_unreadable(k, raw)
+                for k, raw in zip(keys, raws, strict=True)]
 
     def set(self, key: str, value: Any) -> None:
         self._apply([EncodedPut(check_key(key), codec.encode(value))])
@@ -185,7 +227,7 @@ class Storage(ABC):
         Many processes creating the same thing at once (a generated secret) each get
         the first one written, never their own losing copy.
         """
-        return codec.decode(self._set_if_absent_raw(check_key(key), codec.encode(value)))
+        return decoded(key, self._set_if_absent_raw(check_key(key), codec.encode(value)))
 
     def delete(self, key: str) -> None:
         self.apply([Delete(key)])
@@ -194,9 +236,16 @@ class Storage(ABC):
         return self._keys(check_prefix(prefix))
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        """Every (key, value) under `prefix`, streamed: the rebuild reads storage so."""
+        """Every (key, value) under `prefix`, streamed; `CorruptRecord` at the first
+        value that does not decode."""
         for key, raw in self._scan(check_prefix(prefix)):
-            yield key, codec.decode(raw)
+            yield key, decoded(key, raw)
+
+    def read_scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Like `scan`, but a value that does not decode comes as `Unreadable` and the
+        scan goes on: the rebuild reads storage so, to quarantine what is bad."""
+        for key, raw in self._scan(check_prefix(prefix)):
+            yield key, decode_or_unreadable(key, raw)
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomically add `delta` to the integer at `key` (missing counts as 0)."""
@@ -241,7 +290,7 @@ def parse_counter(key: str, raw: bytes | None) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"{key} does not hold an integer counter") from None
+        raise CorruptRecord(key, "does not hold an integer counter") from None
 
 
 def stage_values(

@@ -3,7 +3,9 @@
 The original stored live references in memory and let a JSON encoder silently turn
 tuples into lists, int keys into strings and NaN into null. Here a value is checked
 first, so a refusal happens before any write. This module is the one place where
-values are encoded, so sealing (encryption at rest) slots in here later.
+values are encoded, so sealing (encryption at rest) slots in here later. Decoding
+raises `UnreadableValue` for bytes that are not a value: the record is bad, not
+the process.
 """
 
 from __future__ import annotations
@@ -34,8 +36,23 @@ def encode(value: Any) -> bytes:
     raise ValueError("value does not survive a JSON round trip")
 
 
+class UnreadableValue(ValueError):
+    """Stored bytes that do not decode into a value: not JSON, not UTF-8, cut short
+    (and, once values are sealed, a sealed value that does not open). The fault is the
+    record's, so rebuild and repair quarantine it; every layer above turns this into
+    `CorruptRecord` naming the key.
+
+    Raise it (or a subclass) only for a bad record. A process that cannot decode
+    anything (its key is missing, or it is the wrong key) must raise something else:
+    that is a configuration fault, and quarantining every record for it would be
+    wrong."""
+
+
 def decode(raw: bytes) -> Any:
-    return orjson.loads(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableValue(f"not JSON ({exc})") from exc
 
 
 def _check(value: Any, depth: int) -> None:

@@ -17,14 +17,14 @@ directory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
 from redis.commands.core import Script
 
 from spiral_tasks.config.redis_urls import parse_redis_url, shown_url
-from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.errors import CorruptRecord, StorageUnavailable
 from spiral_tasks.keys import directory_of, hash_tag
 from spiral_tasks.storage import lua
 from spiral_tasks.storage.base import (
@@ -89,8 +89,11 @@ def first_key(writes: Sequence[EncodedWrite]) -> str:
     raise TypeError(f"not a storage write: {writes[0]!r}")
 
 
+ErrorReply = Callable[[str], Exception]
+
+
 def run_script(script: Script, keys: Sequence[str], argv: Sequence[Any],
-               errors: dict[str, type[Exception]]) -> Any:
+               errors: dict[str, ErrorReply]) -> Any:
     """Run `script`; an error reply starting with one of `errors`' markers (e.g.
     "NOTINT ") becomes that exception with the rest of the reply as its message."""
     try:
@@ -103,6 +106,12 @@ def run_script(script: Script, keys: Sequence[str], argv: Sequence[Any],
         raise
 
 
+def _not_a_counter(message: str) -> CorruptRecord:
+    """`NOTINT <key> does not hold an integer counter`: the counter is corrupt."""
+    key, _, reason = message.partition(" does not hold")
+    return CorruptRecord(key, "does not hold" + reason if reason else message)
+
+
 def connect(url: str, **options: Any) -> redis.Redis:
     """A redis-py client for `url`, its TLS parameters (`rediss://...?ssl_ca_certs=...`)
     read as the broker, the results and beat read them (`spiral_tasks.config.redis_urls`),
@@ -113,7 +122,7 @@ def connect(url: str, **options: Any) -> redis.Redis:
 
 
 #: Error replies of the write script.
-WRITE_ERRORS: dict[str, type[Exception]] = {"NOTINT ": ValueError}
+WRITE_ERRORS: dict[str, ErrorReply] = {"NOTINT ": _not_a_counter}
 
 
 class RedisStorage(Storage):
