@@ -17,9 +17,11 @@ from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, 
 
 
 def remove(ctx: Context, section: Section, memories: Sequence[Memory],
-           stale_entries: Sequence[str] = (), *, announce: bool = False) -> None:
+           stale_entries: Sequence[str] = (), *, announce: bool = False,
+           audit_as: str = "collect") -> None:
     """Stage the removal of `memories` (and drop queue entries of already-missing
-    ones); their spirals free their slots. The caller commits."""
+    ones); their spirals free their slots; the audit log names the operation
+    `audit_as`. The caller commits."""
     keys = section.keys
     now = ctx.clock()
     expires = now + ctx.gc.tombstone_ttl_s
@@ -44,6 +46,8 @@ def remove(ctx: Context, section: Section, memories: Sequence[Memory],
     for spiral in shrunk.values():
         section.put_spiral(spiral)
     section.stage(*writes)
+    if memories:
+        section.audit(audit_as, [m.id for m in memories])
 
 
 def collect_lowest(ctx: Context, section: Section, *, over: int,
@@ -58,7 +62,7 @@ def collect_lowest(ctx: Context, section: Section, *, over: int,
     records = section.get_many([keys.memory(m) for m in chosen])
     memories = [Memory.from_json(r) for r in records if r is not None]
     stale = [m for m, r in zip(chosen, records, strict=True) if r is None]
-    remove(ctx, section, memories, stale)
+    remove(ctx, section, memories, stale, audit_as="gc")
     return len(chosen), [m.id for m in memories]
 
 

@@ -40,4 +40,5 @@ def open_engine(settings: Settings | None = None,
     settings = settings or current()
     storage = storage_from(settings)
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
-                        settings.gc, sigil_secret=settings.sigil_secret, observer=observer)
+                        settings.gc, sigil_secret=settings.sigil_secret, observer=observer,
+                        audit=settings.audit)

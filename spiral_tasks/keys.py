@@ -14,8 +14,12 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:store_ticks                  stores so far: every Nth triggers a GC (INCRBY)
     t:{acme}:lock                         the tenant's lock (Redis coordination)
     t:{acme}:generation                   Redis: a new unique token per commit (cache validity)
+    t:{acme}:audit                        the audit log (a Redis stream; a LevelDB key range)
+    t:{acme}:audit_head                   the audit log's last entry: seq, hash, signature
+    t:{acme}:audit_checkpoint             the last entry trimmed by retention, signed
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
+    meta:audit_key                        generated audit signing key when none is configured
     meta:gc_cursor                        the tenant where the last full GC run stopped
     claim:<name>                          "done recently" marks (one startup rebuild per window)
     __dir__:{acme}                        Redis only: names of every key tagged {acme}
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 TENANTS_PREFIX = "tenants:"
 SIGIL_SECRET_KEY = "meta:sigil_secret"
+AUDIT_KEY = "meta:audit_key"
 GC_CURSOR_KEY = "meta:gc_cursor"
 DIRECTORY = "__dir__"
 
@@ -111,14 +116,28 @@ class TenantKeys:
         return self.namespace + "generation"
 
     @property
+    def audit_log(self) -> str:
+        return self.namespace + "audit"
+
+    @property
+    def audit_head(self) -> str:
+        return self.namespace + "audit_head"
+
+    @property
+    def audit_checkpoint(self) -> str:
+        return self.namespace + "audit_checkpoint"
+
+    @property
     def indexes(self) -> tuple[str, ...]:
         """Every ordered index of the tenant (storage cannot list indexes)."""
         return (self.gc_queue, self.tombstone_queue)
 
     @property
     def coordination(self) -> tuple[str, ...]:
-        """Keys that say who may write now, not what is stored: a backup leaves them."""
-        return (self.lock, self.generation)
+        """Keys that say who may write now, or what was done, not what is stored: a
+        backup leaves them and a restore keeps them (the audit log's chain goes on
+        through a restore, which it records)."""
+        return (self.lock, self.generation, self.audit_head, self.audit_checkpoint)
 
     def tombstone(self, memory_id: str) -> str:
         return self.tombstones + memory_id

@@ -152,22 +152,27 @@ COMMIT_CHUNK = 5000
 
 
 def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bool = False,
-            on_tenant: Callable[[str], None] | None = None) -> RebuildReport:
+            on_tenant: Callable[[str], None] | None = None,
+            audit_as: str = "rebuild") -> RebuildReport:
     """Rebuild each tenant under its lock, kept alive while the scan runs; a lock lost
     meanwhile raises `LockLost` (nothing of that tenant's corrections was written
     after the loss) and the caller retries.
 
     `dry_run` computes the same report under the same locks and writes nothing (no
     correction, no event): what `spiral repair --dry-run` shows. `on_tenant` is called
-    after each tenant, so a caller can show progress over many.
+    after each tenant, so a caller can show progress over many. Each tenant rebuilt
+    (not looked at) gets an audit entry named `audit_as` ("repair" from the CLI).
     """
     started = time.perf_counter()
     report = RebuildReport()
     for tenant in tenants:
         with sections.enter(tenant) as section:
             part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
-            if not dry_run:
+            if not dry_run and (writes or part.total_nodes):
+                section.audit(audit_as)  # a tenant with nothing in it: nothing to record
                 _commit_in_chunks(section, writes)
+                if not writes:
+                    section.commit(final=True)
         report.extend(part)
         if on_tenant is not None:
             on_tenant(tenant)

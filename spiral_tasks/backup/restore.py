@@ -29,7 +29,7 @@ import orjson
 from spiral_tasks.backup.fileformat import BackupRefused, Header, KeyLine, Line, records, verify
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import SpiralError
-from spiral_tasks.keys import SIGIL_SECRET_KEY, hash_tag, tenant_marker
+from spiral_tasks.keys import SIGIL_SECRET_KEY, TenantKeys, hash_tag, tenant_marker
 from spiral_tasks.section import Section
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Write
 
@@ -62,7 +62,8 @@ def target_tenants(engine: SpiralMemory) -> list[str]:
     """Every tenant the target holds anything of: its marker, or any key."""
     found = set(engine.tenants())
     found.update(tag for key in engine.storage.keys("t:")
-                 if (tag := hash_tag(key)) is not None)
+                 if (tag := hash_tag(key)) is not None
+                 and key not in TenantKeys(tag).coordination)
     return sorted(found)
 
 
@@ -90,11 +91,13 @@ def restore(engine: SpiralMemory, path: Path, *, replace: bool = False,
     for tenant in sorted(set(present) - set(header.tenants)):
         with engine.sections.enter(tenant) as section:
             _empty(section)
+            section.audit("restore")
             section.commit(final=True)
     for tenant, lines in itertools.groupby(records(path), key=lambda line: line.tenant):
         with engine.sections.enter(tenant) as section:
             if tenant in present:
                 _empty(section)
+            section.audit("restore")
             _write(section, lines, on_lines)
     summary.rebuild_clean = all(engine.rebuild_stats(t, dry_run=True).clean
                                 for t in header.tenants)

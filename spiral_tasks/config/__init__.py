@@ -5,6 +5,7 @@
 """
 
 from spiral_tasks.config.settings import (
+    AuditSettings,
     BeatSettings,
     GcPolicy,
     Limits,
@@ -18,5 +19,5 @@ from spiral_tasks.config.settings import (
     current,
 )
 
-__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "MetricsSettings",
+__all__ = ["AuditSettings", "BeatSettings", "GcPolicy", "Limits", "LockPolicy", "MetricsSettings",
            "PerfSettings", "RetryPolicy", "Settings", "StorageKind", "TaskSettings", "current"]

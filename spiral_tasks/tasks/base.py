@@ -18,6 +18,7 @@ import redis
 from celery import Task
 
 from spiral_tasks import validation
+from spiral_tasks.audit.actor import Actor, acting
 from spiral_tasks.config import RetryPolicy, current
 from spiral_tasks.errors import (
     CapacityExceeded,
@@ -79,7 +80,9 @@ class SpiralTask(Task[Any, Any]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         check_arguments(self.name, self._signature, args, kwargs)
         try:
-            return self.run(*args, **kwargs)
+            # The audit log names this task and worker (the engine cannot ask Celery).
+            with acting(Actor(task=self.request.id, worker=self.request.hostname)):
+                return self.run(*args, **kwargs)
         except TRANSIENT as exc:
             if self.request.called_directly:
                 raise
