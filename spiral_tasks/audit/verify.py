@@ -11,13 +11,16 @@ altered (a hash that does not match) apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spiral_tasks.audit.chain import FIELDS, GENESIS, Signer, entry_hash
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage.base import Storage
+
+if TYPE_CHECKING:  # the section writes entries with the journal, which uses `problem`
+    from spiral_tasks.section import Sections
 
 PAGE = 1000
 
@@ -53,11 +56,14 @@ class Verdict:
                 "first_bad": None if self.first_bad is None else self.first_bad.to_json()}
 
 
-def entries(storage: Storage, tenant: str) -> Iterator[tuple[str, Any]]:
-    """Every (position, entry) of the tenant's log, oldest first, a page at a time."""
+def entries(storage: Storage, tenant: str,
+            heartbeat: Callable[[], None] = lambda: None) -> Iterator[tuple[str, Any]]:
+    """Every (position, entry) of the tenant's log, oldest first, a page at a time
+    (`heartbeat` before each: a caller under the tenant's lock keeps it so)."""
     log = TenantKeys(tenant).audit_log
     after: str | None = None
     while True:
+        heartbeat()
         page = storage.log_read(log, after, PAGE)
         yield from page
         if len(page) < PAGE:
@@ -97,8 +103,11 @@ def _in_place(entry: dict[str, Any], seq: int, prev: str) -> str | None:
     return None
 
 
-def verify(storage: Storage, signer: Signer, tenant: str) -> Verdict:
-    """Check the tenant's whole chain; the verdict names the first bad entry."""
+def verify(storage: Storage, signer: Signer, tenant: str,
+           heartbeat: Callable[[], None] = lambda: None) -> Verdict:
+    """Check the tenant's whole chain; the verdict names the first bad entry. Run it
+    under the tenant's lock (`verify_locked`): a commit or a retention trim landing
+    between reading the head and reading the entries would look like tampering."""
     keys = TenantKeys(tenant)
     head, point = storage.get_many([keys.audit_head, keys.audit_checkpoint])
     seq, prev, start = 1, GENESIS, None
@@ -108,7 +117,7 @@ def verify(storage: Storage, signer: Signer, tenant: str) -> Verdict:
                            BadEntry(None, None, "the checkpoint's signature does not verify"))
         seq, prev, start = int(point["seq"]) + 1, str(point["hash"]), int(point["seq"])
     count = 0
-    for position, entry in entries(storage, tenant):
+    for position, entry in entries(storage, tenant, heartbeat):
         why = problem(signer, tenant, entry, seq, prev)
         if why is not None:
             claimed = entry.get("seq") if isinstance(entry, dict) else None
@@ -137,3 +146,9 @@ def _head_problem(signer: Signer, tenant: str, head: Any, last: int, digest: str
         return BadEntry(None, last, f"the head names entry {head['seq']}, not the last "
                         f"entry {last}")
     return None
+
+
+def verify_locked(sections: Sections, signer: Signer, tenant: str) -> Verdict:
+    """`verify` under the tenant's lock, kept alive page by page."""
+    with sections.enter(tenant) as section:
+        return verify(sections.storage, signer, tenant, section.fence.extend)

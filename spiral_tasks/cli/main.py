@@ -7,6 +7,7 @@
     spiral stats     a tenant's spirals and the invariant
     spiral demo      the system at work, end to end (also spiral-demo)
     spiral enqueue   send work to running workers (also spiral-enqueue)
+    spiral audit     verify the audit log's chain, read its entries
 
 Every subcommand reads the same settings (the environment: REDIS_URL, SPIRAL_DB_PATH,
 ...), checks its arguments before it has any effect, says what went wrong in one
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from spiral_tasks.cli import backup, demo, enqueue, perf, repair, restore, stats
+from spiral_tasks.cli import audit, backup, demo, enqueue, perf, repair, restore, stats
 
 
 @click.group(name="spiral", context_settings={"help_option_names": ["-h", "--help"]},
@@ -32,7 +33,7 @@ def spiral() -> None:
 for name, command in [("repair", repair.command), ("perf", perf.command),
                       ("backup", backup.command), ("restore", restore.command),
                       ("stats", stats.command), ("demo", demo.command),
-                      ("enqueue", enqueue.command)]:
+                      ("enqueue", enqueue.command), ("audit", audit.command)]:
     spiral.add_command(command, name)
 
 

@@ -119,7 +119,10 @@ class LevelStorage(Storage):
             return [k.decode() for k in it]
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
-        with self.db.iterator(prefix=prefix.encode()) as it:
+        # Everything: up to the indexes and logs (0xff...), which are not keys.
+        it = self.db.iterator(prefix=prefix.encode()) if prefix else \
+            self.db.iterator(stop=b"\xff")
+        with it:
             for key, raw in it:
                 yield key.decode(), raw
 
