@@ -8,6 +8,7 @@ A store combined into another thread's batch carries the actor it was asked unde
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Iterator
@@ -22,9 +23,15 @@ class Actor:
     worker: str | None
 
 
+@functools.cache
+def _process_actor(pid: int) -> Actor:
+    return Actor(task=None, worker=f"{socket.gethostname()}:{pid}")
+
+
 def process_actor() -> Actor:
-    """An actor with no task: this process (a CLI, a script), named host:pid."""
-    return Actor(task=None, worker=f"{socket.gethostname()}:{os.getpid()}")
+    """An actor with no task: this process (a CLI, a script), named host:pid (by pid,
+    so a forked child names itself)."""
+    return _process_actor(os.getpid())
 
 
 _CURRENT: ContextVar[Actor | None] = ContextVar("spiral_audit_actor", default=None)

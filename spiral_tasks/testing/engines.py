@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-from spiral_tasks.config import Settings
+from spiral_tasks.config import AuditSettings, Settings
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_coordinator
 from spiral_tasks.observe import NO_OBSERVER, Observer
@@ -32,9 +32,11 @@ def settings_with(base: Settings | None = None, **overrides: Any) -> Settings:
 
 def engine_over(storage: Storage, *, clock: Callable[[], float] | None = None,
                 sigil_secret: str = "test-secret", observer: Observer = NO_OBSERVER,
-                **overrides: Any) -> SpiralMemory:
-    """An engine over `storage` with the coordinator its backend needs."""
+                audit: AuditSettings | None = None, **overrides: Any) -> SpiralMemory:
+    """An engine over `storage` with the coordinator its backend needs (the audit log
+    on, with a key kept in storage, unless `audit` says otherwise)."""
     settings = settings_with(**overrides)
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
-                        settings.gc, sigil_secret=sigil_secret, observer=observer, **extra)
+                        settings.gc, sigil_secret=sigil_secret, observer=observer,
+                        audit=audit, **extra)
