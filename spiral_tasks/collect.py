@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def remove(ctx: Context, section: Section, memories: Sequence[Memory],
-           stale_entries: Sequence[str] = (), *, announce: bool = False) -> None:
+           stale_entries: Sequence[str] = (), *, announce: bool = False,
+           audit_as: str = "collect") -> None:
     """Stage the removal of `memories` (and drop the queue entries `stale_entries`, of
     memories already missing or whose records are corrupt); their spirals free their
-    slots. The caller commits."""
+    slots; the audit log names the operation `audit_as`. The caller commits."""
     keys = section.keys
     now = ctx.clock()
     expires = now + ctx.gc.tombstone_ttl_s
@@ -55,6 +56,8 @@ def remove(ctx: Context, section: Section, memories: Sequence[Memory],
     for spiral in shrunk.values():
         section.put_spiral(spiral)
     section.stage(*writes)
+    if memories:
+        section.audit(audit_as, [m.id for m in memories])
 
 
 def collect_lowest(ctx: Context, section: Section, *, over: int,
@@ -80,7 +83,7 @@ def collect_lowest(ctx: Context, section: Section, *, over: int,
             # batch) and the record stays, counted, for a rebuild to quarantine.
             log.warning("GC passed by a corrupt record: %s", exc)
         stale.append(memory_id)
-    remove(ctx, section, memories, stale)
+    remove(ctx, section, memories, stale, audit_as="gc")
     return len(chosen), [m.id for m in memories]
 
 

@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from spiral_tasks import rebuild, records, validation
+from spiral_tasks.audit.chain import Signer
+from spiral_tasks.audit.journal import Journal
 from spiral_tasks.cache import TenantCache
 from spiral_tasks.collect import collect
 from spiral_tasks.combining import Combiner
-from spiral_tasks.config import GcPolicy, Limits, OldSecret
+from spiral_tasks.config import AuditSettings, GcPolicy, Limits, OldSecret
 from spiral_tasks.context import Context
 from spiral_tasks.coordination.base import Coordinator
 from spiral_tasks.errors import InvalidArgument
@@ -58,11 +60,15 @@ class SpiralMemory:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _new_id,
         observer: Observer = NO_OBSERVER,
+        audit: AuditSettings | None = None,
     ) -> None:
         self.storage = storage
         self.coordinator = coordinator
         self.observer = observer
-        self.sections = Sections(storage, coordinator, TenantCache(), observer)
+        audit = audit or AuditSettings()
+        journal = Journal(Signer.load(storage, audit.key), audit.retention_s, clock) \
+            if audit.enabled else None
+        self.sections = Sections(storage, coordinator, TenantCache(), observer, journal)
         self.context = Context(limits=limits or Limits(), gc=gc_policy or GcPolicy(),
                                sigils=key_source(storage, sigil_secret, old_sigil_secrets,
                                                  sigil_refresh_s),
@@ -161,16 +167,18 @@ class SpiralMemory:
         return report
 
     def rebuild_stats(self, tenant: str | None = None, *, dry_run: bool = False,
-                      on_tenant: Callable[[str], None] | None = None) -> RebuildReport:
+                      on_tenant: Callable[[str], None] | None = None,
+                      audit_as: str = "rebuild") -> RebuildReport:
         """Recompute every spiral and counter from the node records in storage, and
         write what differs (`dry_run`: only report it; observers hear of a rebuild
-        that wrote, not of a look). `on_tenant` hears of each tenant done.
-        Corrupt records are moved to the tenant's quarantine (`report.quarantined`);
-        a tenant most of whose records do not decode is left alone (`report.refused`).
+        that wrote, not of a look). `on_tenant` hears of each tenant done; `audit_as`
+        names the operation in the audit log. Corrupt records are moved to the tenant's
+        quarantine (`report.quarantined`); a tenant most of whose records do not decode
+        is left alone (`report.refused`).
         Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
         report = rebuild.rebuild(self.context, self.sections, tenants, dry_run=dry_run,
-                                 on_tenant=on_tenant)
+                                 on_tenant=on_tenant, audit_as=audit_as)
         if not dry_run:
             self.observer.rebuilt(report)
         return report

@@ -42,4 +42,5 @@ def open_engine(settings: Settings | None = None,
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
                         settings.gc, sigil_secret=settings.sigils.secret,
                         old_sigil_secrets=settings.sigils.old_secrets,
-                        sigil_refresh_s=settings.sigils.refresh_s, observer=observer)
+                        sigil_refresh_s=settings.sigils.refresh_s, observer=observer,
+                        audit=settings.audit)

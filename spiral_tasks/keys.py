@@ -16,9 +16,13 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:generation                   Redis: a new unique token per commit (cache validity)
     t:{acme}:quarantine:<rest>@<ms>       a corrupt record moved aside by a rebuild: its
                                           key (t:{acme}:<rest>), why, and its bytes
+    t:{acme}:audit                        the audit log (a Redis stream; a LevelDB key range)
+    t:{acme}:audit_head                   the audit log's last entry: seq, hash, signature
+    t:{acme}:audit_checkpoint             the last entry trimmed by retention, signed
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
     meta:sigil_keyring                    its other accepted keys (rotation's grace period)
+    meta:audit_key                        generated audit signing key when none is configured
     meta:gc_cursor                        the tenant where the last full GC run stopped
     claim:<name>                          "done recently" marks (one startup rebuild per window)
     __dir__:{acme}                        Redis only: names of every key tagged {acme}
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 TENANTS_PREFIX = "tenants:"
 SIGIL_SECRET_KEY = "meta:sigil_secret"
 SIGIL_KEYRING_KEY = "meta:sigil_keyring"
+AUDIT_KEY = "meta:audit_key"
 GC_CURSOR_KEY = "meta:gc_cursor"
 DIRECTORY = "__dir__"
 
@@ -135,14 +140,28 @@ class TenantKeys:
         return f"{self.quarantine}{key[len(self.namespace):]}@{at_ms}"
 
     @property
+    def audit_log(self) -> str:
+        return self.namespace + "audit"
+
+    @property
+    def audit_head(self) -> str:
+        return self.namespace + "audit_head"
+
+    @property
+    def audit_checkpoint(self) -> str:
+        return self.namespace + "audit_checkpoint"
+
+    @property
     def indexes(self) -> tuple[str, ...]:
         """Every ordered index of the tenant (storage cannot list indexes)."""
         return (self.gc_queue, self.tombstone_queue)
 
     @property
     def coordination(self) -> tuple[str, ...]:
-        """Keys that say who may write now, not what is stored: a backup leaves them."""
-        return (self.lock, self.generation)
+        """Keys that say who may write now, or what was done, not what is stored: a
+        backup leaves them and a restore keeps them (the audit log's chain goes on
+        through a restore, which it records)."""
+        return (self.lock, self.generation, self.audit_head, self.audit_checkpoint)
 
     def tombstone(self, memory_id: str) -> str:
         return self.tombstones + memory_id

@@ -175,7 +175,8 @@ HEARTBEAT_EVERY = 20_000
 
 
 def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bool = False,
-            on_tenant: Callable[[str], None] | None = None) -> RebuildReport:
+            on_tenant: Callable[[str], None] | None = None,
+            audit_as: str = "rebuild") -> RebuildReport:
     """Rebuild each tenant under its lock, kept alive while the scan runs; a lock lost
     meanwhile raises `LockLost` (nothing of that tenant's corrections was written
     after the loss) and the caller retries.
@@ -184,7 +185,8 @@ def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bo
     correction, no event): what `spiral repair --dry-run` shows. `on_tenant` is called
     after each tenant, so a caller can show progress over many. A tenant that refuses
     quarantine (`QuarantineRefused`) is left as it was and reported in `refused`; the
-    others are rebuilt.
+    others are rebuilt. Each tenant rebuilt (not looked at) gets an audit entry named
+    `audit_as` ("repair" from the CLI).
     """
     started = time.perf_counter()
     report = RebuildReport()
@@ -192,8 +194,9 @@ def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bo
         try:
             with sections.enter(tenant) as section:
                 part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
-                if writes and not dry_run:
-                    section.commit_in_chunks(writes, final=True)
+                if not dry_run and (writes or part.total_nodes):
+                    section.audit(audit_as)  # a tenant with nothing in it: nothing to record
+                    section.commit_in_chunks(writes, final=True)  # the last, even empty
         except QuarantineRefused as exc:
             part = RebuildReport(refused=[Refusal(tenant, str(exc))])
         report.extend(part)

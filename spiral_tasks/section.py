@@ -23,6 +23,9 @@ from typing import Any
 
 import orjson
 
+from spiral_tasks.audit import actor as audit_actor
+from spiral_tasks.audit.actor import Actor
+from spiral_tasks.audit.journal import Event, Journal
 from spiral_tasks.cache import TenantCache, TenantState
 from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
 from spiral_tasks.errors import LockLost, LockTimeout
@@ -52,8 +55,10 @@ class StateUse(enum.Enum):
 class Section:
     def __init__(self, keys: TenantKeys, fence: Fence, storage: Storage, cache: TenantCache,
                  state: TenantState | None, carried: TenantState | None,
-                 observer: Observer = NO_OBSERVER) -> None:
+                 observer: Observer = NO_OBSERVER, journal: Journal | None = None) -> None:
         self.keys = keys
+        self._journal = journal
+        self._events: dict[tuple[str, Actor], list[str]] = {}
         self._observer = observer
         self.fence = fence
         self._storage = storage
@@ -143,6 +148,14 @@ class Section:
         self.state.put(spiral)
         self._changed_spirals[spiral.id] = spiral
 
+    def audit(self, op: str, ids: Sequence[str] = (), actor: Actor | None = None) -> None:
+        """Record `op` on `ids` in the audit log, in the next commit (one entry per
+        operation and actor in each commit). `actor`: who asked (default: the one
+        acting in this thread)."""
+        if self._journal is not None:
+            key = (op, actor or audit_actor.current())
+            self._events.setdefault(key, []).extend(ids)
+
     def ensure_registered(self) -> None:
         """Make sure the tenant's marker exists (written once per process)."""
         if not self._cache.registered(self.tenant):
@@ -155,8 +168,12 @@ class Section:
         writes += [Put(self.keys.spiral(s.id), s.to_json())
                    for s in self._changed_spirals.values()]
         writes += self._pending
+        head = self._audit_writes(writes)
         last = self.fence.commit(writes, final=final)
         self._known.update(self._staged)
+        if head is not None:
+            self._known[self.keys.audit_head] = head
+            self._events = {}
         if self._register:
             self._cache.mark_registered([self.tenant])
         self._pending, self._staged, self._changed_spirals = [], {}, {}
@@ -188,6 +205,16 @@ class Section:
         if on_chunk is not None and chunk:
             on_chunk(len(chunk))
 
+    def _audit_writes(self, writes: list[Write]) -> dict[str, Any] | None:
+        """Append the entries of this commit's events to `writes`; the new head."""
+        if self._journal is None or not self._events:
+            return None
+        events = [Event(op, tuple(ids), actor) for (op, actor), ids in self._events.items()]
+        added, head = self._journal.writes(self._storage, self.keys,
+                                           self.get(self.keys.audit_head), events)
+        writes += added
+        return head
+
     def _refresh_cache(self) -> None:
         generation = self.fence.generation
         if self._state is not None:
@@ -208,11 +235,14 @@ class Sections:
     """Opens sections: the one way operations reach a tenant's data."""
 
     def __init__(self, storage: Storage, coordinator: Coordinator,
-                 cache: TenantCache | None = None, observer: Observer = NO_OBSERVER) -> None:
+                 cache: TenantCache | None = None, observer: Observer = NO_OBSERVER,
+                 journal: Journal | None = None) -> None:
         self.storage = storage
         self.coordinator = coordinator
         self.cache = cache or TenantCache()
         self.observer = observer
+        #: The audit log's writer (None: audit off).
+        self.journal = journal
 
     @contextmanager
     def enter(self, tenant: str, *, read: Sequence[str] = (),
@@ -230,6 +260,8 @@ class Sections:
         # trusted.
         if cached is not None and not cached.generation:
             cached = None
+        if self.journal is not None:
+            read = [*read, keys.audit_head]  # the chain's end, in the lock's round trip
         snapshot = None
         if state is StateUse.LOAD:
             known = cached.spiral_keys(keys) if cached else ()
@@ -243,7 +275,7 @@ class Sections:
                 working = current.copy() if current else self._load(keys, fence)
             carried = current if state is StateUse.PRESERVE else None
             yield Section(keys, fence, self.storage, self.cache, working, carried,
-                          self.observer)
+                          self.observer, self.journal)
 
     @contextmanager
     def _locked(self, tenant: str, timeout_s: float | None, read: Sequence[str],

@@ -10,10 +10,12 @@ evicted finds its tombstone, not a record to create again).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from spiral_tasks import events, gc, geometry, placement, records, validation
+from spiral_tasks.audit import actor as audit_actor
+from spiral_tasks.audit.actor import Actor
 from spiral_tasks.collect import collect_lowest
 from spiral_tasks.combining import Pending
 from spiral_tasks.context import Context
@@ -39,6 +41,9 @@ class StoreRequest:
     depth: Depth
     associations: tuple[str, ...]
     memory_id: str | None
+    #: Who asked, for the audit log: captured in the caller's thread, since another
+    #: thread's batch may commit this store (`combining`).
+    actor: Actor = field(default_factory=audit_actor.current, compare=False)
 
     @classmethod
     def validated(cls, content: Any, type: Any, depth: Any, associations: Any,
@@ -116,6 +121,7 @@ class StoreBatch:
         )
         result = StoreResult(memory_id, request.tenant, memory, created=True)
         self._stage_memory(memory, spiral.with_node(slot, request.depth, now, turns), result)
+        self.section.audit("store", [memory_id], request.actor)
         self._waiting.append((pending, result))
 
     def _existing(self, memory_id: str) -> StoreResult | None:

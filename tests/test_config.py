@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from spiral_tasks.config import (
+    AuditSettings,
     BeatSettings,
     GcPolicy,
     Limits,
@@ -62,6 +63,15 @@ def test_beat_defaults_and_overrides() -> None:
     assert beat == BeatSettings(3.0, "0 2 * * *", 0.5, 1.1)
 
 
+def test_the_audit_log_is_on_and_kept_for_ever_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).audit == AuditSettings(enabled=True, key=None,
+                                                         retention_s=0.0)
+    audit = Settings.from_env({"SPIRAL_AUDIT": "0", "SPIRAL_AUDIT_KEY": "k" * 64,
+                               "SPIRAL_AUDIT_RETENTION_S": "2592000"}).audit
+    assert audit == AuditSettings(enabled=False, key="k" * 64, retention_s=2592000.0)
+    assert "k" * 64 not in repr(audit)
+
+
 def test_redis_url_selects_redis() -> None:
     settings = Settings.from_env({"REDIS_URL": "redis://h:1/2"})
     assert settings.storage is StorageKind.REDIS
@@ -100,6 +110,10 @@ def test_redis_url_selects_redis() -> None:
     ({"METRICS_PORT": "http"}, "METRICS_PORT='http': expected a whole number"),
     ({"METRICS_PORT": "70000"}, "METRICS_PORT='70000': must be at most 65535"),
     ({"METRICS_PORT": "-1"}, "METRICS_PORT='-1': must be at least 0"),
+    ({"SPIRAL_AUDIT": "maybe"}, "SPIRAL_AUDIT='maybe': expected 1/0"),
+    ({"SPIRAL_AUDIT_RETENTION_S": "0"}, "SPIRAL_AUDIT_RETENTION_S='0': must be a finite "
+     "number above 0"),
+    ({"SPIRAL_AUDIT_RETENTION_S": "a week"}, "SPIRAL_AUDIT_RETENTION_S='a week': expected"),
 ])
 def test_a_bad_setting_is_named_with_its_value(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -58,7 +58,8 @@ def target_tenants(engine: SpiralMemory) -> list[str]:
     """Every tenant the target holds anything of: its marker, or any key."""
     found = set(engine.tenants())
     found.update(tag for key in engine.storage.keys("t:")
-                 if (tag := hash_tag(key)) is not None)
+                 if (tag := hash_tag(key)) is not None
+                 and key not in TenantKeys(tag).coordination)
     return sorted(found)
 
 
@@ -85,12 +86,14 @@ def restore(engine: SpiralMemory, path: Path, *, replace: bool = False,
     for tenant in sorted(set(present) - set(header.tenants)):
         with engine.sections.enter(tenant) as section:
             _empty(section)
+            section.audit("restore")
             section.commit(final=True)
     signers: Counter[str] = Counter()
     for tenant, lines in itertools.groupby(records(path), key=lambda line: line.tenant):
         with engine.sections.enter(tenant) as section:
             if tenant in present:
                 _empty(section)
+            section.audit("restore")
             _write(section, _noting_signers(lines, signers), on_lines)
     summary.warnings += _unaccepted(engine, signers)
     summary.rebuild_clean = all(engine.rebuild_stats(t, dry_run=True).clean

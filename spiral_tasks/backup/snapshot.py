@@ -113,7 +113,10 @@ def read_tenant(engine: SpiralMemory, tenant: str) -> list[Line]:
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with engine.sections.enter(tenant) as section:
-                return tenant_lines(section)
+                lines = tenant_lines(section)
+                section.audit("backup")
+                section.commit(final=True)
+                return lines
         except LockLost:
             if attempt == ATTEMPTS:
                 raise

@@ -9,6 +9,7 @@
     spiral quarantine  the corrupt records rebuilds set aside (and purging them)
     spiral demo      the system at work, end to end (also spiral-demo)
     spiral enqueue   send work to running workers (also spiral-enqueue)
+    spiral audit     verify the audit log's chain, read its entries
 
 Every subcommand reads the same settings (the environment: REDIS_URL, SPIRAL_DB_PATH,
 ...), checks its arguments before it has any effect, says what went wrong in one
@@ -20,6 +21,7 @@ from __future__ import annotations
 import click
 
 from spiral_tasks.cli import (
+    audit,
     backup,
     demo,
     enqueue,
@@ -45,7 +47,7 @@ for name, command in [("repair", repair.command), ("perf", perf.command),
                       ("backup", backup.command), ("restore", restore.command),
                       ("stats", stats.command), ("quarantine", quarantine.command),
                       ("rotate-sigil-secret", rotate_sigil_secret.command),
-                      ("demo", demo.command),
+                      ("audit", audit.command), ("demo", demo.command),
                       ("enqueue", enqueue.command)]:
     spiral.add_command(command, name)
 

@@ -73,9 +73,10 @@ def rebuild(engine: SpiralMemory, tenant: str | None, dry_run: bool,
             tenants: list[str]) -> RebuildReport:
     """The rebuild, with a progress bar on stderr over many tenants."""
     if len(tenants) <= 1:
-        return engine.rebuild_stats(tenant, dry_run=dry_run)
+        return engine.rebuild_stats(tenant, dry_run=dry_run, audit_as="repair")
     with progress.bar("rebuilding", len(tenants)) as advance:
-        return engine.rebuild_stats(tenant, dry_run=dry_run, on_tenant=lambda _: advance())
+        return engine.rebuild_stats(tenant, dry_run=dry_run, on_tenant=lambda _: advance(),
+                                    audit_as="repair")
 
 
 def text_report(source: str, init_ms: float, state: dict[str, int], dry_run: bool,

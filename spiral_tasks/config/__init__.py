@@ -5,6 +5,7 @@
 """
 
 from spiral_tasks.config.settings import (
+    AuditSettings,
     BeatSettings,
     GcPolicy,
     Limits,
@@ -20,6 +21,6 @@ from spiral_tasks.config.settings import (
     current,
 )
 
-__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "MetricsSettings",
-           "OldSecret", "PerfSettings", "RetryPolicy", "Settings", "SigilSettings",
-           "StorageKind", "TaskSettings", "current"]
+__all__ = ["AuditSettings", "BeatSettings", "GcPolicy", "Limits", "LockPolicy",
+           "MetricsSettings", "OldSecret", "PerfSettings", "RetryPolicy", "Settings",
+           "SigilSettings", "StorageKind", "TaskSettings", "current"]

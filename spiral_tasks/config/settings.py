@@ -186,6 +186,21 @@ MAX_PERF_CONCURRENCY = 1000
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The audit log (see `spiral_tasks.audit`): on unless turned off; its signing key
+    (SPIRAL_AUDIT_KEY, else one generated and kept in storage); how long entries are
+    kept (0: for ever; older ones give way to a signed checkpoint)."""
+
+    enabled: bool = True
+    key: str | None = field(default=None, repr=False)
+    retention_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.retention_s >= 0 and math.isfinite(self.retention_s)):
+            raise ValueError(f"retention_s must be 0 or more, got {self.retention_s}")
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageKind = StorageKind.LEVEL
     db_path: str = "./spiraldb"
@@ -199,6 +214,7 @@ class Settings:
     beat: BeatSettings = field(default_factory=BeatSettings)
     perf: PerfSettings = field(default_factory=PerfSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     @property
     def sigil_secret(self) -> str | None:
@@ -257,6 +273,11 @@ class Settings:
                 port=read.integer("METRICS_PORT", metrics.port, minimum=0,
                                   maximum=MAX_PORT),
                 multiproc_dir=read.optional_text("PROMETHEUS_MULTIPROC_DIR"),
+            ),
+            audit=AuditSettings(
+                enabled=not read.flag_off("SPIRAL_AUDIT"),
+                key=read.optional_text("SPIRAL_AUDIT_KEY"),
+                retention_s=_optional_seconds(read, "SPIRAL_AUDIT_RETENTION_S") or 0.0,
             ),
         )
         read.check()

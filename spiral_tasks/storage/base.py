@@ -92,7 +92,26 @@ def decoded(key: str, raw: bytes) -> Any:
     return value
 
 
-Write = Put | Delete | Increment | IndexPut | IndexRemove | Publish
+@dataclass(frozen=True)
+class LogAppend:
+    """An entry added at the end of an append-only log (a Redis stream, a LevelDB key
+    range): the audit log. `seq` orders the entries of one log (1, 2, ...)."""
+
+    log: str
+    seq: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class LogTrim:
+    """Remove a log's entries up to and including the one at `through` (a position
+    `log_read` returned): retention, written with the checkpoint that replaces them."""
+
+    log: str
+    through: str
+
+
+Write = Put | Delete | Increment | IndexPut | IndexRemove | Publish | LogAppend | LogTrim
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,17 @@ class EncodedPut:
     raw: bytes
 
 
-EncodedWrite = EncodedPut | Delete | Increment | IndexPut | IndexRemove | Publish
+@dataclass(frozen=True)
+class EncodedLogAppend:
+    """A `LogAppend` whose value passed the codec."""
+
+    log: str
+    seq: int
+    raw: bytes
+
+
+EncodedWrite = (EncodedPut | Delete | Increment | IndexPut | IndexRemove | Publish
+                | EncodedLogAppend | LogTrim)
 
 
 def check_key(key: Any, argument: str = "key") -> str:
@@ -124,6 +153,17 @@ def check_prefix(prefix: Any) -> str:
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
     return prefix if prefix == "" else check_key(prefix, "prefix")
+
+
+def _encode_log(write: LogAppend | LogTrim) -> EncodedLogAppend | LogTrim:
+    check_key(write.log, "log")
+    if isinstance(write, LogTrim):
+        check_key(write.through, "through")
+        return write
+    seq = write.seq
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**63:
+        raise ValueError(f"seq must be a positive int, got {seq!r}")
+    return EncodedLogAppend(write.log, seq, codec.encode(write.value))
 
 
 def _encode_write(write: Write) -> EncodedWrite:
@@ -149,6 +189,8 @@ def _encode_write(write: Write) -> EncodedWrite:
             check_key(channel, "channel")
             if not isinstance(message, str):
                 raise TypeError(f"message must be a str, got {type(message).__name__}")
+        case LogAppend() | LogTrim():
+            return _encode_log(write)
         case _:
             raise TypeError(f"not a storage write: {write!r}")
     return write
@@ -197,6 +239,11 @@ class Storage(ABC):
 
     @abstractmethod
     def _index_size(self, index: str) -> int: ...
+
+    @abstractmethod
+    def _log_read(self, log: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        """Up to `limit` entries of `log` after position `after` (None: from the
+        start), oldest first, with their positions."""
 
     # --- the contract callers use ---------------------------------------------------
     def get(self, key: str) -> Any:
@@ -271,6 +318,16 @@ class Storage(ABC):
     def index_size(self, index: str) -> int:
         return self._index_size(check_key(index, "index"))
 
+    def log_read(self, log: str, after: str | None = None,
+                 limit: int = 1000) -> list[tuple[str, Any]]:
+        """Entries of an append-only log after position `after`, oldest first, each
+        with its position (opaque: pass the last one back to read on)."""
+        check_key(log, "log")
+        if after is not None:
+            check_key(after, "after")
+        return [(position, codec.decode(raw))
+                for position, raw in self._log_read(log, after, max(1, limit))]
+
     def __enter__(self) -> Storage:
         self.init()
         return self
@@ -282,6 +339,12 @@ class Storage(ABC):
 def prepare(writes: Sequence[Write]) -> list[EncodedWrite]:
     """Check and encode a batch: what every backend (and the fenced commit) sends."""
     return [_encode_write(w) for w in writes]
+
+
+def seq_position(seq: int) -> str:
+    """The position of entry `seq` of a log kept as a key range (memory, LevelDB): 20
+    digits, so text order is numeric order."""
+    return f"{seq:020d}"
 
 
 def parse_counter(key: str, raw: bytes | None) -> int:

@@ -29,11 +29,13 @@ from spiral_tasks.keys import directory_of, hash_tag
 from spiral_tasks.storage import lua
 from spiral_tasks.storage.base import (
     Delete,
+    EncodedLogAppend,
     EncodedPut,
     EncodedWrite,
     Increment,
     IndexPut,
     IndexRemove,
+    LogTrim,
     Publish,
     Storage,
 )
@@ -74,6 +76,12 @@ def write_args(writes: Sequence[EncodedWrite],
             case Publish(channel, message):
                 keys += [placeholder, placeholder]
                 argv += ["P", channel, message]
+            case EncodedLogAppend(log, _, raw):
+                keys += [log, log]
+                argv += ["A", raw, ""]
+            case LogTrim(log, through):
+                keys += [log, log]
+                argv += ["T", through, ""]
     return keys, argv
 
 
@@ -84,6 +92,8 @@ def first_key(writes: Sequence[EncodedWrite]) -> str:
             return channel
         case IndexPut(index, _, _) | IndexRemove(index, _):
             return index
+        case EncodedLogAppend(log, _, _) | LogTrim(log, _):
+            return log
         case EncodedPut(key, _) | Delete(key) | Increment(key, _):
             return key
     raise TypeError(f"not a storage write: {writes[0]!r}")
@@ -236,3 +246,9 @@ class RedisStorage(Storage):
 
     def _index_size(self, index: str) -> int:
         return int(self.client.zcard(index))
+
+    def _log_read(self, log: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        start = "-" if after is None else "(" + after
+        entries: list[tuple[bytes, dict[bytes, bytes]]]
+        entries = self.client.xrange(log, start, "+", count=limit)  # type: ignore[assignment]
+        return [(position.decode(), fields[b"e"]) for position, fields in entries]

@@ -19,6 +19,7 @@ import redis
 from celery import Task
 
 from spiral_tasks import validation
+from spiral_tasks.audit.actor import Actor, acting
 from spiral_tasks.config import RetryPolicy, current
 from spiral_tasks.errors import (
     CapacityExceeded,
@@ -87,7 +88,9 @@ class SpiralTask(Task[Any, Any]):
         # any unknown one, not a TypeError ("multiple values for argument 'self'").
         check_arguments(self.name, self._signature, args, kwargs)
         try:
-            return self.run(*args, **kwargs)
+            # The audit log names this task and worker (the engine cannot ask Celery).
+            with acting(Actor(task=self.request.id, worker=self.request.hostname)):
+                return self.run(*args, **kwargs)
         except CorruptRecord as exc:
             log.error("%s: %s", self.name, exc)
             raise
