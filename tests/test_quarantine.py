@@ -21,6 +21,7 @@ from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.keys import GC_CURSOR_KEY, TenantKeys
 from spiral_tasks.quarantine import MASS_UNREADABLE_MIN
+from spiral_tasks.security.sigils import index_name
 from spiral_tasks.storage.memory import MemoryStorage
 from spiral_tasks.tasks import runtime
 from spiral_tasks.testing.engines import engine_over
@@ -96,7 +97,7 @@ def test_records_of_every_kind_are_quarantined_in_one_rebuild(
         KEYS.spiral(spiral.id): b"\xff\xfe",
         KEYS.spiral_count(spiral.id): b'"many"',
         KEYS.memory_count: b"12.5",
-        KEYS.sigil(memory_json(engine, "m6")["sigil"]): b"[]",
+        KEYS.sigil(index_name(memory_json(engine, "m6")["sigil"])): b"[]",
         KEYS.tombstone("m11"): b"{",
         KEYS.store_ticks: b"tick",
     }
@@ -123,7 +124,7 @@ def test_records_of_every_kind_are_quarantined_in_one_rebuild(
     assert fresh.storage.get(KEYS.spiral(spiral.id)) is not None  # adopted again
     assert fresh.storage.get(KEYS.tombstone("m11")) == expiry  # still collected
     assert not fresh.store("late", memory_id="m11").created
-    assert fresh.storage.get(KEYS.sigil(memory_json(fresh, "m6")["sigil"])) == "m6"
+    assert fresh.storage.get(KEYS.sigil(index_name(memory_json(fresh, "m6")["sigil"]))) == "m6"
     assert fresh.rebuild_stats().clean
     for memory_id in ("m5", "m6", "m7", "m8", "m9", "m10"):
         assert fresh.retrieve(memory_id) is not None
@@ -376,7 +377,7 @@ def key_of(engine: SpiralMemory, kind: str, which: int) -> str:
         "spiral": KEYS.spiral(memory["spiral_id"]),
         "spiral_count": KEYS.spiral_count(memory["spiral_id"]),
         "memory_count": KEYS.memory_count,
-        "sigil": KEYS.sigil(memory["sigil"]),
+        "sigil": KEYS.sigil(index_name(memory["sigil"])),
         "tombstone": KEYS.tombstone("m11"),
         "store_ticks": KEYS.store_ticks,
         "gc_cursor": GC_CURSOR_KEY,
