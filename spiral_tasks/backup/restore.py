@@ -24,19 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from spiral_tasks.backup.fileformat import BackupRefused, Header, KeyLine, Line, records, verify
+from spiral_tasks.chunked import commit_chunks
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import SpiralError
 from spiral_tasks.keys import SIGIL_SECRET_KEY, hash_tag, tenant_marker
 from spiral_tasks.section import Section
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Write
-
-#: A chunk is committed when it holds this many writes or this many bytes of values,
-#: so one Redis script stays small whatever the memories' sizes.
-CHUNK_WRITES = 1000
-CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class TargetNotEmpty(SpiralError):
@@ -75,7 +69,8 @@ def restore(engine: SpiralMemory, path: Path, *, replace: bool = False,
     writing anything."""
     started = time.perf_counter()
     stamp = _stamp(path)
-    header = verify(path)
+    values = engine.storage.codec
+    header = verify(path, values)
     present = target_tenants(engine)
     if present and not replace:
         shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more"
@@ -91,7 +86,7 @@ def restore(engine: SpiralMemory, path: Path, *, replace: bool = False,
         with engine.sections.enter(tenant) as section:
             _empty(section)
             section.commit(final=True)
-    for tenant, lines in itertools.groupby(records(path), key=lambda line: line.tenant):
+    for tenant, lines in itertools.groupby(records(path, values), key=lambda line: line.tenant):
         with engine.sections.enter(tenant) as section:
             if tenant in present:
                 _empty(section)
@@ -131,33 +126,11 @@ def _empty(section: Section) -> None:
     writes.append(Delete(tenant_marker(section.tenant)))
     writes += [IndexRemove(index, member) for index in keys.indexes
                for member, _ in section.index_range(index)]
-    _commit_chunks(section, writes, None)
+    commit_chunks(section, writes, None)
 
 
 def _write(section: Section, lines: Iterable[Line],
            on_lines: Callable[[int], None] | None) -> None:
     writes = (Put(line.key, line.value) if isinstance(line, KeyLine)
               else IndexPut(line.index, line.member, line.score) for line in lines)
-    _commit_chunks(section, writes, on_lines, final=True)
-
-
-def _commit_chunks(section: Section, writes: Iterable[Write],
-                   on_lines: Callable[[int], None] | None, final: bool = False) -> None:
-    chunk: list[Write] = []
-    size = 0
-    for write in writes:
-        chunk.append(write)
-        size += len(orjson.dumps(write.value)) if isinstance(write, Put) else 64
-        if len(chunk) >= CHUNK_WRITES or size >= CHUNK_BYTES:
-            _commit(section, chunk, on_lines)
-            chunk, size = [], 0
-    _commit(section, chunk, on_lines, final=final)
-
-
-def _commit(section: Section, chunk: list[Write], on_lines: Callable[[int], None] | None,
-            final: bool = False) -> None:
-    section.fence.extend()
-    section.stage(*chunk)
-    section.commit(final=final)
-    if on_lines is not None and chunk:
-        on_lines(len(chunk))
+    commit_chunks(section, writes, on_lines, final=True)

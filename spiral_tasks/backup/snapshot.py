@@ -11,6 +11,10 @@ tombstones' expiry queue), and its marker. What is not: locks and generations (w
 may write now, not what is stored), claims and the GC cursor (scheduling hints), and
 the sigil key unless asked for (see `Header.sigil_secret` and the README: a file
 that carries it is a credential).
+
+Memory records are written as the codec of the store's process writes them: sealed
+under its key when it has one (see `fileformat`), so a backup of a sealed store holds
+no memory in the clear; in the clear otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,15 +39,10 @@ from spiral_tasks.backup.fileformat import (
     encode,
     trailer,
 )
+from spiral_tasks.chunked import in_section, kept_alive
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import LockLost
 from spiral_tasks.keys import tenant_marker
 from spiral_tasks.section import Section
-
-#: Lines read between two extensions of the tenant's lock (a Redis lock lives 2 s).
-EXTEND_EVERY = 2000
-#: Attempts at a tenant whose lock was lost while it was read.
-ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,7 @@ class BackupSummary:
                 "keys": self.header.keys, "index_entries": self.header.index_entries,
                 "bytes": self.bytes, "checksum": self.checksum,
                 "with_secret": self.header.sigil_secret is not None,
+                "sealed_under": self.header.sealing_key_id,
                 "duration_ms": round(self.duration_ms, 3)}
 
 
@@ -70,7 +70,7 @@ def tenant_lines(section: Section) -> list[Line]:
     marker = section.get(tenant_marker(tenant))
     if marker is not None:
         lines.append(KeyLine(tenant, tenant_marker(tenant), marker))
-    for key, value in _kept_alive(section, section.scan(keys.namespace)):
+    for key, value in kept_alive(section, section.scan(keys.namespace)):
         if key not in keys.coordination:
             lines.append(KeyLine(tenant, key, value))
     for index in keys.indexes:
@@ -79,14 +79,6 @@ def tenant_lines(section: Section) -> list[Line]:
     section.fence.extend()  # raises LockLost if the lock went while we read
     lines.sort(key=_order)
     return lines
-
-
-def _kept_alive(section: Section, items: Iterator[tuple[str, Any]]
-                ) -> Iterator[tuple[str, Any]]:
-    for count, item in enumerate(items, start=1):
-        if count % EXTEND_EVERY == 0:
-            section.fence.extend()
-        yield item
 
 
 def _order(line: Line) -> tuple[int, str, str]:
@@ -98,14 +90,7 @@ def _order(line: Line) -> tuple[int, str, str]:
 def read_tenant(engine: SpiralMemory, tenant: str) -> list[Line]:
     """The tenant's lines, retried if its lock was lost while they were read (a
     stalled process on Redis): a snapshot is only kept if the lock held throughout."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with engine.sections.enter(tenant) as section:
-                return tenant_lines(section)
-        except LockLost:
-            if attempt == ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    return in_section(engine.sections, tenant, tenant_lines)
 
 
 def take(engine: SpiralMemory, path: Path, *, source: str, with_secret: bool = False,
@@ -114,15 +99,17 @@ def take(engine: SpiralMemory, path: Path, *, source: str, with_secret: bool = F
     not at all: it is written beside `path` and renamed into place."""
     started = time.perf_counter()
     sigils = engine.context.sigils
+    values = engine.storage.codec
     header = Header(created=datetime.now(UTC).isoformat(timespec="seconds"), source=source,
                     sigil_fingerprint=sigils.fingerprint,
-                    sigil_secret=sigils.secret if with_secret else None)
+                    sigil_secret=sigils.secret if with_secret else None,
+                    sealing_key_id=values.sealing_key_id)
     path = path.resolve()
     with tempfile.TemporaryFile(dir=path.parent) as body:
         for tenant in engine.tenants():
             counts = header.tenants[tenant] = TenantCounts()
             for line in read_tenant(engine, tenant):
-                body.write(encode(line.to_json()))
+                body.write(encode(line.to_json(values)))
                 counts.count(line)
             if on_tenant is not None:
                 on_tenant(tenant)

@@ -4,6 +4,7 @@
     spiral perf      the runbook's perf:store (and collect, gc)
     spiral backup    a portable snapshot to a file
     spiral restore   a snapshot back into any backend
+    spiral rotate-key  re-seal every memory record under the current encryption key
     spiral stats     a tenant's spirals and the invariant
     spiral demo      the system at work, end to end (also spiral-demo)
     spiral enqueue   send work to running workers (also spiral-enqueue)
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from spiral_tasks.cli import backup, demo, enqueue, perf, repair, restore, stats
+from spiral_tasks.cli import backup, demo, enqueue, perf, repair, restore, rotate_key, stats
 
 
 @click.group(name="spiral", context_settings={"help_option_names": ["-h", "--help"]},
@@ -25,12 +26,13 @@ from spiral_tasks.cli import backup, demo, enqueue, perf, repair, restore, stats
                     "come from the environment (see the README's configuration table).")
 def spiral() -> None:
     """Operate the Spiral Memory Architecture: repair, measure, back up, restore,
-    inspect, and send work, on the deployment the environment configures (embedded
-    LevelDB by default; Redis with REDIS_URL)."""
+    rotate the encryption key, inspect, and send work, on the deployment the
+    environment configures (embedded LevelDB by default; Redis with REDIS_URL)."""
 
 
 for name, command in [("repair", repair.command), ("perf", perf.command),
                       ("backup", backup.command), ("restore", restore.command),
+                      ("rotate-key", rotate_key.command),
                       ("stats", stats.command), ("demo", demo.command),
                       ("enqueue", enqueue.command)]:
     spiral.add_command(command, name)

@@ -6,6 +6,7 @@
 
 from spiral_tasks.config.settings import (
     BeatSettings,
+    EncryptionSettings,
     GcPolicy,
     Limits,
     LockPolicy,
@@ -17,5 +18,5 @@ from spiral_tasks.config.settings import (
     current,
 )
 
-__all__ = ["BeatSettings", "GcPolicy", "Limits", "LockPolicy", "PerfSettings", "RetryPolicy",
-           "Settings", "StorageKind", "TaskSettings", "current"]
+__all__ = ["BeatSettings", "EncryptionSettings", "GcPolicy", "Limits", "LockPolicy",
+           "PerfSettings", "RetryPolicy", "Settings", "StorageKind", "TaskSettings", "current"]

@@ -8,10 +8,13 @@ lists everything wrong.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -47,6 +50,10 @@ class Environment:
     def problem(self, name: str, value: str | None, why: str) -> None:
         shown = f"{name}={quote(value)}" if value is not None else name
         self.problems.append(f"{shown}: {why}")
+
+    def secret_problem(self, name: str, why: str) -> None:
+        """A problem with a secret: named, its value never shown."""
+        self.problems.append(f"{name} (value hidden): {why}")
 
     def check(self) -> None:
         if self.problems:
@@ -126,6 +133,41 @@ class Environment:
             return default
         return raw
 
+    def keys(self, name: str, size: int, *, many: bool) -> tuple[bytes, ...]:
+        """Keys of `size` bytes, base64, from variable `name` or from the file
+        `name`_FILE names (one or, with `many`, any number, separated by commas,
+        spaces or lines). Setting both is a problem; a key is never quoted."""
+        value, file_name = self.raw(name), name + "_FILE"
+        path = self.raw(file_name)
+        if value is not None and path is not None:
+            self.problem(file_name, path, f"set {name} or {file_name}, not both")
+            return ()
+        source = name
+        if path is not None:
+            source = file_name
+            try:
+                value = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
+                self.problem(file_name, path, f"cannot read the key file: {why}")
+                return ()
+        if value is None:
+            return ()
+        texts = value.replace(",", " ").split()
+        if not texts or (len(texts) > 1 and not many):
+            self.secret_problem(source, f"expected one key, found {len(texts)}")
+            return ()
+        found = []
+        for number, text in enumerate(texts, start=1):
+            key = decode_key(text)
+            if key is None or len(key) != size:
+                where = f"key {number}: " if len(texts) > 1 else ""
+                self.secret_problem(source, f"{where}expected {size} random bytes in base64 "
+                                            f"({4 * math.ceil(size / 3)} characters)")
+                return ()
+            found.append(key)
+        return tuple(found)
+
     def _in_range(self, name: str, raw: str, value: int, minimum: int,
                   maximum: int | None, default: int) -> int:
         if value < minimum:
@@ -135,6 +177,14 @@ class Environment:
             self.problem(name, raw, f"must be at most {maximum}")
             return default
         return value
+
+
+def decode_key(text: str) -> bytes | None:
+    """The bytes of a base64 key (standard or URL-safe alphabet), or None."""
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def redis_url_problem(url: str) -> str | None:

@@ -144,6 +144,25 @@ MAX_PERF_ITERATIONS = 10_000_000
 MAX_PERF_CONCURRENCY = 1000
 
 
+#: An AES-256 key: 32 bytes.
+ENCRYPTION_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class EncryptionSettings:
+    """Encryption at rest: `key` seals memory records (and opens them); each of
+    `decryption_keys` only opens them (the other key during a rotation). No key: the
+    store is written in the clear, and refuses to open if it holds sealed values.
+    The keys never appear in a repr, a log or an error."""
+
+    key: bytes | None = field(default=None, repr=False)
+    decryption_keys: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.key is not None
+
+
 @dataclass(frozen=True)
 class Settings:
     storage: StorageKind = StorageKind.LEVEL
@@ -156,6 +175,7 @@ class Settings:
     tasks: TaskSettings = field(default_factory=TaskSettings)
     beat: BeatSettings = field(default_factory=BeatSettings)
     perf: PerfSettings = field(default_factory=PerfSettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -204,6 +224,7 @@ class Settings:
                 concurrency=read.integer("PERF_CONCURRENCY", perf.concurrency,
                                          maximum=MAX_PERF_CONCURRENCY),
             ),
+            encryption=_encryption(read),
         )
         read.check()
         _check_relations(read, settings)
@@ -281,6 +302,16 @@ def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
                                              defaults.startup_rebuild_window_s,
                                              unit="seconds"),
     )
+
+
+def _encryption(read: Environment) -> EncryptionSettings:
+    keys = read.keys("SPIRAL_ENCRYPTION_KEY", ENCRYPTION_KEY_BYTES, many=False)
+    others = read.keys("SPIRAL_DECRYPTION_KEYS", ENCRYPTION_KEY_BYTES, many=True)
+    if others and not keys:
+        read.problem("SPIRAL_DECRYPTION_KEYS", None, "only opens values: set "
+                     "SPIRAL_ENCRYPTION_KEY (or SPIRAL_ENCRYPTION_KEY_FILE) too, the key "
+                     "that seals")
+    return EncryptionSettings(keys[0] if keys else None, others)
 
 
 def _optional_seconds(read: Environment, name: str) -> float | None:

@@ -93,10 +93,6 @@ class FencedLock(redis.lock.Lock):
         return True
 
 
-def _decode(raw: bytes | None) -> Any:
-    return None if raw is None else codec.decode(raw)
-
-
 class RedisFence(Fence):
     def __init__(self, storage: RedisStorage, lock: FencedLock, commit: Script) -> None:
         self._storage = storage
@@ -104,7 +100,8 @@ class RedisFence(Fence):
         self._commit = commit
         self._generation = lock.generation
         self.released = False
-        self.read = {key: _decode(raw)
+        decode = storage.codec.decode
+        self.read = {key: None if raw is None else decode(key, raw)
                      for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
         if lock.snapshot_raw is not None:
             taken = dict(lock.snapshot_raw)
@@ -114,7 +111,8 @@ class RedisFence(Fence):
                 values: list[bytes | None] = storage.client.mget(  # type: ignore[assignment]
                     lock.undeclared)
                 taken.update(zip(lock.undeclared, values, strict=True))
-            self.snapshot = {key: _decode(raw) for key, raw in taken.items()}
+            self.snapshot = {key: None if raw is None else decode(key, raw)
+                             for key, raw in taken.items()}
 
     @property
     def generation(self) -> str:
@@ -128,7 +126,7 @@ class RedisFence(Fence):
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
         if self.released:
             raise LockLost(f"{self._lock.name} was already released by a final commit")
-        encoded = prepare(writes)
+        encoded = prepare(writes, self._storage.codec)
         if not encoded:
             if final:
                 self.release()

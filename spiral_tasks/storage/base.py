@@ -1,8 +1,11 @@
 """The storage contract every backend fulfils, and the writes it applies atomically.
 
-Backends see bytes only: this base class checks keys and encodes values, so every
-backend refuses the same bad input with the same error before touching its store.
-Counters share the key space with values; a counter key holds a JSON integer.
+Backends see bytes only: this base class checks keys and encodes values through the
+store's codec (`codec.Codec`: JSON, and sealed memory records when a key is
+configured), so every backend refuses the same bad input with the same error before
+touching its store, and none of them ever holds a memory record in the clear when the
+store seals. Counters share the key space with values; a counter key holds a JSON
+integer (never sealed: Redis adds to it in place).
 
 The ordered index (`index_*`) is the GC priority queue: a Redis sorted set, an ordered
 LevelDB range, an in-memory sorted list. Members come out lowest score first.
@@ -16,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spiral_tasks.storage import codec
+from spiral_tasks.storage.codec import PLAIN, Codec
 
 MAX_KEY_BYTES = 1024
 
@@ -94,10 +97,10 @@ def check_prefix(prefix: Any) -> str:
     return prefix if prefix == "" else check_key(prefix, "prefix")
 
 
-def _encode_write(write: Write) -> EncodedWrite:
+def _encode_write(write: Write, values: Codec) -> EncodedWrite:
     match write:
         case Put(key, value):
-            return EncodedPut(check_key(key), codec.encode(value))
+            return EncodedPut(check_key(key), values.encode(key, value))
         case Delete(key):
             check_key(key)
         case Increment(key, delta):
@@ -126,6 +129,9 @@ class Storage(ABC):
     """A key-value store with counters, atomic batches and one kind of ordered index."""
 
     name: str = "storage"
+    #: How values become bytes here: plain JSON unless a key is configured (see
+    #: `security.atrest.seal_storage`, which replaces it when the store is opened).
+    codec: Codec = PLAIN
 
     # --- what a backend implements -------------------------------------------------
     @abstractmethod
@@ -170,14 +176,16 @@ class Storage(ABC):
     def get(self, key: str) -> Any:
         """The value at `key`, or None when there is none."""
         raw = self._get(check_key(key))
-        return None if raw is None else codec.decode(raw)
+        return None if raw is None else self.codec.decode(key, raw)
 
     def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         raws = self._get_many([check_key(k) for k in keys])
-        return [None if raw is None else codec.decode(raw) for raw in raws]
+        decode = self.codec.decode
+        return [None if raw is None else decode(key, raw)
+                for key, raw in zip(keys, raws, strict=True)]
 
     def set(self, key: str, value: Any) -> None:
-        self._apply([EncodedPut(check_key(key), codec.encode(value))])
+        self._apply([EncodedPut(check_key(key), self.codec.encode(key, value))])
 
     def set_if_absent(self, key: str, value: Any) -> Any:
         """Store `value` unless `key` holds something; return the value that won.
@@ -185,7 +193,8 @@ class Storage(ABC):
         Many processes creating the same thing at once (a generated secret) each get
         the first one written, never their own losing copy.
         """
-        return codec.decode(self._set_if_absent_raw(check_key(key), codec.encode(value)))
+        raw = self._set_if_absent_raw(check_key(key), self.codec.encode(key, value))
+        return self.codec.decode(key, raw)
 
     def delete(self, key: str) -> None:
         self.apply([Delete(key)])
@@ -195,12 +204,18 @@ class Storage(ABC):
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         """Every (key, value) under `prefix`, streamed: the rebuild reads storage so."""
+        decode = self.codec.decode
         for key, raw in self._scan(check_prefix(prefix)):
-            yield key, codec.decode(raw)
+            yield key, decode(key, raw)
+
+    def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """Every (key, bytes as stored) under `prefix`, unopened: for the key rotation
+        (which key sealed each value) and for tests that look at what a backend holds."""
+        return self._scan(check_prefix(prefix))
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomically add `delta` to the integer at `key` (missing counts as 0)."""
-        _encode_write(Increment(key, delta))
+        _encode_write(Increment(key, delta), self.codec)
         return self._incr(key, delta)
 
     def apply(self, writes: Sequence[Write]) -> int | None:
@@ -209,7 +224,7 @@ class Storage(ABC):
         Returns the value the batch's last `Increment` left, so a caller can count
         (e.g. "every 100th store") without another round trip.
         """
-        encoded = prepare(writes)
+        encoded = prepare(writes, self.codec)
         return self._apply(encoded) if encoded else None
 
     def index_range(self, index: str, limit: int | None = None) -> list[tuple[str, float]]:
@@ -230,9 +245,10 @@ class Storage(ABC):
         self.close()
 
 
-def prepare(writes: Sequence[Write]) -> list[EncodedWrite]:
-    """Check and encode a batch: what every backend (and the fenced commit) sends."""
-    return [_encode_write(w) for w in writes]
+def prepare(writes: Sequence[Write], values: Codec) -> list[EncodedWrite]:
+    """Check and encode a batch with a store's codec: what every backend (and the
+    fenced commit) sends."""
+    return [_encode_write(w, values) for w in writes]
 
 
 def parse_counter(key: str, raw: bytes | None) -> int:

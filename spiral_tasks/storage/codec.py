@@ -3,7 +3,11 @@
 The original stored live references in memory and let a JSON encoder silently turn
 tuples into lists, int keys into strings and NaN into null. Here a value is checked
 first, so a refusal happens before any write. This module is the one place where
-values are encoded, so sealing (encryption at rest) slots in here later.
+values are encoded: every backend, and the Redis coordinator's reads and commits, go
+through a store's `Codec`, which is where sealing (encryption at rest) happens. The
+plain `Codec` here writes JSON and refuses to read a sealed value as anything; the
+sealing one (`security.sealing.SealingCodec`) seals and opens memory records, and is
+installed when a key is configured, so importing storage never imports a cipher.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import math
 from typing import Any
 
 import orjson
+
+from spiral_tasks.errors import SealBroken
+from spiral_tasks.security import envelope
 
 MAX_NESTING = 250  # orjson stops at 255
 _INT_RANGE = (-(2**63), 2**64 - 1)
@@ -36,6 +43,31 @@ def encode(value: Any) -> bytes:
 
 def decode(raw: bytes) -> Any:
     return orjson.loads(raw)
+
+
+class Codec:
+    """A store's values <-> its bytes, by key: plain JSON. A value found sealed is
+    refused with one clear error, never handed to the JSON decoder as garbage."""
+
+    #: Whether this codec seals (a process with an encryption key), and under which
+    #: key id.
+    seals = False
+    sealing_key_id: str | None = None
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return encode(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        if envelope.is_sealed(raw):
+            raise SealBroken(
+                f"{key[:120]} holds a value sealed under key id {envelope.key_id_of(raw)}, "
+                "and this process has no encryption key: set SPIRAL_ENCRYPTION_KEY or "
+                "SPIRAL_ENCRYPTION_KEY_FILE")
+        return orjson.loads(raw)
+
+
+#: The codec of a store opened without an encryption key.
+PLAIN = Codec()
 
 
 def _check(value: Any, depth: int) -> None:

@@ -16,6 +16,7 @@ import threading
 from spiral_tasks.config import current
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_engine
+from spiral_tasks.storage.factory import storage_from
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,12 @@ def engine() -> SpiralMemory:
             _pid = os.getpid()
             startup_rebuild(_engine)
         return _engine
+
+
+def check_storage() -> None:
+    """Open this process's storage and close it again: `StorageUnavailable` (an
+    `EncryptionKeyMissing` included) if a worker could not serve from it."""
+    storage_from(current()).close()
 
 
 def startup_rebuild(opened: SpiralMemory) -> bool:

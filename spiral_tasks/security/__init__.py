@@ -1,0 +1,1 @@
+"""Security: encryption at rest (sealing), and the keys and markers it needs."""
