@@ -14,6 +14,7 @@ import pytest
 import redis
 from celery import Celery
 
+from spiral_tasks.config import EncryptionSettings
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.factory import open_storage
@@ -24,6 +25,7 @@ from spiral_tasks.testing.celery_worker import (
     running_workers,
     worker_env,
 )
+from spiral_tasks.testing.encryption import new_key, sealing
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 from spiral_tasks.testing.waiting import wait_until_drained
@@ -48,14 +50,31 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-def make_storage(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
+def make_storage(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                 encryption: EncryptionSettings | None = None) -> Storage:
     url = request.getfixturevalue("redis_url") if backend == "redis" else None
-    return open_storage(backend, db_path=tmp_path / "spiraldb", redis_url=url)
+    return open_storage(backend, db_path=tmp_path / "spiraldb", redis_url=url,
+                        encryption=encryption)
 
 
 @pytest.fixture(params=BACKENDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     store = make_storage(request.param, tmp_path, request)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sealing_key() -> bytes:
+    """A fresh encryption key (`spiral_tasks.testing.encryption`)."""
+    return new_key()
+
+
+@pytest.fixture(params=BACKENDS)
+def sealed_storage(request: pytest.FixtureRequest, tmp_path: Path,
+                   sealing_key: bytes) -> Iterator[Storage]:
+    """Each backend, opened with `sealing_key`: memory records are sealed."""
+    store = make_storage(request.param, tmp_path, request, sealing(sealing_key))
     yield store
     store.close()
 

@@ -189,7 +189,15 @@ class RedisCoordinator(Coordinator):
         if not lock.acquire(token=f"{os.getpid()}:{uuid.uuid4().hex}"):
             raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing "
                               "was written, try again")
-        fence = RedisFence(self._storage, lock, self._commit)
+        try:
+            fence = RedisFence(self._storage, lock, self._commit)
+        except BaseException:
+            # A value read with the lock that does not decode (a sealed record that
+            # does not open, say): refuse, and leave the lock to the next writer now
+            # rather than when it expires.
+            with suppress(LockError):
+                lock.release()
+            raise
         try:
             yield fence
         finally:

@@ -108,7 +108,9 @@ class LevelStorage(Storage):
             return [k.decode() for k in it]
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
-        with self.db.iterator(prefix=prefix.encode()) as it:
+        # An empty prefix stops before the index's 0xff keys, as `_keys` does.
+        ranged = {"prefix": prefix.encode()} if prefix else {"stop": b"\xff"}
+        with self.db.iterator(**ranged) as it:
             for key, raw in it:
                 yield key.decode(), raw
 
