@@ -127,6 +127,17 @@ def worker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="module")
+def persisted_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of the module's own that writes what it holds to disk as a production one
+    does (an append-only file, and a snapshot on SAVE), uncompressed, so a test can read
+    the files' bytes for what they contain."""
+    server = RedisServer(tmp_path_factory.mktemp("persisted-redis")).start(
+        "--appendonly", "yes", "--appendfsync", "always", "--rdbcompression", "no")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def producer(worker_redis: RedisServer) -> Celery:
     """A producer app talking to `worker_redis`, as a client program would."""
     return create_app(worker_env(worker_redis.url))
