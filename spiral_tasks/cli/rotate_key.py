@@ -41,7 +41,7 @@ def command(dry_run: bool, as_json: bool) -> None:
     only an old key is then refused at start.
     """
     config = settings()
-    if not config.encryption.enabled:
+    if config.encryption.key is None:
         raise BadSettings("needs SPIRAL_ENCRYPTION_KEY (or SPIRAL_ENCRYPTION_KEY_FILE): the "
                           "key to seal under; put the old key in SPIRAL_DECRYPTION_KEYS")
     with opened(config, HELD) as engine, \

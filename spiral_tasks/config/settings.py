@@ -151,16 +151,18 @@ ENCRYPTION_KEY_BYTES = 32
 @dataclass(frozen=True)
 class EncryptionSettings:
     """Encryption at rest: `key` seals memory records (and opens them); each of
-    `decryption_keys` only opens them (the other key during a rotation). No key: the
-    store is written in the clear, and refuses to open if it holds sealed values.
-    The keys never appear in a repr, a log or an error."""
+    `decryption_keys` only opens them (the other key during a rotation; alone, the
+    first step of turning encryption on). No key at all: the store is written in the
+    clear, and refuses to open if it holds sealed values. The keys never appear in a
+    repr, a log or an error."""
 
     key: bytes | None = field(default=None, repr=False)
     decryption_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def enabled(self) -> bool:
-        return self.key is not None
+        """Whether the process holds any key (to seal, or only to open)."""
+        return self.key is not None or bool(self.decryption_keys)
 
 
 @dataclass(frozen=True)
@@ -307,10 +309,6 @@ def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
 def _encryption(read: Environment) -> EncryptionSettings:
     keys = read.keys("SPIRAL_ENCRYPTION_KEY", ENCRYPTION_KEY_BYTES, many=False)
     others = read.keys("SPIRAL_DECRYPTION_KEYS", ENCRYPTION_KEY_BYTES, many=True)
-    if others and not keys:
-        read.problem("SPIRAL_DECRYPTION_KEYS", None, "only opens values: set "
-                     "SPIRAL_ENCRYPTION_KEY (or SPIRAL_ENCRYPTION_KEY_FILE) too, the key "
-                     "that seals")
     return EncryptionSettings(keys[0] if keys else None, others)
 
 

@@ -13,7 +13,13 @@ process holds, before anything is read or written:
 - a key: its id is marked (before this process seals anything), and when the store
   had no markers but holds tenants (data from before the key), it is marked `plain`:
   unsealed records are then read as they are until `spiral rotate-key` has sealed
-  them all and removed the mark. A store without that mark refuses unsealed records.
+  them all and removed the mark. A store without that mark refuses unsealed records;
+- keys that only open (`SPIRAL_DECRYPTION_KEYS` alone): the process reads sealed
+  records and writes in the clear, so the store is marked `plain`. That is the first
+  step of turning encryption on while workers run: once every process can open what
+  the others will seal, they are given the sealing key. A store sealed throughout
+  (key markers, no `plain` mark) refuses such a process: it would write records back
+  in the clear.
 
 `cryptography` is imported only when a key is configured: the storage layer and the
 engine import no cipher, and a process without a key (a producer, a test) loads none.
@@ -54,7 +60,7 @@ def read_markers(storage: Storage) -> Markers:
 
 
 def keyring_for(encryption: EncryptionSettings) -> Keyring | None:
-    if encryption.key is None:
+    if not encryption.enabled:
         return None
     return Keyring(encryption.key, encryption.decryption_keys)
 
@@ -92,12 +98,20 @@ def seal_storage(storage: Storage, encryption: EncryptionSettings) -> Codec:
             f"{', '.join(sorted(missing))}, which this process does not have (its keys: "
             f"{', '.join(keyring.ids)}): SPIRAL_ENCRYPTION_KEY is wrong, or a key still in "
             "use is missing from SPIRAL_DECRYPTION_KEYS; the store was not opened")
-    plain = markers.plain or (not markers.key_ids and bool(storage.keys(TENANTS_PREFIX)))
+    current = keyring.current
+    if current is None and markers.key_ids and not markers.plain:
+        raise EncryptionKeyMissing(
+            "the store's memory records are all sealed, and this process has keys that "
+            "only open (SPIRAL_DECRYPTION_KEYS) and none to seal with: it would write "
+            "records back in the clear; set SPIRAL_ENCRYPTION_KEY; the store was not "
+            "opened")
+    plain = markers.plain or current is None or (
+        not markers.key_ids and bool(storage.keys(TENANTS_PREFIX)))
     since = {"since": datetime.now(UTC).isoformat(timespec="seconds")}
     if plain and not markers.plain:  # first: a crash in between leaves a harmless mark
         storage.set_if_absent(SEALING_PLAIN_KEY, since)
-    if keyring.current not in markers.key_ids:
-        storage.set_if_absent(sealing_marker(keyring.current), since)
+    if current is not None and current not in markers.key_ids:
+        storage.set_if_absent(sealing_marker(current), since)
     codec = codec_for(encryption, accept_plain=plain)
     storage.codec = codec
     return codec

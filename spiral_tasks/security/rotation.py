@@ -104,13 +104,14 @@ class RotationReport:
                 "duration_ms": round(self.duration_ms, 3)}
 
 
-def sealing_codec(storage: Storage) -> SealingCodec:
+def sealing_codec(storage: Storage) -> tuple[SealingCodec, str]:
+    """The store's codec and the key id it seals under; `NoSealingKey` if none."""
     codec = storage.codec
-    if not isinstance(codec, SealingCodec):
+    if not isinstance(codec, SealingCodec) or codec.sealing_key_id is None:
         raise NoSealingKey("no encryption key to seal with: set SPIRAL_ENCRYPTION_KEY (or "
                            "SPIRAL_ENCRYPTION_KEY_FILE) to the new key, and the old one in "
                            "SPIRAL_DECRYPTION_KEYS")
-    return codec
+    return codec, codec.sealing_key_id
 
 
 def rotate(engine: SpiralMemory, *, dry_run: bool = False,
@@ -120,13 +121,13 @@ def rotate(engine: SpiralMemory, *, dry_run: bool = False,
     for a record that does not open (a key missing from SPIRAL_DECRYPTION_KEYS, a
     damaged record): the tenants before it are done, running again resumes."""
     started = time.perf_counter()
-    codec = sealing_codec(engine.storage)
+    codec, current = sealing_codec(engine.storage)
     reader = codec.lenient()
-    report = RotationReport(codec.keyring.current, dry_run)
+    report = RotationReport(current, dry_run)
     tenants = target_tenants(engine)
     for tenant in tenants:
         done = in_section(engine.sections, tenant,
-                          lambda section: _reseal(section, reader, dry_run),
+                          lambda section: _reseal(section, reader, current, dry_run),
                           timeout_s=LOCK_WAIT_S)
         report.tenants.append(done)
         if on_tenant is not None:
@@ -135,9 +136,9 @@ def rotate(engine: SpiralMemory, *, dry_run: bool = False,
         report.left = report.resealed
     else:
         report.left = sum(1 for tenant in tenants
-                          for _ in _elsewhere(engine.storage, tenant, codec.keyring.current))
+                          for _ in _elsewhere(engine.storage, tenant, current))
         if report.left == 0:
-            report.markers_removed = _drop_other_markers(engine.storage, codec.keyring.current)
+            report.markers_removed = _drop_other_markers(engine.storage, current)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -151,9 +152,9 @@ def _elsewhere(storage: Storage, tenant: str, current: str
             yield key, raw, key_id
 
 
-def _reseal(section: Section, reader: SealingCodec, dry_run: bool) -> TenantRotation:
+def _reseal(section: Section, reader: SealingCodec, current: str,
+            dry_run: bool) -> TenantRotation:
     done = TenantRotation(section.tenant)
-    current = reader.keyring.current
 
     def writes() -> Iterator[Put]:
         stored = section.scan_stored(section.keys.memories)

@@ -41,27 +41,30 @@ SEALS_PER_KEY = 2**32
 
 class SealingCodec(Codec):
     """JSON, with memory records sealed under the keyring's sealing key and opened under
-    whichever of its keys sealed them.
+    whichever of its keys sealed them. A keyring without a sealing key opens sealed
+    records and writes them in the clear (the first step of turning encryption on).
 
     `accept_plain`: an unsealed memory record is read as it is (a store that held data
     before a key was configured, until `spiral rotate-key` has sealed it all); without
     it, one is refused, so nobody can slip a forged record in the clear into a store
     that seals."""
 
-    seals = True
-
     def __init__(self, keyring: Keyring, *, accept_plain: bool = False) -> None:
         self.keyring = keyring
         self.sealing_key_id = keyring.current
-        self.accept_plain = accept_plain
-        self._header = envelope.header_for(keyring.sealing_id)
-        self._sealer = AESGCM(keyring.sealing_key)
+        self.seals = keyring.sealing_key is not None
+        self.accept_plain = accept_plain or not self.seals
+        self._header = b""
+        self._sealer: AESGCM | None = None
+        if keyring.sealing_id is not None and keyring.sealing_key is not None:
+            self._header = envelope.header_for(keyring.sealing_id)
+            self._sealer = AESGCM(keyring.sealing_key)
         self._openers = {key_id: AESGCM(key) for key_id in keyring.ids
                          if (key := keyring.key(key_id)) is not None}
 
     def encode(self, key: str, value: Any) -> bytes:
         raw = encode(value)
-        return self.seal(key, raw) if is_memory_record(key) else raw
+        return self.seal(key, raw) if self.seals and is_memory_record(key) else raw
 
     def decode(self, key: str, raw: bytes) -> Any:
         if envelope.is_sealed(raw):
@@ -74,6 +77,8 @@ class SealingCodec(Codec):
         return orjson.loads(raw)
 
     def seal(self, key: str, plain: bytes) -> bytes:
+        if self._sealer is None:
+            raise ValueError("this keyring has no key to seal with")
         nonce = os.urandom(envelope.NONCE_BYTES)
         body = self._sealer.encrypt(nonce, plain, self._header + key.encode())
         return self._header + nonce + body

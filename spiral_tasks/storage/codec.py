@@ -51,7 +51,7 @@ class Codec:
 
     #: Whether this codec seals (a process with an encryption key), and under which
     #: key id.
-    seals = False
+    seals: bool = False
     sealing_key_id: str | None = None
 
     def encode(self, key: str, value: Any) -> bytes:

@@ -146,3 +146,28 @@ def test_rotation_needs_a_key_to_seal_with(storage: Storage) -> None:
     populate(engine_over(storage), count=3)
     with pytest.raises(NoSealingKey, match="SPIRAL_ENCRYPTION_KEY"):
         rotate(engine_over(storage))
+    seal_storage(storage, EncryptionSettings(None, (new_key(),)))
+    with pytest.raises(NoSealingKey, match="SPIRAL_ENCRYPTION_KEY"):
+        rotate(engine_over(storage))
+
+
+def test_encryption_turned_on_step_by_step_ends_with_every_record_sealed(
+        storage: Storage, sealing_key: bytes) -> None:
+    """ops/RUNBOOK.md's "Turn encryption on": keys that only open, then the sealing key,
+    then a rotation, with stores at every step."""
+    engine_over(storage).store("before", tenant="acme", memory_id="m0")
+    seal_storage(storage, EncryptionSettings(None, (sealing_key,)))
+    engine_over(storage).store("opening only", tenant="acme", memory_id="m1")
+    seal_storage(storage, sealing(sealing_key))
+    engine_over(storage).store("sealing", tenant="acme", memory_id="m2")
+    assert key_ids(storage) == {None: 2, key_id_of(sealing_key): 1}
+    report = rotate(engine_over(storage))
+    assert report.complete
+    assert report.markers_removed == [SEALING_PLAIN_KEY]
+    assert key_ids(storage) == {key_id_of(sealing_key): 3}
+    seal_storage(storage, sealing(sealing_key))
+    engine = engine_over(storage)
+    assert [engine.retrieve(f"m{n}", tenant="acme").content  # type: ignore[union-attr]
+            for n in range(3)] == ["before", "opening only", "sealing"]
+    with pytest.raises(EncryptionKeyMissing, match="only open"):  # sealed throughout now
+        seal_storage(storage, EncryptionSettings(None, (sealing_key,)))

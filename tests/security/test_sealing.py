@@ -170,3 +170,31 @@ def test_every_operation_works_over_sealed_records(sealed_storage: Storage) -> N
     assert engine.rebuild_stats().clean
     for tenant in ("acme", "zeta"):
         assert_consistent(engine, tenant)
+
+
+def test_keys_that_only_open_read_sealed_records_while_encryption_is_turned_on(
+        storage: Storage, sealing_key: bytes) -> None:
+    """The first step of turning encryption on while workers run (ops/RUNBOOK.md): a
+    process that only opens reads what a sealing one wrote, and writes in the clear."""
+    engine_over(storage).store(token(), tenant="acme", memory_id="before")
+    seal_storage(storage, sealing(sealing_key))
+    engine_over(storage).store(token(), tenant="acme", memory_id="sealed")
+    seal_storage(storage, EncryptionSettings(None, (sealing_key,)))
+    engine = engine_over(storage)
+    assert engine.retrieve("sealed", tenant="acme") is not None
+    engine.store(token(), tenant="acme", memory_id="clear")
+    keys = TenantKeys("acme")
+    assert not envelope.is_sealed(stored(storage, keys.memory("clear")))
+    seal_storage(storage, sealing(sealing_key))
+    for memory_id in ("before", "sealed", "clear"):
+        assert engine_over(storage).retrieve(memory_id, tenant="acme") is not None
+    with pytest.raises(EncryptionKeyMissing, match="which this process does not have"):
+        seal_storage(storage, EncryptionSettings(None, (new_key(),)))
+
+
+def test_keys_that_only_open_are_refused_by_a_store_sealed_throughout(
+        sealed_storage: Storage, sealing_key: bytes) -> None:
+    engine_over(sealed_storage).store(token(), tenant="acme", memory_id="m1")
+    with pytest.raises(EncryptionKeyMissing, match="would write records back in the clear"):
+        seal_storage(sealed_storage, EncryptionSettings(None, (sealing_key,)))
+    assert not read_markers(sealed_storage).plain
