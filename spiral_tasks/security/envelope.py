@@ -65,7 +65,6 @@ def unpack(key: str, raw: bytes) -> Envelope:
 
 
 def key_id_of(raw: bytes) -> str | None:
-    """The key id a stored value names (hex), or None for a plain value."""
-    if not is_sealed(raw) or len(raw) < PREFIX_BYTES:
-        return None if not is_sealed(raw) else "?"
-    return raw[len(HEADER):PREFIX_BYTES].hex()
+    """The key id a stored value names (hex; what there is of it in a truncated one),
+    or None for a plain value."""
+    return raw[len(HEADER):PREFIX_BYTES].hex() if is_sealed(raw) else None

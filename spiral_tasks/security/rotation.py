@@ -135,21 +135,19 @@ def rotate(engine: SpiralMemory, *, dry_run: bool = False,
     if dry_run:
         report.left = report.resealed
     else:
-        report.left = sum(1 for tenant in tenants
-                          for _ in _elsewhere(engine.storage, tenant, current))
+        report.left = sum(_left_elsewhere(engine.storage, tenant, current)
+                          for tenant in tenants)
         if report.left == 0:
             report.markers_removed = _drop_other_markers(engine.storage, current)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
 
 
-def _elsewhere(storage: Storage, tenant: str, current: str
-               ) -> Iterator[tuple[str, bytes, str | None]]:
-    """(key, stored bytes, key id or None) of the tenant's records not under `current`."""
-    for key, raw in storage.scan_stored(TenantKeys(tenant).memories):
-        key_id = envelope.key_id_of(raw)
-        if key_id != current:
-            yield key, raw, key_id
+def _left_elsewhere(storage: Storage, tenant: str, current: str) -> int:
+    """How many of the tenant's records are not under `current` (read without a lock:
+    the last pass only looks for records written meanwhile under another key)."""
+    return sum(1 for _, raw in storage.scan_stored(TenantKeys(tenant).memories)
+               if envelope.key_id_of(raw) != current)
 
 
 def _reseal(section: Section, reader: SealingCodec, current: str,
