@@ -11,6 +11,7 @@ from spiral_tasks.config import (
     GcPolicy,
     Limits,
     LockPolicy,
+    MetricsSettings,
     PerfSettings,
     Settings,
     StorageKind,
@@ -48,6 +49,12 @@ def test_the_perf_workload_is_the_runbooks() -> None:
     assert Settings.from_env({}).perf == PerfSettings(iterations=1000, concurrency=8)
     assert Settings.from_env({"PERF_ITERATIONS": "2000", "PERF_CONCURRENCY": "50"}).perf \
         == PerfSettings(iterations=2000, concurrency=50)
+
+
+def test_metrics_are_served_on_9099_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).metrics == MetricsSettings(port=9099, multiproc_dir=None)
+    assert Settings.from_env({"METRICS_PORT": "0", "PROMETHEUS_MULTIPROC_DIR": "/run/m"}
+                             ).metrics == MetricsSettings(port=0, multiproc_dir="/run/m")
 
 
 def test_beat_defaults_and_overrides() -> None:
@@ -93,6 +100,9 @@ def test_redis_url_selects_redis() -> None:
     ({"PERF_ITERATIONS": "lots"}, "PERF_ITERATIONS='lots': expected a whole number"),
     ({"PERF_ITERATIONS": "0"}, "PERF_ITERATIONS='0': must be at least 1"),
     ({"PERF_CONCURRENCY": "5000"}, "PERF_CONCURRENCY='5000': must be at most 1000"),
+    ({"METRICS_PORT": "http"}, "METRICS_PORT='http': expected a whole number"),
+    ({"METRICS_PORT": "70000"}, "METRICS_PORT='70000': must be at most 65535"),
+    ({"METRICS_PORT": "-1"}, "METRICS_PORT='-1': must be at least 0"),
 ])
 def test_a_bad_setting_is_named_with_its_value(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -15,6 +15,7 @@ from typing import Any
 import click
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
 
 from spiral_tasks.cli.connect import Unreachable, check_broker, workers
 from spiral_tasks.cli.options import (
@@ -94,22 +95,44 @@ def run(app: Celery, batches: list[list[Call]], timeout: float) -> int:
                    "each answer...", err=True)
     failed = 0
     for batch in batches:
-        pending = [(call.task, app.send_task(call.task, kwargs=call.kwargs))
-                   for call in batch]
-        for name, result in pending:
-            try:
-                answer = result.get(timeout=timeout, interval=0.05)
-            except CeleryTimeout:
-                click.echo(f"spiral-enqueue: no answer to {name} within {timeout:g} s; "
-                           "it stays queued for a worker", err=True)
-                return Exit.NO_ANSWER
-            except Exception as exc:  # the task's own error, rebuilt from its result
-                failed += 1
-                click.echo(json.dumps({"task": name,
-                                       "error": f"{type(exc).__name__}: {exc}"}))
-                continue
-            click.echo(json.dumps({"task": name, "result": answer}))
+        batch_failed = send_and_print(app, batch, timeout)
+        if batch_failed is None:
+            return Exit.NO_ANSWER
+        failed += batch_failed
     return Exit.FAILED if failed else Exit.OK
+
+
+def send_and_print(app: Celery, batch: list[Call], timeout: float) -> int | None:
+    """Send `batch`, print each answer; the number that failed, or None when one did not
+    answer in time."""
+    pending = [(call.task, app.send_task(call.task, kwargs=call.kwargs)) for call in batch]
+    try:
+        return print_answers(pending, timeout)
+    finally:
+        # The backend keeps every result it was sent until told otherwise: left to the
+        # exit, Celery's Redis backend unsubscribes from a dying interpreter and prints
+        # a traceback after our message.
+        forget = getattr(app.backend, "remove_pending_result", None)
+        if forget is not None:
+            for _, result in pending:
+                forget(result)
+
+
+def print_answers(pending: list[tuple[str, AsyncResult[Any]]], timeout: float) -> int | None:
+    failed = 0
+    for name, result in pending:
+        try:
+            answer = result.get(timeout=timeout, interval=0.05)
+        except CeleryTimeout:
+            click.echo(f"spiral-enqueue: no answer to {name} within {timeout:g} s; "
+                       "it stays queued for a worker", err=True)
+            return None
+        except Exception as exc:  # the task's own error, rebuilt from its result
+            failed += 1
+            click.echo(json.dumps({"task": name, "error": f"{type(exc).__name__}: {exc}"}))
+            continue
+        click.echo(json.dumps({"task": name, "result": answer}))
+    return failed
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from spiral_tasks.config.settings import (
     GcPolicy,
     Limits,
     LockPolicy,
+    MetricsSettings,
     PerfSettings,
     RetryPolicy,
     Settings,
@@ -19,4 +20,5 @@ from spiral_tasks.config.settings import (
 )
 
 __all__ = ["BeatSettings", "EncryptionSettings", "GcPolicy", "Limits", "LockPolicy",
+           "MetricsSettings",
            "PerfSettings", "RetryPolicy", "Settings", "StorageKind", "TaskSettings", "current"]

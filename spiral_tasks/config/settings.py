@@ -139,6 +139,19 @@ class PerfSettings:
     concurrency: int = 8
 
 
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where a worker node serves its Prometheus metrics (`METRICS_PORT`, 0: nowhere)
+    and the folder its processes share samples through (`PROMETHEUS_MULTIPROC_DIR`,
+    prometheus_client's own variable; unset, a folder per port under the system's
+    temporary folder, so nodes on one host, each on its own port, never share one)."""
+
+    port: int = 9099
+    multiproc_dir: str | None = None
+
+
+#: The highest TCP port.
+MAX_PORT = 65535
 #: Bounds of the perf workload: beyond them, a typo (or a job for benchmarks/).
 MAX_PERF_ITERATIONS = 10_000_000
 MAX_PERF_CONCURRENCY = 1000
@@ -177,6 +190,7 @@ class Settings:
     tasks: TaskSettings = field(default_factory=TaskSettings)
     beat: BeatSettings = field(default_factory=BeatSettings)
     perf: PerfSettings = field(default_factory=PerfSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
 
     @classmethod
@@ -186,6 +200,7 @@ class Settings:
         redis_url = read.redis_url("REDIS_URL")
         limits, gc, locks, beat, perf = (DEFAULTS.limits, DEFAULTS.gc, DEFAULTS.locks,
                                          DEFAULTS.beat, DEFAULTS.perf)
+        metrics = DEFAULTS.metrics
         settings = cls(
             storage=_storage_kind(read, redis_url),
             db_path=read.text("SPIRAL_DB_PATH", DEFAULTS.db_path),
@@ -225,6 +240,11 @@ class Settings:
                                         maximum=MAX_PERF_ITERATIONS),
                 concurrency=read.integer("PERF_CONCURRENCY", perf.concurrency,
                                          maximum=MAX_PERF_CONCURRENCY),
+            ),
+            metrics=MetricsSettings(
+                port=read.integer("METRICS_PORT", metrics.port, minimum=0,
+                                  maximum=MAX_PORT),
+                multiproc_dir=read.optional_text("PROMETHEUS_MULTIPROC_DIR"),
             ),
             encryption=_encryption(read),
         )

@@ -16,6 +16,8 @@ import threading
 from spiral_tasks.config import current
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_engine
+from spiral_tasks.metrics.observer import PrometheusObserver
+from spiral_tasks.observe import NO_OBSERVER
 from spiral_tasks.storage.factory import storage_from
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,9 @@ def engine() -> SpiralMemory:
         return opened  # every task after the first: no lock taken
     with _lock:
         if _engine is None or _pid != os.getpid():
-            _engine = open_engine(current())
+            settings = current()
+            observer = PrometheusObserver() if settings.metrics.port else NO_OBSERVER
+            _engine = open_engine(settings, observer)
             _pid = os.getpid()
             startup_rebuild(_engine)
         return _engine

@@ -1,4 +1,4 @@
-"""When a worker opens and closes its engine.
+"""When a worker opens and closes its engine, serves its metrics and counts retries.
 
 A prefork worker's children must not share the parent's connections (or its LevelDB
 handle), so each child opens its own engine after the fork. Pools that run tasks in
@@ -9,6 +9,10 @@ every task it takes. A forking pool's main process opens the storage once and cl
 it before the fork (children must not share its connections): a store that needs an
 encryption key this worker lacks stops the worker before it serves anything too. (A
 store that cannot be reached yet does not: its children retry, as they always did.)
+
+The metrics endpoint starts first, in the main process, before any family exists (see
+`spiral_tasks/metrics/folder.py`): a node that cannot serve it as configured (its
+port taken by another node) stops with one line saying what to change.
 """
 
 from __future__ import annotations
@@ -19,15 +23,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    task_retry,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
+from spiral_tasks.config import current
 from spiral_tasks.errors import EncryptionKeyMissing, StorageUnavailable
+from spiral_tasks.metrics import exporter
+from spiral_tasks.metrics.observer import count_retry
 from spiral_tasks.tasks import runtime
 
 log = logging.getLogger(__name__)
 
-#: Exit status of a worker that cannot open its storage.
+#: Exit status of a worker that cannot open its storage, or serve its metrics.
 NO_STORAGE = 1
+NO_METRICS = 1
 _FORKING_POOLS = ("prefork", "processes")
 
 
@@ -37,8 +51,17 @@ def forks(pool: object) -> bool:
     return any(kind in name for kind in _FORKING_POOLS)
 
 
+_exporter: exporter.Exporter | None = None
+
+
 @worker_init.connect
-def _open_engine_before_serving(sender: Any, **_: Any) -> None:
+def _start_serving(sender: Any, **_: Any) -> None:
+    global _exporter  # noqa: PLW0603 - the node's one endpoint
+    try:
+        _exporter = exporter.start(current().metrics)
+    except exporter.MetricsUnavailable as exc:
+        print(f"spiral-tasks: this worker cannot serve its metrics: {exc}", file=sys.stderr)
+        raise SystemExit(NO_METRICS) from None
     try:
         if forks(sender.pool_cls):
             with suppress_unreachable():
@@ -71,3 +94,18 @@ def _open_engine_in_the_child(**_: Any) -> None:
 @worker_process_shutdown.connect
 def _close_engine(**_: Any) -> None:
     runtime.close()
+
+
+@worker_shutdown.connect
+def _stop_serving(**_: Any) -> None:
+    global _exporter  # noqa: PLW0603
+    if _exporter is not None:
+        _exporter.stop()
+        _exporter = None
+
+
+@task_retry.connect
+def _count_retry(sender: Any, reason: Any, **_: Any) -> None:
+    if current().metrics.port:
+        cause = getattr(reason, "exc", None) or reason
+        count_retry(sender.name, type(cause).__name__)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from celery import Celery
 
+from spiral_tasks.testing.redis_server import free_port
 from spiral_tasks.testing.waiting import wait_until
 
 
@@ -106,6 +107,10 @@ def worker_env(redis_url: str | None, **extra: str) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], workdir: Path, name: str, *extra: str,
                  concurrency: int = 2, pool: str = "prefork") -> CeleryProcess:
+    """A worker node; unless `env` names its METRICS_PORT, a free port of its own, as
+    every node on one host needs (the README says so)."""
+    if "METRICS_PORT" not in env:
+        env = {**env, "METRICS_PORT": str(free_port())}
     return CeleryProcess(["worker", "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
                           "-l", "INFO", *extra], env, workdir, name).start()
 

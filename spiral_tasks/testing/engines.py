@@ -9,6 +9,7 @@ from typing import Any
 from spiral_tasks.config import Settings
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.factory import open_coordinator
+from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.storage.base import Storage
 
 _GROUPS = ("limits", "gc", "locks")
@@ -30,9 +31,10 @@ def settings_with(base: Settings | None = None, **overrides: Any) -> Settings:
 
 
 def engine_over(storage: Storage, *, clock: Callable[[], float] | None = None,
-                sigil_secret: str = "test-secret", **overrides: Any) -> SpiralMemory:
+                sigil_secret: str = "test-secret", observer: Observer = NO_OBSERVER,
+                **overrides: Any) -> SpiralMemory:
     """An engine over `storage` with the coordinator its backend needs."""
     settings = settings_with(**overrides)
     extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
-                        settings.gc, sigil_secret=sigil_secret, **extra)
+                        settings.gc, sigil_secret=sigil_secret, observer=observer, **extra)

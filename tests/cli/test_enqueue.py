@@ -39,6 +39,9 @@ def test_without_a_worker_it_says_the_stores_stay_queued(tmp_path: Path) -> None
         assert "no worker answered" in result.stderr
         assert "stay queued for the next worker" in result.stderr
         assert "no answer to spiral.store_memory within 1 s" in result.stderr
+        # Those two lines and nothing after them (no traceback from the result
+        # backend at exit).
+        assert len(result.stderr.strip().splitlines()) == 2, result.stderr
         import redis  # noqa: PLC0415
 
         client = redis.Redis.from_url(server.url)

@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,6 @@ import pytest
 from flower.options import options as flower_options
 
 from spiral_tasks.tasks.app import app
-from tests.ops.awaited import AWAITED, awaited, console_scripts
 from tests.ops.manifests import OUR_IMAGE, ROOT, RUNBOOK, find, manifests
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
@@ -103,16 +103,19 @@ def check(argv: list[str]) -> None:
         assert argv[1:3] == ["-A", "spiral_tasks"], argv
         check_celery(argv[3], argv[4:])
     else:
-        assert program in console_scripts() or program in AWAITED, \
-            f"{program}: not a console script of pyproject.toml"
-        if not awaited(program):
-            subcommand = argv[1:2] if argv[1:] and not argv[1].startswith("-") else []
-            assert_options(help_text((program, *subcommand)), argv[1:])
+        assert program in console_scripts(), f"{program}: not a console script of pyproject.toml"
+        subcommand = argv[1:2] if argv[1:] and not argv[1].startswith("-") else []
+        assert_options(help_text((program, *subcommand)), argv[1:])
+
+
+def console_scripts() -> dict[str, str]:
+    """pyproject.toml's [project.scripts]: name -> entry point."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    scripts: dict[str, str] = project.get("scripts", {})
+    return scripts
 
 
 def check_script(script: str, arguments: list[str]) -> None:
-    if awaited(script):
-        return
     path = ROOT / script
     assert os.access(path, os.X_OK), f"{script} is not executable"
     command = re.search(r"exec celery -A spiral_tasks (\w+)", path.read_text())
@@ -168,8 +171,5 @@ def test_every_variable_set_is_read_by_something() -> None:
             assert option in flower_options._options, name
         elif name == "POD_NAME":  # the worker's node name and its probe
             assert "$(POD_NAME)" in str(find("Deployment", "spiral-worker").body), name
-        elif name in {"METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR"} and \
-                not (ROOT / "spiral_tasks" / "metrics").is_dir():
-            continue  # wt-metrics reads them; checked below once merged
         else:
             assert re.search(rf"\b{name}\b", sources), f"nothing reads {name}"

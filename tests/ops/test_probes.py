@@ -17,7 +17,6 @@ from spiral_tasks.tasks.app import create_app
 from spiral_tasks.testing.celery_worker import process_state
 from spiral_tasks.testing.redis_server import RedisServer, free_port
 from spiral_tasks.testing.waiting import wait_until
-from tests.ops.awaited import awaited
 from tests.ops.manifests import container, find
 from tests.ops.pods import ContainerProcess, Pod, describe, running
 
@@ -57,9 +56,7 @@ def test_worker_probe_pings_its_own_node_and_fails_when_it_hangs(
 
 def scrape_as_annotated(pod: Pod, node: ContainerProcess, redis_url: str) -> None:
     """Once the node has done some work, Prometheus finds its metrics where the pod's
-    annotations say (awaited: the exporter comes with wt-metrics)."""
-    if awaited("spiral_tasks/metrics"):
-        return
+    annotations say."""
     producer = create_app({"REDIS_URL": redis_url})
     try:
         producer.send_task("spiral.store_memory", args=["scraped"]).get(timeout=30)
@@ -89,8 +86,6 @@ def test_beat_probe_passes_while_a_beat_holds_the_schedule(
 
 def test_flower_probe_needs_no_password_but_flower_does(
         redis_url: str, tmp_path: Path) -> None:
-    if awaited("workers/flower.sh"):
-        return
     port = free_port()
     pod = Pod("Deployment", "spiral-flower", "spiral-flower-6b7f-m2c", secrets(redis_url),
               overrides={"FLOWER_PORT": str(port)}, ports={5555: port})

@@ -27,8 +27,10 @@ from spiral_tasks.testing.celery_worker import (
     worker_env,
 )
 from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.redis_server import free_port
 from spiral_tasks.testing.waiting import wait_until
 from tests.invariants import assert_consistent
+from tests.metrics.scrape import scrape, value
 
 TENANT = "bulk"
 BURST = 500
@@ -192,7 +194,8 @@ def test_a_worker_killed_mid_burst_and_restarted_loses_no_store(tmp_path: Path) 
 
 
 def test_embedded_worker_stores_and_rebuilds(tmp_path: Path) -> None:
-    env = embedded_env(tmp_path)
+    metrics_port = free_port()
+    env = embedded_env(tmp_path, METRICS_PORT=str(metrics_port))
     worker = start_embedded(env, tmp_path)
     try:
         result = subprocess.run(
@@ -206,6 +209,10 @@ def test_embedded_worker_stores_and_rebuilds(tmp_path: Path) -> None:
         stats = answers[-1]["result"]
         assert stats["consistent"] is True
         assert stats["total_memories"] == 20
+        # Its threads' samples are served like a prefork node's.
+        text = scrape(metrics_port)
+        assert value(text, "spiral_store_duration_seconds_count", outcome="ok") == 20
+        assert value(text, "spiral_invariant_holds", tenant="default") == 1
         # The worker holds the LevelDB: the demo finds it and sends its work through it.
         demo = subprocess.run([sys.executable, "-m", "spiral_tasks.cli.demo", "--count", "5"],
                               cwd=tmp_path, env=env, capture_output=True, text=True,
