@@ -119,9 +119,10 @@ def _sigil_key(engine: SpiralMemory, header: Header, configured: bool) -> list[s
 
 
 def _empty(section: Section) -> None:
-    """Stage and commit the removal of everything the tenant holds."""
+    """Stage and commit the removal of everything the tenant holds (by name: nothing
+    is decoded, so records sealed under a key this process lacks go too)."""
     keys = section.keys
-    writes: list[Write] = [Delete(k) for k, _ in section.scan(keys.namespace)
+    writes: list[Write] = [Delete(k) for k, _ in section.scan_stored(keys.namespace)
                            if k not in keys.coordination]
     writes.append(Delete(tenant_marker(section.tenant)))
     writes += [IndexRemove(index, member) for index in keys.indexes
