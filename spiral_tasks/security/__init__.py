@@ -1,1 +1,1 @@
-"""Security: encryption at rest (sealing), and the keys and markers it needs."""
+"""Security: what protects the stored data (encryption at rest, sigils, audit)."""
