@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
+
 from benchmarks.common import BACKENDS, drive, engine_over, median, open_backend, redis_server
 from benchmarks.tasks import NODE, Finished, listen, peak, store_kwargs, wait_done
 from spiral_tasks.metrics.folder import ensure_multiprocess
@@ -35,7 +37,11 @@ IN_PROCESS_CALLERS = 8
 
 
 def task_peak(redis_url: str, workdir: Path, metrics_port: int, tasks: int) -> float:
-    """One node's store-task peak, stores/s, with metrics on `metrics_port` (0: off)."""
+    """One node's store-task peak, stores/s, with metrics on `metrics_port` (0: off),
+    into an empty Redis: a tenant grown by the run before would make this one slower."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.close()
     env = worker_env(redis_url, SPIRAL_MAX_MEMORY_NODES="1000000",
                      METRICS_PORT=str(metrics_port))
     worker = start_worker(env, workdir, NODE, "-l", "WARNING")
@@ -64,12 +70,13 @@ def in_process_rate(backend: str, redis_url: str, observer: Observer, ops: int) 
 
 
 def alternate(rounds: int, measure: Callable[[bool], float]) -> tuple[float, float]:
-    """Median of `measure(True)` and of `measure(False)`, taken alternately."""
-    on, off = [], []
-    for _ in range(rounds):
-        off.append(measure(False))
-        on.append(measure(True))
-    return median(on), median(off)
+    """Median of `measure(True)` and of `measure(False)`, taken alternately, each
+    first in every other round (so neither always runs on a warmer machine)."""
+    taken: dict[bool, list[float]] = {True: [], False: []}
+    for round_number in range(rounds):
+        for metered in ((False, True) if round_number % 2 == 0 else (True, False)):
+            taken[metered].append(measure(metered))
+    return median(taken[True]), median(taken[False])
 
 
 def report(label: str, on: float, off: float) -> None:

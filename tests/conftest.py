@@ -25,6 +25,7 @@ from spiral_tasks.testing.celery_worker import (
     running_workers,
     worker_env,
 )
+from spiral_tasks.testing.certificates import Certificates
 from spiral_tasks.testing.encryption import new_key, sealing
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
@@ -38,6 +39,30 @@ BACKENDS = ["memory", "level", "redis"]
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
+    yield server
+    server.stop()
+
+
+# --- Redis over TLS ---------------------------------------------------------------------
+
+#: The password of the TLS server's default user (its administrator).
+TLS_ADMIN_PASSWORD = "admin-pw-3c1f9e"
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA of the session's own, with a server certificate for 127.0.0.1 and a client
+    certificate (made by `openssl`, as ops/RUNBOOK.md makes them)."""
+    return Certificates.make(tmp_path_factory.mktemp("certificates"))
+
+
+@pytest.fixture(scope="module")
+def tls_redis(certificates: Certificates, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[RedisServer]:
+    """A Redis of the module's own that speaks TLS only and verifies its clients'
+    certificates; its default user needs TLS_ADMIN_PASSWORD."""
+    server = RedisServer(tmp_path_factory.mktemp("tls-redis"), tls=certificates,
+                         password=TLS_ADMIN_PASSWORD).start()
     yield server
     server.stop()
 

@@ -66,9 +66,14 @@ class FlowerProcess(CeleryProcess):
 class Flower:
     process: FlowerProcess
     port: int
+    #: The `user:password` a request sends unless told otherwise.
+    user: str = OPS
 
-    def get(self, path: str, credentials: str | None = OPS) -> Answer:
-        """GET `path`, with basic auth as `user:password` (None: without auth)."""
+    def get(self, path: str, credentials: str | None = "") -> Answer:
+        """GET `path`, with basic auth as `user:password` (None: without auth; by
+        default, "", as `self.user`)."""
+        if credentials == "":
+            credentials = self.user
         headers = {}
         if credentials is not None:
             token = base64.b64encode(credentials.encode()).decode()
@@ -94,13 +99,13 @@ class Flower:
 
 
 @contextmanager
-def running_flower(env: dict[str, str], workdir: Path) -> Iterator[Flower]:
-    """Flower on `env`'s broker with FLOWER_BASIC_AUTH=USERS, yielded once it answers
-    HTTP, stopped on exit whatever happened."""
+def running_flower(env: dict[str, str], workdir: Path, users: str = USERS) -> Iterator[Flower]:
+    """Flower on `env`'s broker with FLOWER_BASIC_AUTH=users, yielded once it answers
+    HTTP (its API then answers the first user), stopped on exit whatever happened."""
     port = free_port()
     process = FlowerProcess([f"--port={port}", "--address=127.0.0.1"],
-                            script_env(env, FLOWER_BASIC_AUTH=USERS), workdir, "flower")
-    flower = Flower(process.start(), port)
+                            script_env(env, FLOWER_BASIC_AUTH=users), workdir, "flower")
+    flower = Flower(process.start(), port, users.split(",", maxsplit=1)[0])
     try:
         wait_until(flower.answers, STARTUP_S, interval=0.2, ignoring=(OSError,),
                    message=f"Flower to answer on port {port}")

@@ -152,13 +152,13 @@ SECRET = text(new_key())
 
 @pytest.mark.parametrize(("env", "message"), [
     ({"SPIRAL_ENCRYPTION_KEY": SECRET[:20]},
-     "SPIRAL_ENCRYPTION_KEY (value hidden): expected 32 random bytes in base64"),
+     "SPIRAL_ENCRYPTION_KEY=<hidden, 20 characters>: expected 32 random bytes in base64"),
     ({"SPIRAL_ENCRYPTION_KEY": SECRET[:-2] + "*="},
-     "SPIRAL_ENCRYPTION_KEY (value hidden): expected 32 random bytes in base64"),
+     "SPIRAL_ENCRYPTION_KEY=<hidden, 44 characters>: expected 32 random bytes in base64"),
     ({"SPIRAL_ENCRYPTION_KEY": f"{SECRET},{SECRET}"},
-     "SPIRAL_ENCRYPTION_KEY (value hidden): expected one key, found 2"),
+     "SPIRAL_ENCRYPTION_KEY=<hidden, 89 characters>: expected one key, found 2"),
     ({"SPIRAL_ENCRYPTION_KEY": SECRET, "SPIRAL_DECRYPTION_KEYS": f"{SECRET},{SECRET[:9]}"},
-     "SPIRAL_DECRYPTION_KEYS (value hidden): key 2: expected 32 random bytes"),
+     "SPIRAL_DECRYPTION_KEYS=<hidden, 54 characters>: key 2: expected 32 random bytes"),
     ({"SPIRAL_ENCRYPTION_KEY": SECRET, "SPIRAL_ENCRYPTION_KEY_FILE": "/etc/spiral/key"},
      "SPIRAL_ENCRYPTION_KEY_FILE='/etc/spiral/key': set SPIRAL_ENCRYPTION_KEY or "
      "SPIRAL_ENCRYPTION_KEY_FILE, not both"),

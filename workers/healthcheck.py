@@ -31,6 +31,7 @@ from kombu.exceptions import OperationalError
 # Bad settings stop here, with one line naming each bad variable (exit status 2).
 from spiral_tasks.celery import app
 from spiral_tasks.config import current
+from spiral_tasks.storage.redis import connect
 
 #: Seconds each check may take; docker-compose's `timeout:` must allow for it plus
 #: the interpreter's start.
@@ -52,8 +53,7 @@ def check_beat() -> str | None:
     url = current().redis_url
     if url is None:
         return "beat: REDIS_URL is not set"
-    client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,
-                                  socket_connect_timeout=TIMEOUT_S)
+    client = connect(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
     try:
         client.ping()
     except redis.RedisError as exc:

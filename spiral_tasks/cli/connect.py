@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from spiral_tasks.cli.options import shown_url
+from spiral_tasks.config.redis_urls import shown_url
 
 #: How long to wait for a broker connection, and for workers to answer a ping.
 CONNECT_TIMEOUT_S = 3

@@ -21,9 +21,10 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from spiral_tasks.cli import render
 from spiral_tasks.cli.connect import Unreachable, check_broker
-from spiral_tasks.cli.options import COUNT, EXIT_CODES_HELP, TENANT, Exit, shown_url
+from spiral_tasks.cli.options import COUNT, EXIT_CODES_HELP, TENANT, Exit
 from spiral_tasks.cli.worker import WorkerHandle, find_or_start_worker
 from spiral_tasks.config import Settings, current
+from spiral_tasks.config.redis_urls import shown_url
 from spiral_tasks.errors import ConfigError, SpiralError
 from spiral_tasks.model import Depth
 

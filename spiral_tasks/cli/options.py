@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import math
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -73,13 +72,3 @@ DEPTH = click.Choice([d.value for d in Depth])
 COUNT = click.IntRange(min=1, max=1_000_000)
 SECONDS = Seconds()
 
-
-def shown_url(url: str) -> str:
-    """`url` with its password hidden, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

@@ -14,8 +14,9 @@ from typing import IO, Any
 import click
 import redis
 
-from spiral_tasks.cli.options import Exit, shown_url
+from spiral_tasks.cli.options import Exit
 from spiral_tasks.config import Settings, StorageKind, current
+from spiral_tasks.config.redis_urls import shown_url
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import ConfigError, SpiralError, StorageHeld, StorageUnavailable
 from spiral_tasks.factory import open_engine

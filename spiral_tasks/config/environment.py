@@ -16,15 +16,17 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
+from spiral_tasks.config.redis_urls import is_redis_url, redis_url_problem, shown_url
 from spiral_tasks.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
 #: How much of a bad value an error message quotes (a variable can hold a whole file).
 QUOTE_LIMIT = 80
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Variables whose values are never quoted (by name: a secret a later version adds is
+#: hidden too). A value of any variable is shown with a URL's password hidden.
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|(_KEYS?|_AUTH)$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -32,6 +34,19 @@ _FALSE = {"0", "false", "no", "off", ""}
 def quote(value: str) -> str:
     shown = value if len(value) <= QUOTE_LIMIT else value[:QUOTE_LIMIT] + "..."
     return repr(shown)
+
+
+def is_secret(name: str) -> bool:
+    return SECRET_NAME.search(name) is not None
+
+
+def shown_value(name: str, value: str) -> str:
+    """How a problem quotes `name`'s value: a secret never, a URL's password hidden
+    (before cutting, so a cut cannot split the password from its marker), and at
+    most QUOTE_LIMIT characters."""
+    if is_secret(name):
+        return f"<hidden, {len(value)} characters>"
+    return quote(shown_url(value))
 
 
 class Environment:
@@ -48,12 +63,8 @@ class Environment:
         return None if value is None or value.strip() == "" else value.strip()
 
     def problem(self, name: str, value: str | None, why: str) -> None:
-        shown = f"{name}={quote(value)}" if value is not None else name
+        shown = f"{name}={shown_value(name, value)}" if value is not None else name
         self.problems.append(f"{shown}: {why}")
-
-    def secret_problem(self, name: str, why: str) -> None:
-        """A problem with a secret: named, its value never shown."""
-        self.problems.append(f"{name} (value hidden): {why}")
 
     def check(self) -> None:
         if self.problems:
@@ -64,6 +75,16 @@ class Environment:
 
     def optional_text(self, name: str) -> str | None:
         return self.raw(name)
+
+    def url(self, name: str, default: str) -> str:
+        """A broker or result backend URL: checked as a Redis URL when it is one (the
+        others are for their transports to judge)."""
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if is_redis_url(raw):
+            return self.redis_url(name, default) or default
+        return raw
 
     def flag(self, name: str) -> bool:
         raw = (self.raw(name) or "").lower()
@@ -136,15 +157,16 @@ class Environment:
     def keys(self, name: str, size: int, *, many: bool) -> tuple[bytes, ...]:
         """Keys of `size` bytes, base64, from variable `name` or from the file
         `name`_FILE names (one or, with `many`, any number, separated by commas,
-        spaces or lines). Setting both is a problem; a key is never quoted."""
+        spaces or lines). Setting both is a problem. A key is never quoted: `name` is a
+        secret's (`is_secret`), and a bad file is named by its path."""
         value, file_name = self.raw(name), name + "_FILE"
         path = self.raw(file_name)
         if value is not None and path is not None:
             self.problem(file_name, path, f"set {name} or {file_name}, not both")
             return ()
-        source = name
+        source, shown = name, value
         if path is not None:
-            source = file_name
+            source, shown = file_name, path
             try:
                 value = Path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
@@ -155,14 +177,14 @@ class Environment:
             return ()
         texts = value.replace(",", " ").split()
         if not texts or (len(texts) > 1 and not many):
-            self.secret_problem(source, f"expected one key, found {len(texts)}")
+            self.problem(source, shown, f"expected one key, found {len(texts)}")
             return ()
         found = []
         for number, text in enumerate(texts, start=1):
             key = decode_key(text)
             if key is None or len(key) != size:
                 where = f"key {number}: " if len(texts) > 1 else ""
-                self.secret_problem(source, f"{where}expected {size} random bytes in base64 "
+                self.problem(source, shown, f"{where}expected {size} random bytes in base64 "
                                             f"({4 * math.ceil(size / 3)} characters)")
                 return ()
             found.append(key)
@@ -185,27 +207,3 @@ def decode_key(text: str) -> bytes | None:
         return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
         return None
-
-
-def redis_url_problem(url: str) -> str | None:
-    """Why redis-py would refuse `url` (or misread it), or None when it is usable."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"not a valid URL ({exc})"
-    if parts.scheme not in REDIS_SCHEMES:
-        return (f"scheme must be one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, "
-                f"got {parts.scheme or 'none'!r}")
-    if parts.scheme == "unix":
-        return None if parts.path else "a unix:// URL needs the socket's path"
-    if port == 0:
-        return "port must be 1-65535"
-    return _database_problem(parts.path)
-
-
-def _database_problem(path: str) -> str | None:
-    database = path.strip("/")
-    if database and not re.fullmatch(r"\d+", database):
-        return f"the path must be a database number such as /0, got {path!r}"
-    return None

@@ -81,10 +81,13 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """How Celery delivers, keeps results, times out and retries."""
+    """How Celery delivers, keeps results, times out and retries. (URLs may hold
+    passwords: they stay out of `repr`, so a logged settings object shows none.)"""
 
-    broker_url: str = f"{SQLITE_SCHEME}://spiral-embedded/broker.sqlite3"
-    result_backend: str = f"{SQLITE_SCHEME}://spiral-embedded/results.sqlite3"
+    broker_url: str = field(default=f"{SQLITE_SCHEME}://spiral-embedded/broker.sqlite3",
+                            repr=False)
+    result_backend: str = field(default=f"{SQLITE_SCHEME}://spiral-embedded/results.sqlite3",
+                                repr=False)
     embedded_dir: Path | None = None
     visibility_timeout_s: int = 3600
     result_expires_s: int = 3600
@@ -182,8 +185,8 @@ class EncryptionSettings:
 class Settings:
     storage: StorageKind = StorageKind.LEVEL
     db_path: str = "./spiraldb"
-    redis_url: str | None = None
-    sigil_secret: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
+    sigil_secret: str | None = field(default=None, repr=False)
     limits: Limits = field(default_factory=Limits)
     gc: GcPolicy = field(default_factory=GcPolicy)
     locks: LockPolicy = field(default_factory=LockPolicy)
@@ -297,8 +300,8 @@ def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
         embedded = Path(read.text("SPIRAL_EMBEDDED_DIR", EMBEDDED_DIR)).resolve()
         broker_default = sqlite_url(embedded / "broker.sqlite3")
         backend_default = sqlite_url(embedded / "results.sqlite3")
-    broker = read.optional_text("SPIRAL_BROKER_URL") or broker_default
-    backend = read.optional_text("SPIRAL_RESULT_BACKEND") or backend_default
+    broker = read.url("SPIRAL_BROKER_URL", broker_default)
+    backend = read.url("SPIRAL_RESULT_BACKEND", backend_default)
     defaults, retry = DEFAULTS.tasks, DEFAULTS.tasks.retry
     return TaskSettings(
         broker_url=broker,

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from spiral_tasks.config.redis_urls import parse_redis_url, shown_url
 from spiral_tasks.errors import StorageUnavailable
 from spiral_tasks.keys import directory_of, hash_tag
 from spiral_tasks.storage import lua
@@ -102,6 +103,15 @@ def run_script(script: Script, keys: Sequence[str], argv: Sequence[Any],
         raise
 
 
+def connect(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for `url`, its TLS parameters (`rediss://...?ssl_ca_certs=...`)
+    read as the broker, the results and beat read them (`spiral_tasks.config.redis_urls`),
+    so storage, locks, health checks and Celery connect alike. `options` add client
+    options (timeouts). Raises `ValueError` for a URL the settings would refuse."""
+    address = parse_redis_url(url)
+    return redis.Redis.from_url(address.url, **address.client_options(), **options)
+
+
 #: Error replies of the write script.
 WRITE_ERRORS: dict[str, type[Exception]] = {"NOTINT ": ValueError}
 
@@ -111,6 +121,8 @@ class RedisStorage(Storage):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: How messages name this store: the URL without its password.
+        self.shown = shown_url(url)
         self._client: redis.Redis | None = None
         self._apply_script: Script | None = None
         self._set_if_absent_script: Script | None = None
@@ -118,12 +130,15 @@ class RedisStorage(Storage):
     def init(self) -> None:
         if self._client is not None:
             return
-        client = redis.Redis.from_url(self.url)
+        try:
+            client = connect(self.url)
+        except ValueError as exc:
+            raise StorageUnavailable(f"Redis URL {self.shown}: {exc}") from exc
         try:
             client.ping()
         except redis.RedisError as exc:
             client.close()
-            raise StorageUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+            raise StorageUnavailable(f"cannot reach Redis at {self.shown}: {exc}") from exc
         self._client = client
         # register_script loads a script again if the server lost it (restart, flush).
         self._apply_script = client.register_script(lua.load("apply"))
@@ -137,7 +152,7 @@ class RedisStorage(Storage):
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            raise StorageUnavailable(f"Redis storage at {self.url} is not open: call init()")
+            raise StorageUnavailable(f"Redis storage at {self.shown} is not open: call init()")
         return self._client
 
     def script(self, source: str) -> Script:

@@ -16,6 +16,7 @@ from kombu import Exchange, Queue
 
 from spiral_tasks.brokers import registry
 from spiral_tasks.config import Settings
+from spiral_tasks.config.redis_urls import is_redis_url, parse_redis_url
 from spiral_tasks.config.settings import hard_time_limit, soft_time_limit
 from spiral_tasks.errors import ConfigError
 
@@ -57,8 +58,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     tasks, beat = settings.tasks, settings.beat
     store_limits = TimeLimits.of(tasks.store_time_limit_s)
     config: dict[str, Any] = {
-        "broker_url": tasks.broker_url,
-        "result_backend": tasks.result_backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -93,6 +92,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                                        "schedule": parse_cron(beat.rebuild_cron)},
         },
     }
+    config.update(_redis_connections(tasks.broker_url, tasks.result_backend))
     if tasks.embedded_dir is not None:
         # The broker and the results are SQLite files in the embedded folder (the
         # defaults of SPIRAL_BROKER_URL and SPIRAL_RESULT_BACKEND); the transport
@@ -100,10 +100,42 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["beat_schedule_filename"] = str(tasks.embedded_dir / "celerybeat-schedule")
     else:
         config["beat_scheduler"] = "spiral_tasks.tasks.beat:SpiralBeatScheduler"
-        config["redbeat_redis_url"] = settings.redis_url or tasks.broker_url
-        # Explicit, so celery-redbeat does not fall back to (and warn about) the
-        # broker's transport options, which are not for its client.
-        config["redbeat_redis_options"] = {}
+        config.update(_redbeat_connection(settings.redis_url or tasks.broker_url))
         if beat.lock_timeout_s is not None:
             config["redbeat_lock_timeout"] = beat.lock_timeout_s
+    return config
+
+
+def _redis_connections(broker_url: str, result_backend: str) -> dict[str, Any]:
+    """The broker and the results, each `rediss://` one with its TLS options given
+    explicitly (kombu alone would connect to a bare `rediss://` without checking the
+    server's certificate; see `spiral_tasks.config.redis_urls`). The broker's URL
+    also keeps them written out, since kombu makes connections from the URL alone in
+    places; Celery's result backend takes them from `redis_backend_use_ssl` only."""
+    config: dict[str, Any] = {"broker_url": broker_url, "result_backend": result_backend}
+    if is_redis_url(broker_url):
+        broker = parse_redis_url(broker_url)
+        config["broker_url"] = broker.url_with_tls()
+        if broker.tls is not None:
+            config["broker_use_ssl"] = broker.tls.options()
+    if is_redis_url(result_backend):
+        backend = parse_redis_url(result_backend)
+        config["result_backend"] = backend.url
+        if backend.tls is not None:
+            config["redis_backend_use_ssl"] = backend.tls.options()
+    return config
+
+
+def _redbeat_connection(url: str) -> dict[str, Any]:
+    """celery-redbeat's client: its URL without credentials, which go in its options,
+    because Celery's `inspect conf` (and Flower's worker page) shows every setting,
+    hiding only those whose names say secret (`password` is one, `redbeat_redis_url`
+    is not). The options are explicit anyway, so celery-redbeat does not fall back to
+    (and warn about) the broker's transport options, which are not for its client."""
+    address = parse_redis_url(url)
+    bare_url, credentials = address.without_credentials()
+    config: dict[str, Any] = {"redbeat_redis_url": bare_url,
+                              "redbeat_redis_options": credentials}
+    if address.tls is not None:
+        config["redbeat_redis_use_ssl"] = address.tls.options()
     return config

@@ -26,7 +26,8 @@ PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 HELP_ENV = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
 #: Programs of the Redis image and of the operator's machine, not of this repository.
 NOT_OURS = {"kubectl", "kind", "minikube", "kustomize", "docker", "redis-cli",
-            "redis-server", "curl", "openssl", "mkdir", "cp", "rm", "export", "jq"}
+            "redis-server", "curl", "openssl", "mkdir", "cp", "rm", "export", "jq",
+            "chmod", "printf", "grep"}
 
 
 def manifest_commands() -> Iterator[tuple[str, list[str]]]:

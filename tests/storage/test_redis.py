@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
+from spiral_tasks.errors import StorageUnavailable
 from spiral_tasks.storage.base import Increment, Put
 from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.testing.redis_server import free_port
 
 
 def test_directories_follow_writes_and_stay_out_of_sight(redis_url: str) -> None:
@@ -31,3 +34,18 @@ def test_a_server_that_lost_the_script_gets_it_again(redis_url: str) -> None:
     assert store.get_many(["k", "n"]) == [1, 2]
     raw.close()
     store.close()
+
+
+def test_a_storage_error_names_redis_without_its_password() -> None:
+    """The message reaches logs, the commands' one line, and a failed task's result."""
+    url = f"redis://spiral:s3cret-pw@127.0.0.1:{free_port()}/0"
+    with pytest.raises(StorageUnavailable) as caught:
+        RedisStorage(url).init()
+    assert "cannot reach Redis at redis://spiral:***@127.0.0.1:" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+    with pytest.raises(StorageUnavailable) as refused:
+        RedisStorage("rediss://spiral:s3cret-pw@h/0?ssl_ca_certs=/nowhere").init()
+    assert str(refused.value) == ("Redis URL rediss://spiral:***@h/0?ssl_ca_certs=/nowhere: "
+                                  "ssl_ca_certs='/nowhere': no such file")
+    with pytest.raises(StorageUnavailable, match=r"spiral:\*\*\*@127.0.0.1.* is not open"):
+        _ = RedisStorage(url).client
