@@ -36,14 +36,14 @@ from spiral_tasks.testing.redis_server import free_port
 IN_PROCESS_CALLERS = 8
 
 
-def task_peak(redis_url: str, workdir: Path, metrics_port: int, tasks: int) -> float:
-    """One node's store-task peak, stores/s, with metrics on `metrics_port` (0: off),
-    into an empty Redis: a tenant grown by the run before would make this one slower."""
+def task_peak(redis_url: str, workdir: Path, tasks: int, **settings: str) -> float:
+    """One node's store-task peak, stores/s, with `settings` in its environment (e.g.
+    METRICS_PORT), into an empty Redis: a tenant grown by the run before would make
+    this one slower."""
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     client.close()
-    env = worker_env(redis_url, SPIRAL_MAX_MEMORY_NODES="1000000",
-                     METRICS_PORT=str(metrics_port))
+    env = worker_env(redis_url, SPIRAL_MAX_MEMORY_NODES="1000000", **settings)
     worker = start_worker(env, workdir, NODE, "-l", "WARNING")
     app = create_app(env)
     finished = Finished({}, threading.Lock())
@@ -101,7 +101,8 @@ def main() -> None:
             report(f"in process, {backend}", on, off)
         with tempfile.TemporaryDirectory() as workdir:
             on, off = alternate(args.rounds, lambda metered: task_peak(
-                server.url, Path(workdir), free_port() if metered else 0, args.tasks))
+                server.url, Path(workdir), args.tasks,
+                METRICS_PORT=str(free_port() if metered else 0)))
         report("store task peak, worker", on, off)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from spiral_tasks import records
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Spiral
 
@@ -42,10 +43,13 @@ class TenantState:
     @classmethod
     def from_snapshot(cls, keys: TenantKeys, snapshot: dict[str, Any],
                       generation: str) -> TenantState:
-        spirals = (Spiral.from_json(v) for k, v in snapshot.items()
+        """The state a snapshot shows; `CorruptRecord` if a spiral record or the total
+        in it is corrupt (an operation cannot place or count on a guess)."""
+        spirals = (records.spiral(k, v) for k, v in snapshot.items()
                    if k.startswith(keys.spirals) and v is not None)
         total = snapshot.get(keys.memory_count)
-        return cls({s.id: s for s in spirals}, total if isinstance(total, int) else 0,
+        return cls({s.id: s for s in spirals},
+                   0 if total is None else records.counter(keys.memory_count, total),
                    generation)
 
     def spiral_keys(self, keys: TenantKeys) -> tuple[str, ...]:

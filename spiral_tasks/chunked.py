@@ -1,10 +1,10 @@
-"""Long work inside one tenant's section: a backup reading a tenant whole, a restore
-writing one, a key rotation re-sealing one.
+"""Long work inside one tenant's section: a backup reading a tenant whole, a key
+rotation re-sealing one.
 
-A Redis lock lives 2 s unextended, and one Redis script should stay small whatever
-the memories' sizes, so such work keeps the lock alive as it reads, commits its
-writes in chunks (each chunk atomic, the lock extended before each), and is retried
-from the start of the tenant if the lock was lost meanwhile (a stalled process).
+A Redis lock lives 2 s unextended, so such work keeps the lock alive as it reads
+(`kept_alive`), commits its writes in chunks (`Section.commit_in_chunks`, the lock
+extended before each), and is retried from the start of the tenant if the lock was
+lost meanwhile (a stalled process: `in_section`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-import orjson
-
 from spiral_tasks.errors import LockLost
 from spiral_tasks.section import Section, Sections
-from spiral_tasks.storage.base import Put, Write
 
 T = TypeVar("T")
 
@@ -24,10 +21,6 @@ T = TypeVar("T")
 EXTEND_EVERY = 2000
 #: Attempts at a tenant whose lock was lost during the work.
 ATTEMPTS = 3
-#: A chunk is committed when it holds this many writes or this many bytes of values,
-#: so one Redis script stays small whatever the memories' sizes.
-CHUNK_WRITES = 1000
-CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def kept_alive(section: Section, items: Iterable[T], every: int = EXTEND_EVERY
@@ -52,28 +45,3 @@ def in_section(sections: Sections, tenant: str, work: Callable[[Section], T],
             if attempt == ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
-
-
-def commit_chunks(section: Section, writes: Iterable[Write],
-                  on_writes: Callable[[int], None] | None = None,
-                  final: bool = False) -> None:
-    """Commit `writes` in chunks (`CHUNK_WRITES`, `CHUNK_BYTES`), the lock extended
-    before each; `on_writes(n)` after each chunk; `final`: the last releases the lock."""
-    chunk: list[Write] = []
-    size = 0
-    for write in writes:
-        chunk.append(write)
-        size += len(orjson.dumps(write.value)) if isinstance(write, Put) else 64
-        if len(chunk) >= CHUNK_WRITES or size >= CHUNK_BYTES:
-            _commit(section, chunk, on_writes)
-            chunk, size = [], 0
-    _commit(section, chunk, on_writes, final=final)
-
-
-def _commit(section: Section, chunk: list[Write], on_writes: Callable[[int], None] | None,
-            final: bool = False) -> None:
-    section.fence.extend()
-    section.stage(*chunk)
-    section.commit(final=final)
-    if on_writes is not None and chunk:
-        on_writes(len(chunk))

@@ -2,31 +2,43 @@
 
 A removed memory frees its slot, leaves its counters exact, and leaves a tombstone for
 the policy's tombstone TTL, so a store of the same id redelivered later (late acks,
-a resending producer) finds the tombstone and cannot bring it back.
+a resending producer) finds the tombstone and cannot bring it back. Its sigils' index
+entries go in the same batch as its record (every one: a re-signed memory keeps its
+old sigil's entry through the grace period), so its sigils stop working at once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-from spiral_tasks import events, gc
+from spiral_tasks import events, gc, records
 from spiral_tasks.context import Context
+from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.model import Memory, Spiral
 from spiral_tasks.section import Section
+from spiral_tasks.security.sigils import index_name
 from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, Put, Write
+
+log = logging.getLogger(__name__)
 
 
 def remove(ctx: Context, section: Section, memories: Sequence[Memory],
-           stale_entries: Sequence[str] = (), *, announce: bool = False) -> None:
-    """Stage the removal of `memories` (and drop queue entries of already-missing
-    ones); their spirals free their slots. The caller commits."""
+           stale_entries: Sequence[str] = (), *, announce: bool = False,
+           audit_as: str = "collect") -> None:
+    """Stage the removal of `memories` (and drop the queue entries `stale_entries`, of
+    memories already missing or whose records are corrupt); their spirals free their
+    slots; the audit log names the operation `audit_as`. The caller commits."""
     keys = section.keys
     now = ctx.clock()
     expires = now + ctx.gc.tombstone_ttl_s
     shrunk: dict[str, Spiral] = {}
     writes: list[Write] = [IndexRemove(keys.gc_queue, m) for m in stale_entries]
+    keyring = ctx.sigils.current()
     for memory in memories:
-        writes += [Delete(keys.memory(memory.id)), Delete(keys.sigil(memory.sigil)),
+        writes += [Delete(keys.sigil(index_name(sigil))) for sigil in sorted(
+            keyring.sigils_of(keys.tenant, memory.id, memory.created, memory.sigil))]
+        writes += [Delete(keys.memory(memory.id)),
                    Increment(keys.spiral_count(memory.spiral_id), -1),
                    IndexRemove(keys.gc_queue, memory.id),
                    Put(keys.tombstone(memory.id), expires),
@@ -44,6 +56,8 @@ def remove(ctx: Context, section: Section, memories: Sequence[Memory],
     for spiral in shrunk.values():
         section.put_spiral(spiral)
     section.stage(*writes)
+    if memories:
+        section.audit(audit_as, [m.id for m in memories])
 
 
 def collect_lowest(ctx: Context, section: Section, *, over: int,
@@ -55,18 +69,30 @@ def collect_lowest(ctx: Context, section: Section, *, over: int,
     chosen = gc.select(section.index_range(keys.gc_queue, limit), ctx.clock(), over)
     if not chosen:
         return 0, []
-    records = section.get_many([keys.memory(m) for m in chosen])
-    memories = [Memory.from_json(r) for r in records if r is not None]
-    stale = [m for m, r in zip(chosen, records, strict=True) if r is None]
-    remove(ctx, section, memories, stale)
+    memories: list[Memory] = []
+    stale: list[str] = []
+    for memory_id, found in zip(chosen, section.read_many([keys.memory(m) for m in chosen]),
+                                strict=True):
+        try:
+            if found is not None:
+                memories.append(records.memory(keys.memory(memory_id), found))
+                continue
+        except CorruptRecord as exc:
+            # Which spiral and slot it holds is unknown, so it cannot be removed
+            # exactly: its queue entry goes (or it would stay at the head of every
+            # batch) and the record stays, counted, for a rebuild to quarantine.
+            log.warning("GC passed by a corrupt record: %s", exc)
+        stale.append(memory_id)
+    remove(ctx, section, memories, stale, audit_as="gc")
     return len(chosen), [m.id for m in memories]
 
 
 def collect(ctx: Context, section: Section, memory_id: str) -> bool:
     """Remove one memory by id (announced on `spiralmemory:collected`) and commit;
     False when there was none."""
-    data = section.get(section.keys.memory(memory_id))
+    key = section.keys.memory(memory_id)
+    data = section.get(key)
     if data is not None:
-        remove(ctx, section, [Memory.from_json(data)], announce=True)
+        remove(ctx, section, [records.memory(key, data)], announce=True)
     section.commit(final=True)
     return data is not None

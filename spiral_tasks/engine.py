@@ -15,25 +15,29 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks import rebuild, validation
+from spiral_tasks import rebuild, records, validation
+from spiral_tasks.audit.chain import Signer
+from spiral_tasks.audit.journal import Journal
 from spiral_tasks.cache import TenantCache
 from spiral_tasks.collect import collect
 from spiral_tasks.combining import Combiner
-from spiral_tasks.config import GcPolicy, Limits
+from spiral_tasks.config import AuditSettings, GcPolicy, Limits, OldSecret
 from spiral_tasks.context import Context
 from spiral_tasks.coordination.base import Coordinator
+from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys
-from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.model import Memory
 from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.rebuild import RebuildReport
 from spiral_tasks.results import StoreResult, TenantStats
 from spiral_tasks.section import Sections, StateUse
-from spiral_tasks.sigils import Sigils
+from spiral_tasks.security import capability, resign
+from spiral_tasks.security.keyring import DEFAULT_REFRESH_S, key_source
 from spiral_tasks.storage.base import IndexPut, Put, Storage
 from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, prefetch
 
@@ -51,16 +55,24 @@ class SpiralMemory:
         gc_policy: GcPolicy | None = None,
         *,
         sigil_secret: str | None = None,
+        old_sigil_secrets: Sequence[OldSecret] = (),
+        sigil_refresh_s: float = DEFAULT_REFRESH_S,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _new_id,
         observer: Observer = NO_OBSERVER,
+        audit: AuditSettings | None = None,
     ) -> None:
         self.storage = storage
         self.coordinator = coordinator
         self.observer = observer
-        self.sections = Sections(storage, coordinator, TenantCache(), observer)
+        audit = audit or AuditSettings()
+        journal = Journal(Signer.load(storage, audit.key), audit.retention_s, clock) \
+            if audit.enabled else None
+        self.sections = Sections(storage, coordinator, TenantCache(), observer, journal)
         self.context = Context(limits=limits or Limits(), gc=gc_policy or GcPolicy(),
-                               sigils=Sigils.load(storage, sigil_secret), clock=clock,
+                               sigils=key_source(storage, sigil_secret, old_sigil_secrets,
+                                                 sigil_refresh_s),
+                               clock=clock,
                                new_id=new_id)
         #: Concurrent stores into one tenant, combined (see `combining`).
         self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(self._store_batch)
@@ -87,17 +99,19 @@ class SpiralMemory:
 
     def retrieve(self, memory_id: str, tenant: str = "default") -> Memory | None:
         """The memory (None if there is none), with its access time, count and strength
-        updated in storage. Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
+        updated in storage. Raises `InvalidArgument`, `LockTimeout`, `LockLost`,
+        `CorruptRecord` (its record is corrupt: nothing written)."""
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         with self._timed("retrieve", tenant), self.sections.enter(
                 tenant, read=[TenantKeys(tenant).memory(memory_id)],
                 state=StateUse.PRESERVE) as section:
-            data = section.get(section.keys.memory(memory_id))
+            key = section.keys.memory(memory_id)
+            data = section.get(key)
             if data is None:
                 section.commit(final=True)
                 return None
-            memory = Memory.from_json(data).accessed(self.context.clock())
+            memory = records.memory(key, data).accessed(self.context.clock())
             section.stage(Put(section.keys.memory(memory_id), memory.to_json()))
             if not memory.depth.protected:
                 section.stage(IndexPut(section.keys.gc_queue, memory_id,
@@ -105,9 +119,31 @@ class SpiralMemory:
             section.commit(final=True)
         return memory
 
+    def retrieve_by_sigil(self, sigil: str, tenant: str = "default") -> Memory | None:
+        """The memory `sigil` opens in `tenant`, or None: for a forged, truncated,
+        mangled or other tenant's sigil, a collected memory's, or one under a key no
+        longer accepted, alike and after the same work (see `security.capability`).
+        Changes nothing. Raises `InvalidArgument` only for a tenant that is not a name
+        or a sigil that is not a string (what the caller sent, not what it holds)."""
+        tenant = validation.name("tenant", tenant)
+        if not isinstance(sigil, str):
+            raise InvalidArgument("sigil", f"must be a string, got {type(sigil).__name__}")
+        with self._timed("retrieve_by_sigil", tenant):
+            return capability.retrieve_by_sigil(self.storage, self.context.sigils.current(),
+                                                tenant, sigil, self.context.clock())
+
+    def resign_sigils(self, tenant: str | None = None, *,
+                      on_tenant: Callable[[str], None] | None = None) -> resign.ResignReport:
+        """Give every memory not signed under the signing key a sigil that is (its old
+        sigil keeps working while its key is accepted), tenant by tenant under each
+        tenant's lock. Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
+        tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
+        return resign.resign(self.context, self.sections, tenants, on_tenant=on_tenant)
+
     def collect(self, memory_id: str, tenant: str = "default") -> bool:
         """Delete a memory, leaving its tombstone; False when there was none.
-        Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
+        Raises `InvalidArgument`, `LockTimeout`, `LockLost`, `CorruptRecord` (its record
+        is corrupt, so which spiral and slot it holds is unknown: nothing written)."""
         tenant = validation.name("tenant", tenant)
         memory_id = validation.memory_id("memory_id", memory_id)
         with self._timed("collect", tenant), self.sections.enter(
@@ -131,29 +167,35 @@ class SpiralMemory:
         return report
 
     def rebuild_stats(self, tenant: str | None = None, *, dry_run: bool = False,
-                      on_tenant: Callable[[str], None] | None = None) -> RebuildReport:
+                      on_tenant: Callable[[str], None] | None = None,
+                      audit_as: str = "rebuild") -> RebuildReport:
         """Recompute every spiral and counter from the node records in storage, and
         write what differs (`dry_run`: only report it; observers hear of a rebuild
-        that wrote, not of a look). `on_tenant` hears of each tenant done.
+        that wrote, not of a look). `on_tenant` hears of each tenant done; `audit_as`
+        names the operation in the audit log. Corrupt records are moved to the tenant's
+        quarantine (`report.quarantined`); a tenant most of whose records do not decode
+        is left alone (`report.refused`).
         Raises `InvalidArgument`, `LockTimeout`, `LockLost`."""
         tenants = self.tenants() if tenant is None else [validation.name("tenant", tenant)]
         report = rebuild.rebuild(self.context, self.sections, tenants, dry_run=dry_run,
-                                 on_tenant=on_tenant)
+                                 on_tenant=on_tenant, audit_as=audit_as)
         if not dry_run:
             self.observer.rebuilt(report)
         return report
 
     def stats(self, tenant: str = "default") -> TenantStats:
         """The tenant's total, its spirals and its node records, read under its lock.
-        Raises `InvalidArgument`, `LockTimeout`."""
+        Raises `InvalidArgument`, `LockTimeout`, `CorruptRecord` (a spiral record or
+        the total is corrupt: `spiral repair` quarantines it)."""
         tenant = validation.name("tenant", tenant)
         with self.sections.enter(tenant) as section:
             keys = section.keys
-            spirals = sorted((Spiral.from_json(v) for _, v in section.scan(keys.spirals)),
+            spirals = sorted((records.spiral(k, v) for k, v in section.scan(keys.spirals)),
                              key=lambda s: s.created)
             total = section.get(keys.memory_count)
-            records = section.count(keys.memories)
-        stats = TenantStats(tenant, total if isinstance(total, int) else 0, records,
+            nodes = section.count(keys.memories)
+        stats = TenantStats(tenant, 0 if total is None
+                            else records.counter(keys.memory_count, total), nodes,
                             tuple(spirals))
         self.observer.tenant_counts(tenant, stats.total_memories, len(stats.spirals))
         self.observer.invariant(tenant, stats.consistent)

@@ -46,6 +46,30 @@ class StaleGeneration(SpiralError):
     data set went back in time): nothing was written."""
 
 
+class CorruptRecord(SpiralError, ValueError):
+    """A stored record does not decode (bad JSON, a truncated value, a sealed value that
+    does not open) or does not hold what its key says (wrong types, another record's
+    id). Not transient: trying again meets the same bytes, so tasks fail at once,
+    naming the key. A rebuild (`spiral repair`, `spiral.rebuild_stats`, a worker's
+    startup rebuild) moves such a record to its tenant's quarantine and goes on."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        # args stay (key, reason) so the error rebuilds itself on the producer's side.
+        super().__init__(key, reason)
+        self.key = key
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (f"{self.key}: stored record is corrupt ({self.reason}); run spiral repair "
+                "(or send spiral.rebuild_stats) to quarantine it")
+
+
+class QuarantineRefused(SpiralError):
+    """A rebuild found most of a tenant's records unreadable: a wrong key or codec, not
+    corruption. Nothing of the tenant's was quarantined or corrected (the rebuild
+    reports it under `refused` and goes on with the other tenants)."""
+
+
 class StorageUnavailable(SpiralError):
     """The storage backend cannot be opened or reached."""
 

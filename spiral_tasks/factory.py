@@ -40,4 +40,7 @@ def open_engine(settings: Settings | None = None,
     settings = settings or current()
     storage = storage_from(settings)
     return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
-                        settings.gc, sigil_secret=settings.sigil_secret, observer=observer)
+                        settings.gc, sigil_secret=settings.sigils.secret,
+                        old_sigil_secrets=settings.sigils.old_secrets,
+                        sigil_refresh_s=settings.sigils.refresh_s, observer=observer,
+                        audit=settings.audit)

@@ -5,7 +5,7 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
 
     t:{acme}:mem:<memory id>              memory record (JSON)
     t:{acme}:spiral:<spiral id>           spiral record (JSON)
-    t:{acme}:sigil:<sigil>                memory id the sigil belongs to
+    t:{acme}:sigil:<sha256 of a sigil>    memory id the sigil belongs to (security/sigils.py)
     t:{acme}:spiral_count:<spiral id>     node counter of a spiral (INCRBY)
     t:{acme}:memory_count                 the tenant's memory total (INCRBY)
     t:{acme}:gcq                          GC priority queue (an ordered index / ZSET)
@@ -14,8 +14,15 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     t:{acme}:store_ticks                  stores so far: every Nth triggers a GC (INCRBY)
     t:{acme}:lock                         the tenant's lock (Redis coordination)
     t:{acme}:generation                   Redis: a new unique token per commit (cache validity)
+    t:{acme}:quarantine:<rest>@<ms>       a corrupt record moved aside by a rebuild: its
+                                          key (t:{acme}:<rest>), why, and its bytes
+    t:{acme}:audit                        the audit log (a Redis stream; a LevelDB key range)
+    t:{acme}:audit_head                   the audit log's last entry: seq, hash, signature
+    t:{acme}:audit_checkpoint             the last entry trimmed by retention, signed
     tenants:<tenant>                      marker: the tenant exists (lists tenants for GC)
     meta:sigil_secret                     generated sigil key when none is configured
+    meta:sigil_keyring                    its other accepted keys (rotation's grace period)
+    meta:audit_key                        generated audit signing key when none is configured
     meta:gc_cursor                        the tenant where the last full GC run stopped
     claim:<name>                          "done recently" marks (one startup rebuild per window)
     meta:{sealing}:key:<key id>           encryption at rest: memory records may be sealed
@@ -33,6 +40,8 @@ from dataclasses import dataclass
 
 TENANTS_PREFIX = "tenants:"
 SIGIL_SECRET_KEY = "meta:sigil_secret"
+SIGIL_KEYRING_KEY = "meta:sigil_keyring"
+AUDIT_KEY = "meta:audit_key"
 GC_CURSOR_KEY = "meta:gc_cursor"
 DIRECTORY = "__dir__"
 #: The sealing markers carry a hash tag of their own, so Redis lists them from a small
@@ -42,10 +51,21 @@ SEALING_PLAIN_KEY = SEALING_PREFIX + "plain"
 _SEALING_KEY_PREFIX = SEALING_PREFIX + "key:"
 _NAMESPACE_HEAD = "t:{"
 _MEMORY_RECORD = "}:mem:"
+_QUARANTINED_MEMORY = "}:quarantine:mem:"
 
 
 def claim_key(name: str) -> str:
     return f"claim:{name}"
+
+
+def split_tenant_key(key: str) -> tuple[str, str] | None:
+    """(tenant, what follows the namespace) of a tenant's key; None for any other."""
+    if not key.startswith("t:{"):
+        return None
+    end = key.find("}:", 3)
+    if end < 0:
+        return None
+    return key[3:end], key[end + 2:]
 
 
 def hash_tag(key: str) -> str | None:
@@ -82,10 +102,20 @@ def sealing_key_id(marker: str) -> str | None:
 
 
 def is_memory_record(key: str) -> bool:
-    """Whether `key` is a memory record, `t:{<tenant>}:mem:<id>`: the values sealed at
-    rest. A tenant name holds no `}`, so the first `}` closes the tenant's tag."""
+    """Whether `key` is a memory record, `t:{<tenant>}:mem:<id>`. A tenant name holds no
+    `}`, so the first `}` closes the tenant's tag."""
     return key.startswith(_NAMESPACE_HEAD) and \
         key.find(_MEMORY_RECORD) == key.find("}") > len(_NAMESPACE_HEAD)
+
+
+def holds_memory_data(key: str) -> bool:
+    """Whether `key` holds a memory's content and metadata, the values sealed at rest:
+    a memory record, or one a rebuild quarantined (`t:{<tenant>}:quarantine:mem:...`)."""
+    close = key.find("}")
+    if not key.startswith(_NAMESPACE_HEAD) or close <= len(_NAMESPACE_HEAD):
+        return False
+    return key.startswith(_MEMORY_RECORD, close) or \
+        key.startswith(_QUARANTINED_MEMORY, close)
 
 
 @dataclass(frozen=True)
@@ -141,14 +171,43 @@ class TenantKeys:
         return self.namespace + "generation"
 
     @property
+    def quarantine(self) -> str:
+        return self.namespace + "quarantine:"
+
+    @property
+    def quarantined_memories(self) -> str:
+        """Where a rebuild's quarantined memory records are (sealed like memory records)."""
+        return self.quarantine + "mem:"
+
+    def quarantined(self, key: str, at_ms: int) -> str:
+        """Where a rebuild moves the corrupt record at `key` (one of this tenant's):
+        its place in the namespace and the moment, so a record quarantined twice keeps
+        both copies."""
+        return f"{self.quarantine}{key[len(self.namespace):]}@{at_ms}"
+
+    @property
+    def audit_log(self) -> str:
+        return self.namespace + "audit"
+
+    @property
+    def audit_head(self) -> str:
+        return self.namespace + "audit_head"
+
+    @property
+    def audit_checkpoint(self) -> str:
+        return self.namespace + "audit_checkpoint"
+
+    @property
     def indexes(self) -> tuple[str, ...]:
         """Every ordered index of the tenant (storage cannot list indexes)."""
         return (self.gc_queue, self.tombstone_queue)
 
     @property
     def coordination(self) -> tuple[str, ...]:
-        """Keys that say who may write now, not what is stored: a backup leaves them."""
-        return (self.lock, self.generation)
+        """Keys that say who may write now, or what was done, not what is stored: a
+        backup leaves them and a restore keeps them (the audit log's chain goes on
+        through a restore, which it records)."""
+        return (self.lock, self.generation, self.audit_head, self.audit_checkpoint)
 
     def tombstone(self, memory_id: str) -> str:
         return self.tombstones + memory_id
@@ -159,8 +218,9 @@ class TenantKeys:
     def spiral(self, spiral_id: str) -> str:
         return self.spirals + spiral_id
 
-    def sigil(self, sigil: str) -> str:
-        return self.sigils + sigil
+    def sigil(self, name: str) -> str:
+        """The index entry named `name` (a sigil's `index_name`, never the sigil)."""
+        return self.sigils + name
 
     def spiral_count(self, spiral_id: str) -> str:
         return self.spiral_counts + spiral_id

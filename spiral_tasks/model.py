@@ -247,19 +247,26 @@ class Spiral:
 
     @classmethod
     def from_json(cls, data: JSONDict) -> Spiral:
+        """A spiral from its record; `ValueError` (or `TypeError`, `KeyError`) naming
+        the field when the record does not hold a spiral, rather than a spiral built
+        from whatever was there."""
+        data = _object(data)
+        holes = _list(data, "holes")
+        if not all(_is_int(h) and h >= 0 for h in holes):
+            raise ValueError("holes: must be slot numbers")
         return cls(
-            id=data["id"],
-            tenant=data["tenant"],
+            id=_text(data, "id"),
+            tenant=_text(data, "tenant"),
             type=SpiralType(data["type"]),
-            capacity=int(data["capacity"]),
-            node_count=int(data["node_count"]),
-            depth_tenths=int(data["depth_tenths"]),
-            holes=tuple(data["holes"]),
-            average_depth=float(data["average_depth"]),
-            current_radius=float(data["current_radius"]),
-            total_turns=int(data["total_turns"]),
-            created=float(data["created"]),
-            updated=float(data["updated"]),
+            capacity=_count(data, "capacity"),
+            node_count=_count(data, "node_count"),
+            depth_tenths=_count(data, "depth_tenths"),
+            holes=tuple(holes),
+            average_depth=_number(data, "average_depth"),
+            current_radius=_number(data, "current_radius"),
+            total_turns=_count(data, "total_turns"),
+            created=_number(data, "created"),
+            updated=_number(data, "updated"),
         )
 
 
@@ -306,8 +313,32 @@ class Memory:
             "strength": self.strength,
         }
 
+    @staticmethod
+    def checked_json(data: Any) -> JSONDict:
+        """`data`, if it is a memory record: every field present, of its type, numbers
+        finite; else `ValueError` (or `TypeError`, `KeyError`) naming the field. What
+        `from_json` reads, checked without building a memory: the rebuild reads every
+        node so."""
+        data = _object(data)
+        _texts(data, _MEMORY_TEXTS)
+        if data["depth"] not in _DEPTH_VALUES:
+            raise ValueError(f"depth: {str(data['depth'])[:40]!r} is not a depth")
+        position = _object(data["position"], "position")
+        _counts(position, _POSITION_COUNTS)
+        _numbers(position, _POSITION_NUMBERS)
+        _numbers(data, _MEMORY_NUMBERS)
+        _counts(data, _MEMORY_COUNTS)
+        associations = _list(data, "associations")
+        if associations and not all(type(a) is str for a in associations):
+            raise ValueError("associations: must be memory ids")
+        checked: JSONDict = data
+        return checked
+
     @classmethod
     def from_json(cls, data: JSONDict) -> Memory:
+        """A memory from its record; `ValueError` (or `TypeError`, `KeyError`) naming
+        the field when the record does not hold a memory (see `checked_json`)."""
+        data = cls.checked_json(data)
         p = data["position"]
         return cls(
             id=data["id"],
@@ -317,12 +348,88 @@ class Memory:
             depth=Depth(data["depth"]),
             sigil=data["sigil"],
             spiral_id=data["spiral_id"],
-            position=Position(index=int(p["index"]), angle=float(p["angle"]),
+            position=Position(index=p["index"], angle=float(p["angle"]),
                               radius=float(p["radius"]), x=float(p["x"]), y=float(p["y"]),
-                              turn=int(p["turn"])),
+                              turn=p["turn"]),
             associations=tuple(data["associations"]),
             created=float(data["created"]),
             last_accessed=float(data["last_accessed"]),
-            access_count=int(data["access_count"]),
+            access_count=data["access_count"],
             strength=float(data["strength"]),
         )
+
+
+_MEMORY_TEXTS = ("id", "tenant", "content", "type", "sigil", "spiral_id")
+_MEMORY_NUMBERS = ("created", "last_accessed", "strength")
+_MEMORY_COUNTS = ("access_count",)
+_POSITION_NUMBERS = ("angle", "radius", "x", "y")
+_POSITION_COUNTS = ("index", "turn")
+_DEPTH_VALUES = frozenset(d.value for d in Depth)
+
+
+# --- reading records strictly: a stored record is what it says, or an error ----------
+# `type(v) is ...` rather than isinstance: decoded JSON holds exact types, bool is not a
+# number here, and a rebuild runs these for every field of every node.
+
+def _object(value: Any, name: str = "record") -> JSONDict:
+    if type(value) is not dict:
+        raise TypeError(f"{name}: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _text(data: JSONDict, name: str) -> str:
+    value = data[name]
+    if type(value) is not str:
+        raise TypeError(f"{name}: must be a string, got {type(value).__name__}")
+    return value
+
+
+def _count(data: JSONDict, name: str) -> int:
+    value = data[name]
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name}: must be a whole number of at least 0, got "
+                         f"{str(value)[:40]!r}")
+    return value
+
+
+def _number(data: JSONDict, name: str) -> float:
+    value = data[name]
+    kind = type(value)
+    if kind is float and value - value == 0.0:  # finite: inf - inf and nan are nan
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
+    raise ValueError(f"{name}: must be a finite number, got {str(value)[:40]!r}")
+
+
+def _texts(data: JSONDict, names: tuple[str, ...]) -> None:
+    """`_text` of each of `names`, in one call (a rebuild checks every node)."""
+    for name in names:
+        if type(data[name]) is not str:
+            _text(data, name)
+
+
+def _counts(data: JSONDict, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = data[name]
+        if type(value) is not int or value < 0:
+            _count(data, name)
+
+
+def _numbers(data: JSONDict, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = data[name]
+        kind = type(value)
+        if not (kind is int or (kind is float and value - value == 0.0)):
+            _number(data, name)
+
+
+def _list(data: JSONDict, name: str) -> list[Any]:
+    value = data[name]
+    if type(value) is not list:
+        raise TypeError(f"{name}: must be a list, got {type(value).__name__}")
+    return value

@@ -4,13 +4,17 @@ The original rebuilt from in-process maps, so it could not repair what a crash o
 another process left behind, and it never looked at the INCRBY counters. Here the
 ground truth is the node records in storage. From them the rebuild recomputes every
 spiral (count, depth sum, free slots, radius, turns), the per-spiral and tenant
-counters, the sigil entries and the GC queue, and returns the writes that make
+counters, the sigil index entries and the GC queue, and returns the writes that make
 storage agree, with a report of every difference.
 
 Orphans: a node whose spiral record is missing gets its spiral back (its type is the
 one whose radius formula reproduces the nodes' stored radii); counters of spirals that
 do not exist, sigil entries of missing memories and queue entries of missing memories
 are removed. Two nodes claiming one slot: the later is moved to a free slot.
+
+Corrupt records (bytes that do not decode, values of the wrong shape; see `records`)
+are moved to the tenant's quarantine and reported (`quarantine`); the statistics are
+rebuilt from the records left, so a quarantined node no longer counts.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spiral_tasks import events, gc, geometry
+from spiral_tasks import events, gc, geometry, records
 from spiral_tasks.context import Context
-from spiral_tasks.model import Depth, Memory, Spiral, SpiralStats, SpiralType
+from spiral_tasks.errors import QuarantineRefused
+from spiral_tasks.model import Depth, Spiral, SpiralStats, SpiralType
+from spiral_tasks.quarantine import Quarantine, Quarantined
 from spiral_tasks.section import Section, Sections
+from spiral_tasks.security.sigils import Keyring, index_name
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Write
 
 
@@ -86,6 +93,15 @@ class Orphans:
         }
 
 
+@dataclass(frozen=True)
+class Refusal:
+    tenant: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"tenant": self.tenant, "reason": self.reason}
+
+
 @dataclass
 class RebuildReport:
     corrected_spirals: list[SpiralCorrection] = field(default_factory=list)
@@ -94,13 +110,18 @@ class RebuildReport:
     orphans: Orphans = field(default_factory=Orphans)
     queue_fixes: int = 0
     sigil_fixes: int = 0
+    quarantined: list[Quarantined] = field(default_factory=list)
+    #: Tenants left as they were: most of their records do not decode (a wrong key or
+    #: codec, not corruption), so nothing of theirs was quarantined or corrected.
+    refused: list[Refusal] = field(default_factory=list)
     total_nodes: int = 0
     duration_ms: float = 0.0
 
     @property
     def clean(self) -> bool:
         return not (self.corrected_spirals or self.corrected_counters or self.orphans
-                    or self.queue_fixes or self.sigil_fixes)
+                    or self.queue_fixes or self.sigil_fixes or self.quarantined
+                    or self.refused)
 
     def extend(self, other: RebuildReport) -> None:
         self.corrected_spirals += other.corrected_spirals
@@ -109,6 +130,8 @@ class RebuildReport:
         self.orphans.extend(other.orphans)
         self.queue_fixes += other.queue_fixes
         self.sigil_fixes += other.sigil_fixes
+        self.quarantined += other.quarantined
+        self.refused += other.refused
         self.total_nodes += other.total_nodes
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +142,8 @@ class RebuildReport:
             "orphans": self.orphans.to_json(),
             "queue_fixes": self.queue_fixes,
             "sigil_fixes": self.sigil_fixes,
+            "quarantined": [q.to_json() for q in self.quarantined],
+            "refused": [r.to_json() for r in self.refused],
             "total_nodes": self.total_nodes,
             "duration_ms": round(self.duration_ms, 3),
         }
@@ -147,27 +172,33 @@ def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> Spir
 
 #: Nodes scanned between two calls of the rebuild's heartbeat.
 HEARTBEAT_EVERY = 20_000
-#: Corrections are committed in chunks so one Redis script stays small.
-COMMIT_CHUNK = 5000
 
 
 def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bool = False,
-            on_tenant: Callable[[str], None] | None = None) -> RebuildReport:
+            on_tenant: Callable[[str], None] | None = None,
+            audit_as: str = "rebuild") -> RebuildReport:
     """Rebuild each tenant under its lock, kept alive while the scan runs; a lock lost
     meanwhile raises `LockLost` (nothing of that tenant's corrections was written
     after the loss) and the caller retries.
 
     `dry_run` computes the same report under the same locks and writes nothing (no
     correction, no event): what `spiral repair --dry-run` shows. `on_tenant` is called
-    after each tenant, so a caller can show progress over many.
+    after each tenant, so a caller can show progress over many. A tenant that refuses
+    quarantine (`QuarantineRefused`) is left as it was and reported in `refused`; the
+    others are rebuilt. Each tenant rebuilt (not looked at) gets an audit entry named
+    `audit_as` ("repair" from the CLI).
     """
     started = time.perf_counter()
     report = RebuildReport()
     for tenant in tenants:
-        with sections.enter(tenant) as section:
-            part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
-            if not dry_run:
-                _commit_in_chunks(section, writes)
+        try:
+            with sections.enter(tenant) as section:
+                part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
+                if not dry_run and (writes or part.total_nodes):
+                    section.audit(audit_as)  # a tenant with nothing in it: nothing to record
+                    section.commit_in_chunks(writes, final=True)  # the last, even empty
+        except QuarantineRefused as exc:
+            part = RebuildReport(refused=[Refusal(tenant, str(exc))])
         report.extend(part)
         if on_tenant is not None:
             on_tenant(tenant)
@@ -177,61 +208,69 @@ def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bo
     return report
 
 
-def _commit_in_chunks(section: Section, writes: list[Write]) -> None:
-    """Commit `writes` in chunks, so one Redis script stays small, extending the lock
-    before each."""
-    for start in range(0, len(writes), COMMIT_CHUNK):
-        section.fence.extend()
-        section.stage(*writes[start:start + COMMIT_CHUNK])
-        section.commit(final=start + COMMIT_CHUNK >= len(writes))
-
-
 def rebuild_tenant(ctx: Context, section: Section,
                    heartbeat: Callable[[], None] = lambda: None,
                    ) -> tuple[RebuildReport, list[Write]]:
     """The report and the writes that make the tenant's records agree with its nodes.
 
+    Every record is read through `records` (tolerantly: `read_scan`); a corrupt one is
+    moved to the tenant's quarantine (`quarantine`) and the rest is rebuilt without
+    it. The moves come first in the writes, so a record rewritten at the same key (a
+    counter, a sigil entry, a tombstone) is written after its corrupt copy left.
     `heartbeat` is called every few thousand nodes, so a caller can keep its lock.
     """
     keys = section.keys
     now = ctx.clock()
     report = RebuildReport()
     writes: list[Write] = []
-    spirals = {s["id"]: Spiral.from_json(s) for _, s in section.scan(keys.spirals)}
+    moves = Quarantine(keys, now)
+    spirals: dict[str, Spiral] = {}
+    for key, value in section.read_scan(keys.spirals):
+        spiral = moves.read(records.spiral, key, value)
+        if spiral is not None:
+            spirals[spiral.id] = spiral
     slots: dict[str, _Slots] = {}
-    sigil_of: dict[str, str] = {}
+    sigil_of: dict[str, tuple[str, float]] = {}
     deadlines: dict[str, float] = {}
     retention = ctx.gc.retention_s
+    scanned = 0
 
-    for _, node in section.scan(keys.memories):
-        report.total_nodes += 1
-        if report.total_nodes % HEARTBEAT_EVERY == 0:
+    for key, value in section.read_scan(keys.memories):
+        scanned += 1
+        if scanned % HEARTBEAT_EVERY == 0:
             heartbeat()
-        memory_id = node["id"]
+        node = moves.read_memory(records.memory_record, key, value)
+        if node is None:
+            continue
+        report.total_nodes += 1
+        memory_id, spiral_id = node["id"], node["spiral_id"]
         depth = Depth(node["depth"])
         index = node["position"]["index"]
-        group = slots.get(node["spiral_id"])
+        group = slots.get(spiral_id)
         if group is None:
-            group = slots[node["spiral_id"]] = _Slots(first_depth=depth)
+            group = slots[spiral_id] = _Slots(first_depth=depth)
         if index in group.used:
             group.duplicates.append(memory_id)
         else:
             group.used.add(index)
         group.depth_tenths += depth.tenths
-        if node["spiral_id"] not in spirals:
+        if spiral_id not in spirals:
             group.radii.append((index, node["position"]["radius"]))
-        sigil_of[memory_id] = node["sigil"]
+        sigil_of[memory_id] = (node["sigil"], float(node["created"]))
         if not depth.protected:
             deadlines[memory_id] = gc.retention_deadline(
                 depth, node["strength"], node["access_count"], node["last_accessed"],
                 retention)
+    moves.check()
 
     truths = _true_spirals(section, spirals, slots, ctx.limits.spiral_turns, now, report,
                            writes)
-    _reconcile_counters(section, truths, report, writes)
-    _reconcile_sigils(section, sigil_of, report, writes)
+    _reconcile_counters(section, moves, truths, report, writes)
+    _reconcile_sigils(ctx, section, moves, sigil_of, report, writes)
     _reconcile_queue(section, deadlines, report, writes)
-    return report, writes
+    restored = _restore_tombstones(ctx, section, moves)
+    report.quarantined = moves.moved
+    return report, moves.writes + restored + writes
 
 
 def _true_spirals(section: Section, spirals: dict[str, Spiral], slots: dict[str, _Slots],
@@ -280,57 +319,88 @@ def _reslot(section: Section, kind: SpiralType, group: _Slots, spiral_turns: int
             writes: list[Write]) -> list[str]:
     """Give each node that shares a slot with another a free slot of its own."""
     for memory_id in group.duplicates:
-        data = section.get(section.keys.memory(memory_id))
+        key = section.keys.memory(memory_id)
+        data = section.get(key)
         if data is None:
             continue
         high = max(group.used) + 1 if group.used else 0
         free = next((i for i in range(high) if i not in group.used), high)
         group.used.add(free)
-        memory = Memory.from_json(data)
+        memory = records.memory(key, data)
         memory = replace(memory, position=geometry.place(kind, free, spiral_turns))
         writes.append(Put(section.keys.memory(memory_id), memory.to_json()))
     return list(group.duplicates)
 
 
-def _reconcile_counters(section: Section, truths: dict[str, Spiral],
+def _reconcile_counters(section: Section, moves: Quarantine, truths: dict[str, Spiral],
                         report: RebuildReport, writes: list[Write]) -> None:
     keys = section.keys
-    stored = dict(section.scan(keys.spiral_counts))
+    stored: dict[str, int | None] = {}
+    for key, value in section.read_scan(keys.spiral_counts):
+        # A corrupt counter is quarantined, then written again like a missing one.
+        stored[key] = moves.read(records.counter, key, value)
+    ticks = section.read_many([keys.store_ticks])[0]
+    if ticks is not None:
+        moves.read(records.counter, keys.store_ticks, ticks)  # a GC hint: quarantined only
     for spiral_id, truth in truths.items():
         key = keys.spiral_count(spiral_id)
-        found = stored.pop(key, None)
-        if found != truth.node_count:
+        count = stored.pop(key, None)
+        if count != truth.node_count:
             report.corrected_counters.append(
-                CounterCorrection(key, _int_or_none(found), truth.node_count))
+                CounterCorrection(key, count, truth.node_count))
             writes.append(Put(key, truth.node_count))
     for key, value in stored.items():
+        if value is None:
+            continue  # quarantined: already gone
         report.orphans.counters.append(key)
-        report.corrected_counters.append(CounterCorrection(key, _int_or_none(value), None))
+        report.corrected_counters.append(CounterCorrection(key, value, None))
         writes.append(Delete(key))
     total = sum(t.node_count for t in truths.values())
-    current = _int_or_none(section.get(keys.memory_count))
+    found = section.read_many([keys.memory_count])[0]
+    current = None if found is None else moves.read(records.counter, keys.memory_count,
+                                                    found)
     # A tenant never written to has no counter: that is a count of 0, not a drift.
     if current != total and not (current is None and total == 0):
         report.corrected_counters.append(CounterCorrection(keys.memory_count, current, total))
         writes.append(Put(keys.memory_count, total))
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _reconcile_sigils(section: Section, sigil_of: dict[str, str], report: RebuildReport,
+def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
+                      sigil_of: dict[str, tuple[str, float]], report: RebuildReport,
                       writes: list[Write]) -> None:
+    """Every memory has the index entry of its sigil; an entry stays only if it names
+    a memory that holds that sigil, or one a re-signing left under a key still
+    accepted (its grace period). Entries are named by the sigil's hash, and so is
+    every orphan in the report: a report never lists a capability. A corrupt entry is
+    quarantined, then written again like a missing one."""
     keys = section.keys
-    owner = {key[len(keys.sigils):]: value for key, value in section.scan(keys.sigils)}
-    for sigil, memory_id in owner.items():
-        if sigil_of.get(memory_id) != sigil:
-            report.orphans.sigils.append(sigil)
-            writes.append(Delete(keys.sigil(sigil)))
-    for memory_id, sigil in sigil_of.items():
-        if owner.get(sigil) != memory_id:
+    keyring, now = ctx.sigils.current(), ctx.clock()
+    owner: dict[str, str] = {}
+    for key, value in section.read_scan(keys.sigils):
+        memory_id = moves.read(records.sigil_owner, key, value)
+        if memory_id is not None:
+            owner[key[len(keys.sigils):]] = memory_id
+    expected = {index_name(sigil): memory_id for memory_id, (sigil, _) in sigil_of.items()}
+    for name, memory_id in owner.items():
+        if expected.get(name) == memory_id or _kept_through_grace(
+                keyring, keys.tenant, sigil_of, name, memory_id, now):
+            continue
+        report.orphans.sigils.append(name)
+        writes.append(Delete(keys.sigil(name)))
+    for name, memory_id in expected.items():
+        if owner.get(name) != memory_id:
             report.sigil_fixes += 1
-            writes.append(Put(keys.sigil(sigil), memory_id))
+            writes.append(Put(keys.sigil(name), memory_id))
+
+
+def _kept_through_grace(keyring: Keyring, tenant: str,
+                        sigil_of: dict[str, tuple[str, float]], name: str,
+                        memory_id: Any, now: float) -> bool:
+    if not isinstance(memory_id, str) or memory_id not in sigil_of:
+        return False
+    current, created = sigil_of[memory_id]
+    return name in {index_name(s) for s in keyring.accepted_sigils_of(
+        tenant, memory_id, created, current, now)}
 
 
 def _reconcile_queue(section: Section, deadlines: dict[str, float], report: RebuildReport,
@@ -345,3 +415,16 @@ def _reconcile_queue(section: Section, deadlines: dict[str, float], report: Rebu
         if score is None or not math.isclose(score, deadline, rel_tol=1e-12, abs_tol=1e-6):
             report.queue_fixes += 1
             writes.append(IndexPut(keys.gc_queue, member, deadline))
+
+
+def _restore_tombstones(ctx: Context, section: Section, moves: Quarantine) -> list[Write]:
+    """Quarantine corrupt tombstones and write each again, with the expiry its queue
+    entry holds (else a full TTL from now): a collected id stays collected."""
+    keys = section.keys
+    corrupt = [key for key, value in section.read_scan(keys.tombstones)
+               if moves.read(records.tombstone, key, value) is None]
+    if not corrupt:
+        return []
+    expiries = dict(section.index_range(keys.tombstone_queue))
+    default = ctx.clock() + ctx.gc.tombstone_ttl_s
+    return [Put(key, expiries.get(key[len(keys.tombstones):], default)) for key in corrupt]

@@ -16,18 +16,28 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
+from spiral_tasks.audit import actor as audit_actor
+from spiral_tasks.audit.actor import Actor
+from spiral_tasks.audit.journal import Event, Journal
 from spiral_tasks.cache import TenantCache, TenantState
 from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
 from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
 from spiral_tasks.observe import NO_OBSERVER, Observer
-from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Write
+from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Unreadable, Write
+
+#: A chunked commit commits when it holds this many writes or this many bytes of
+#: values, so one Redis script stays small whatever the memories' sizes.
+CHUNK_WRITES = 1000
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class StateUse(enum.Enum):
@@ -45,8 +55,10 @@ class StateUse(enum.Enum):
 class Section:
     def __init__(self, keys: TenantKeys, fence: Fence, storage: Storage, cache: TenantCache,
                  state: TenantState | None, carried: TenantState | None,
-                 observer: Observer = NO_OBSERVER) -> None:
+                 observer: Observer = NO_OBSERVER, journal: Journal | None = None) -> None:
         self.keys = keys
+        self._journal = journal
+        self._events: dict[tuple[str, Actor], list[str]] = {}
         self._observer = observer
         self.fence = fence
         self._storage = storage
@@ -76,9 +88,20 @@ class Section:
         return self.get_many([key])[0]
 
     def get_many(self, keys: Sequence[str]) -> list[Any]:
+        """Like `get`, for many keys; a value that does not decode raises
+        `CorruptRecord` naming its key."""
+        values = self.read_many(keys)
+        for value in values:
+            if isinstance(value, Unreadable):
+                raise value.error()
+        return values
+
+    def read_many(self, keys: Sequence[str]) -> list[Any]:
+        """Like `get_many`, but a value that does not decode comes back `Unreadable`:
+        for a caller that can go on without it (GC passes a corrupt record by)."""
         missing = [k for k in keys if k not in self._staged and k not in self._known]
         if missing:
-            self._known.update(zip(missing, self._storage.get_many(missing), strict=True))
+            self._known.update(zip(missing, self._storage.read_many(missing), strict=True))
         return [self._staged[k] if k in self._staged else self._known[k] for k in keys]
 
     def index_range(self, index: str, limit: int | None = None) -> list[tuple[str, float]]:
@@ -88,9 +111,15 @@ class Section:
         return self._storage.index_range(index, limit)
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        """Every committed (key, value) under `prefix`, streamed."""
+        """Every committed (key, value) under `prefix`, streamed; `CorruptRecord` at a
+        value that does not decode."""
         self._require_committed("scan")
         return self._storage.scan(prefix)
+
+    def read_scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Like `scan`, with values that do not decode as `Unreadable` (the rebuild)."""
+        self._require_committed("read_scan")
+        return self._storage.read_scan(prefix)
 
     def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """Every committed (key, bytes as stored) under `prefix`, unopened (the key
@@ -125,6 +154,14 @@ class Section:
         self.state.put(spiral)
         self._changed_spirals[spiral.id] = spiral
 
+    def audit(self, op: str, ids: Sequence[str] = (), actor: Actor | None = None) -> None:
+        """Record `op` on `ids` in the audit log, in the next commit (one entry per
+        operation and actor in each commit). `actor`: who asked (default: the one
+        acting in this thread)."""
+        if self._journal is not None:
+            key = (op, actor or audit_actor.current())
+            self._events.setdefault(key, []).extend(ids)
+
     def ensure_registered(self) -> None:
         """Make sure the tenant's marker exists (written once per process)."""
         if not self._cache.registered(self.tenant):
@@ -137,14 +174,52 @@ class Section:
         writes += [Put(self.keys.spiral(s.id), s.to_json())
                    for s in self._changed_spirals.values()]
         writes += self._pending
+        head = self._audit_writes(writes)
         last = self.fence.commit(writes, final=final)
         self._known.update(self._staged)
+        if head is not None:
+            self._known[self.keys.audit_head] = head
+            self._events = {}
         if self._register:
             self._cache.mark_registered([self.tenant])
         self._pending, self._staged, self._changed_spirals = [], {}, {}
         self._register = False
         self._refresh_cache()
         return last
+
+    def commit_in_chunks(self, writes: Iterable[Write], *, final: bool = False,
+                         on_chunk: Callable[[int], None] | None = None) -> None:
+        """Stage and commit `writes` in chunks (`CHUNK_WRITES` writes or `CHUNK_BYTES`
+        of values), extending the lock before each, so a long job (a restore, a
+        rebuild's corrections, a re-signing) keeps it; `on_chunk` hears how many
+        writes each commit carried. The last chunk commits even when empty."""
+        chunk: list[Write] = []
+        size = 0
+        for write in writes:
+            chunk.append(write)
+            size += len(orjson.dumps(write.value)) if isinstance(write, Put) else 64
+            if len(chunk) >= CHUNK_WRITES or size >= CHUNK_BYTES:
+                self._commit_chunk(chunk, on_chunk, final=False)
+                chunk, size = [], 0
+        self._commit_chunk(chunk, on_chunk, final=final)
+
+    def _commit_chunk(self, chunk: list[Write], on_chunk: Callable[[int], None] | None,
+                      final: bool) -> None:
+        self.fence.extend()
+        self.stage(*chunk)
+        self.commit(final=final)
+        if on_chunk is not None and chunk:
+            on_chunk(len(chunk))
+
+    def _audit_writes(self, writes: list[Write]) -> dict[str, Any] | None:
+        """Append the entries of this commit's events to `writes`; the new head."""
+        if self._journal is None or not self._events:
+            return None
+        events = [Event(op, tuple(ids), actor) for (op, actor), ids in self._events.items()]
+        added, head = self._journal.writes(self._storage, self.keys,
+                                           self.get(self.keys.audit_head), events)
+        writes += added
+        return head
 
     def _refresh_cache(self) -> None:
         generation = self.fence.generation
@@ -166,11 +241,14 @@ class Sections:
     """Opens sections: the one way operations reach a tenant's data."""
 
     def __init__(self, storage: Storage, coordinator: Coordinator,
-                 cache: TenantCache | None = None, observer: Observer = NO_OBSERVER) -> None:
+                 cache: TenantCache | None = None, observer: Observer = NO_OBSERVER,
+                 journal: Journal | None = None) -> None:
         self.storage = storage
         self.coordinator = coordinator
         self.cache = cache or TenantCache()
         self.observer = observer
+        #: The audit log's writer (None: audit off).
+        self.journal = journal
 
     @contextmanager
     def enter(self, tenant: str, *, read: Sequence[str] = (),
@@ -188,6 +266,8 @@ class Sections:
         # trusted.
         if cached is not None and not cached.generation:
             cached = None
+        if self.journal is not None:
+            read = [*read, keys.audit_head]  # the chain's end, in the lock's round trip
         snapshot = None
         if state is StateUse.LOAD:
             known = cached.spiral_keys(keys) if cached else ()
@@ -201,7 +281,7 @@ class Sections:
                 working = current.copy() if current else self._load(keys, fence)
             carried = current if state is StateUse.PRESERVE else None
             yield Section(keys, fence, self.storage, self.cache, working, carried,
-                          self.observer)
+                          self.observer, self.journal)
 
     @contextmanager
     def _locked(self, tenant: str, timeout_s: float | None, read: Sequence[str],

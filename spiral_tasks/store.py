@@ -10,18 +10,21 @@ evicted finds its tombstone, not a record to create again).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spiral_tasks import events, gc, geometry, placement, validation
+from spiral_tasks import events, gc, geometry, placement, records, validation
+from spiral_tasks.audit import actor as audit_actor
+from spiral_tasks.audit.actor import Actor
 from spiral_tasks.collect import collect_lowest
 from spiral_tasks.combining import Pending
 from spiral_tasks.context import Context
-from spiral_tasks.errors import CapacityExceeded, InvalidArgument
+from spiral_tasks.errors import CapacityExceeded, CorruptRecord, InvalidArgument
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Depth, Memory, Spiral
 from spiral_tasks.results import StoreResult
 from spiral_tasks.section import Section
+from spiral_tasks.security.sigils import index_name
 from spiral_tasks.storage.base import Increment, IndexPut, Put, Write
 
 #: GC's chance to make room when every spiral is full: at most this many memories.
@@ -38,6 +41,9 @@ class StoreRequest:
     depth: Depth
     associations: tuple[str, ...]
     memory_id: str | None
+    #: Who asked, for the audit log: captured in the caller's thread, since another
+    #: thread's batch may commit this store (`combining`).
+    actor: Actor = field(default_factory=audit_actor.current, compare=False)
 
     @classmethod
     def validated(cls, content: Any, type: Any, depth: Any, associations: Any,
@@ -90,7 +96,11 @@ class StoreBatch:
     def _stage(self, pending: StorePending) -> None:
         request = pending.payload
         if request.memory_id is not None:
-            existing = self._existing(request.memory_id)
+            try:
+                existing = self._existing(request.memory_id)
+            except CorruptRecord as exc:  # this request's own: nothing staged for it
+                pending.fail(exc)
+                return
             if existing is not None:
                 self._waiting.append((pending, existing))
                 return
@@ -103,23 +113,28 @@ class StoreBatch:
         memory = Memory(
             id=memory_id, tenant=request.tenant, content=request.content,
             type=request.kind, depth=request.depth,
-            sigil=self.ctx.sigils.sign(request.tenant, memory_id), spiral_id=spiral.id,
+            sigil=self.ctx.sigils.current().sign(request.tenant, memory_id, now),
+            spiral_id=spiral.id,
             position=geometry.place(spiral.type, slot, turns),
             associations=request.associations, created=now, last_accessed=now,
             access_count=0, strength=gc.INITIAL_STRENGTH,
         )
         result = StoreResult(memory_id, request.tenant, memory, created=True)
         self._stage_memory(memory, spiral.with_node(slot, request.depth, now, turns), result)
+        self.section.audit("store", [memory_id], request.actor)
         self._waiting.append((pending, result))
 
     def _existing(self, memory_id: str) -> StoreResult | None:
         """The answer for an id that is stored, or collected (its tombstone): as this
         section sees them, including this batch's own stores and evictions."""
         keys, tenant = self.section.keys, self.section.tenant
-        record, tombstone = self.section.get_many([keys.memory(memory_id),
-                                                   keys.tombstone(memory_id)])
+        # A tombstone collects its id whatever it holds; a record must be readable to
+        # answer with (CorruptRecord otherwise).
+        record, tombstone = self.section.read_many([keys.memory(memory_id),
+                                                    keys.tombstone(memory_id)])
         if record is not None:
-            return StoreResult(memory_id, tenant, Memory.from_json(record), created=False)
+            return StoreResult(memory_id, tenant, records.memory(keys.memory(memory_id),
+                                                                 record), created=False)
         if tombstone is not None:
             return StoreResult(memory_id, tenant, None, created=False)
         return None
@@ -128,8 +143,9 @@ class StoreBatch:
         if not associations:
             return
         keys = self.section.keys
-        records = self.section.get_many([keys.memory(a) for a in associations])
-        missing = [a for a, record in zip(associations, records, strict=True)
+        # Existence is all a link needs: a corrupt record still names a memory.
+        found = self.section.read_many([keys.memory(a) for a in associations])
+        missing = [a for a, record in zip(associations, found, strict=True)
                    if record is None]
         if missing:
             raise InvalidArgument("associations", f"no memory {validation.ids(missing)} in "
@@ -140,7 +156,7 @@ class StoreBatch:
         section.put_spiral(grown)
         section.state.memory_count += 1
         writes: list[Write] = [Put(keys.memory(memory.id), memory.to_json()),
-                               Put(keys.sigil(memory.sigil), memory.id),
+                               Put(keys.sigil(index_name(memory.sigil)), memory.id),
                                Increment(keys.spiral_count(grown.id), 1),
                                Increment(keys.memory_count, 1),
                                events.event(events.STORED, result.to_json())]

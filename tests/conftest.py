@@ -7,12 +7,15 @@ database in a temporary folder per test. Nothing here is faked.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from spiral_tasks.config import EncryptionSettings
 from spiral_tasks.engine import SpiralMemory
@@ -33,6 +36,14 @@ from spiral_tasks.testing.waiting import wait_until_drained
 from tests.scripts import Flower, running_flower
 
 BACKENDS = ["memory", "level", "redis"]
+
+# Property tests (hypothesis) are reproducible: the same examples on every run and
+# machine (derandomized, no example database), and hypothesis's caches go to the
+# temporary folder, not into the checkout.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "spiral-tasks-hypothesis")
+hypothesis_settings.register_profile("spiral", derandomize=True, database=None,
+                                     deadline=None)
+hypothesis_settings.load_profile("spiral")
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +202,35 @@ def idle_workers(workers: list[CeleryProcess], producer: Celery) -> list[CeleryP
     tasks its stores enqueued, a redelivered store, a child being replaced)."""
     wait_until_drained(producer, timeout=60, destination=[node_name(n) for n in WORKER_NODES])
     return workers
+
+
+#: Where a lone worker keeps its data: a database of its own on `worker_redis`, apart
+#: from the broker's and the results' (database 0), so a test can digest everything
+#: stored without the broker's keys.
+STORAGE_DB = 1
+
+
+@pytest.fixture(scope="module")
+def lone_worker_env(worker_redis: RedisServer) -> dict[str, str]:
+    """The environment of `lone_worker`: storage in STORAGE_DB, broker and results in
+    database 0; no GC triggered by stores (a GC running beside the calls would change
+    what a test compares), and every collectable memory due at once (a GC a test sends
+    has work)."""
+    base = worker_redis.url
+    return worker_env(base.rsplit("/", 1)[0] + f"/{STORAGE_DB}", SPIRAL_BROKER_URL=base,
+                      SPIRAL_RESULT_BACKEND=base, SPIRAL_GC_TRIGGER_INTERVAL="1000000",
+                      SPIRAL_GC_RETENTION_S="0.001")
+
+
+@pytest.fixture(scope="module")
+def lone_worker(lone_worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[Celery, CeleryProcess]]:
+    """One worker node (prefork, two children) for a whole module, and a producer app
+    talking to it."""
+    app = create_app(lone_worker_env)
+    with running_workers(app, lone_worker_env, tmp_path_factory.mktemp("lone"),
+                         ["lone"]) as nodes:
+        yield app, nodes[0]
 
 
 # --- Flower, started as workers/flower.sh starts it ------------------------------------

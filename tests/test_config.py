@@ -6,14 +6,17 @@ from pathlib import Path
 import pytest
 
 from spiral_tasks.config import (
+    AuditSettings,
     BeatSettings,
     EncryptionSettings,
     GcPolicy,
     Limits,
     LockPolicy,
     MetricsSettings,
+    OldSecret,
     PerfSettings,
     Settings,
+    SigilSettings,
     StorageKind,
 )
 from spiral_tasks.errors import ConfigError
@@ -65,6 +68,15 @@ def test_beat_defaults_and_overrides() -> None:
     assert beat == BeatSettings(3.0, "0 2 * * *", 0.5, 1.1)
 
 
+def test_the_audit_log_is_on_and_kept_for_ever_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).audit == AuditSettings(enabled=True, key=None,
+                                                         retention_s=0.0)
+    audit = Settings.from_env({"SPIRAL_AUDIT": "0", "SPIRAL_AUDIT_KEY": "k" * 64,
+                               "SPIRAL_AUDIT_RETENTION_S": "2592000"}).audit
+    assert audit == AuditSettings(enabled=False, key="k" * 64, retention_s=2592000.0)
+    assert "k" * 64 not in repr(audit)
+
+
 def test_redis_url_selects_redis() -> None:
     settings = Settings.from_env({"REDIS_URL": "redis://h:1/2"})
     assert settings.storage is StorageKind.REDIS
@@ -103,6 +115,10 @@ def test_redis_url_selects_redis() -> None:
     ({"METRICS_PORT": "http"}, "METRICS_PORT='http': expected a whole number"),
     ({"METRICS_PORT": "70000"}, "METRICS_PORT='70000': must be at most 65535"),
     ({"METRICS_PORT": "-1"}, "METRICS_PORT='-1': must be at least 0"),
+    ({"SPIRAL_AUDIT": "maybe"}, "SPIRAL_AUDIT='maybe': expected 1/0"),
+    ({"SPIRAL_AUDIT_RETENTION_S": "0"}, "SPIRAL_AUDIT_RETENTION_S='0': must be a finite "
+     "number above 0"),
+    ({"SPIRAL_AUDIT_RETENTION_S": "a week"}, "SPIRAL_AUDIT_RETENTION_S='a week': expected"),
 ])
 def test_a_bad_setting_is_named_with_its_value(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -122,6 +138,46 @@ def test_a_huge_value_is_quoted_short() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"SPIRAL_TURNS": "9" * 10_000 + "x"})
     assert len(str(caught.value)) < 200
+
+
+def test_old_sigil_secrets_are_read_with_their_times() -> None:
+    sigils = Settings.from_env({
+        "SPIRAL_SIGIL_SECRET": "current",
+        "SPIRAL_SIGIL_OLD_SECRETS": "older@2026-01-31T00:00:00Z, next ,",
+        "SPIRAL_SIGIL_REFRESH_S": "0.5",
+    }).sigils
+    assert sigils.secret == "current"
+    assert sigils.old_secrets == (OldSecret("older", 1769817600.0), OldSecret("next", None))
+    assert sigils.refresh_s == 0.5
+    assert Settings.from_env({}).sigils == SigilSettings(None, (), 5.0)
+
+
+def test_bad_old_sigil_secrets_are_named_by_position_never_shown() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SPIRAL_SIGIL_SECRET": "current-s3cret",
+                           "SPIRAL_SIGIL_OLD_SECRETS":
+                               "first-s3cret@tomorrow,current-s3cret,a b,x-s3cret,x-s3cret"})
+    message = str(caught.value)
+    assert "entry 1: what follows @ must be an ISO 8601 time with its zone" in message
+    assert "holds the secret SPIRAL_SIGIL_SECRET already names" in message
+    assert "entry 3: a secret must be non-empty and hold no spaces" in message
+    assert "entry 5: the same secret as an earlier one" in message
+    assert "s3cret" not in message
+    with pytest.raises(ConfigError, match="zone"):  # a time without its zone is ambiguous
+        Settings.from_env({"SPIRAL_SIGIL_SECRET": "c",
+                           "SPIRAL_SIGIL_OLD_SECRETS": "o@2026-01-31T00:00:00"})
+
+
+def test_old_sigil_secrets_need_a_configured_one() -> None:
+    with pytest.raises(ConfigError, match="read only beside SPIRAL_SIGIL_SECRET"):
+        Settings.from_env({"SPIRAL_SIGIL_OLD_SECRETS": "old"})
+
+
+def test_settings_never_show_the_sigil_secrets() -> None:
+    settings = Settings.from_env({"SPIRAL_SIGIL_SECRET": "top-s3cret",
+                                  "SPIRAL_SIGIL_OLD_SECRETS": "old-s3cret"})
+    assert "s3cret" not in repr(settings)
+    assert settings.sigil_secret == "top-s3cret"
 
 
 # --- encryption keys: named when wrong, never shown ---------------------------------

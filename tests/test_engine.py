@@ -13,6 +13,7 @@ from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import CapacityExceeded, InvalidArgument
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Depth, SpiralType
+from spiral_tasks.security.sigils import index_name
 from tests.conftest import Clock, EngineFactory
 from tests.invariants import assert_consistent
 
@@ -24,7 +25,7 @@ def test_store_places_the_memory_and_returns_its_handle(engine: SpiralMemory) ->
     assert handle["tenant"] == "default"
     assert handle["position"] == {"index": 0, "angle": 0.0, "radius": 1.0, "x": 1.0,
                                   "y": 0.0, "turn": 0}
-    assert len(handle["sigil"]) == 32
+    assert len(handle["sigil"]) == 40
     record = engine.storage.get(TenantKeys("default").memory(result.stored.id))
     assert record["spiral_id"] == result.stored.spiral_id
     assert "spiral" not in record  # a reference, never the embedded spiral
@@ -38,8 +39,8 @@ def test_equal_contents_get_distinct_sigils_and_records(engine: SpiralMemory) ->
     assert a.stored.sigil != b.stored.sigil
     assert a.stored.id != b.stored.id
     keys = TenantKeys("default")
-    assert engine.storage.get(keys.sigil(a.stored.sigil)) == a.stored.id
-    assert engine.storage.get(keys.sigil(b.stored.sigil)) == b.stored.id
+    assert engine.storage.get(keys.sigil(index_name(a.stored.sigil))) == a.stored.id
+    assert engine.storage.get(keys.sigil(index_name(b.stored.sigil))) == b.stored.id
     assert assert_consistent(engine) == 2
 
 
@@ -153,7 +154,7 @@ def test_collect_deletes_everything_of_a_memory(engine: SpiralMemory) -> None:
     assert engine.collect(gone.stored.id) is False
     keys = TenantKeys("default")
     assert engine.storage.get(keys.memory(gone.stored.id)) is None
-    assert engine.storage.get(keys.sigil(gone.stored.sigil)) is None
+    assert engine.storage.get(keys.sigil(index_name(gone.stored.sigil))) is None
     assert [m for m, _ in engine.storage.index_range(keys.gc_queue)] == [kept.stored.id]
     assert assert_consistent(engine) == 1
 
@@ -231,9 +232,10 @@ def test_stats_reports_spirals_and_consistency(engine: SpiralMemory) -> None:
 def test_sigil_secret_is_kept_for_the_next_process(storage: Any) -> None:
     first = SpiralMemory(storage, LocalCoordinator(storage))
     second = SpiralMemory(storage, LocalCoordinator(storage))
-    assert first.context.sigils.sign("t", "m") == second.context.sigils.sign("t", "m")
+    signed = first.context.sigils.current().sign("t", "m", 1.0)
+    assert second.context.sigils.current().sign("t", "m", 1.0) == signed
     configured = SpiralMemory(storage, LocalCoordinator(storage), sigil_secret="other")
-    assert configured.context.sigils.sign("t", "m") != first.context.sigils.sign("t", "m")
+    assert configured.context.sigils.current().sign("t", "m", 1.0) != signed
 
 
 def test_a_collected_id_stays_collected(make_engine: EngineFactory, clock: Clock) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 ENGINE_MODULES = ["spiral_tasks", "spiral_tasks.engine", "spiral_tasks.section",
                   "spiral_tasks.store", "spiral_tasks.gc.run", "spiral_tasks.rebuild",
-                  "spiral_tasks.backup", "spiral_tasks.perf.inprocess"]
+                  "spiral_tasks.backup", "spiral_tasks.perf.inprocess",
+                  "spiral_tasks.security.capability", "spiral_tasks.security.rotation"]
 FORBIDDEN = ["redis", "plyvel", "celery", "kombu", "cryptography"]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import SpiralType
+from spiral_tasks.security.sigils import index_name
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put
 from tests.conftest import EngineFactory
 from tests.invariants import assert_consistent
@@ -94,11 +95,11 @@ def test_orphans_are_adopted_or_removed(engine: SpiralMemory) -> None:
 
 def test_missing_sigils_and_queue_entries_are_restored(engine: SpiralMemory) -> None:
     result = engine.store("x", depth="surface")
-    engine.storage.apply([Delete(KEYS.sigil(result.stored.sigil)),
+    engine.storage.apply([Delete(KEYS.sigil(index_name(result.stored.sigil))),
                           IndexRemove(KEYS.gc_queue, result.stored.id)])
     report = engine.rebuild_stats()
     assert (report.sigil_fixes, report.queue_fixes) == (1, 1)
-    assert engine.storage.get(KEYS.sigil(result.stored.sigil)) == result.stored.id
+    assert engine.storage.get(KEYS.sigil(index_name(result.stored.sigil))) == result.stored.id
     assert [m for m, _ in engine.storage.index_range(KEYS.gc_queue)] == [result.stored.id]
 
 
@@ -130,7 +131,7 @@ def test_rebuild_of_every_tenant_sums_up(engine: SpiralMemory) -> None:
 def test_a_dry_run_reports_the_corrections_and_writes_nothing(engine: SpiralMemory) -> None:
     first = populate(engine)[0]
     engine.storage.set(KEYS.memory_count, 3)
-    engine.storage.delete(KEYS.sigil(engine.storage.get(KEYS.memory(first))["sigil"]))
+    engine.storage.delete(KEYS.sigil(index_name(engine.storage.get(KEYS.memory(first))["sigil"])))
     before = {k: engine.storage.get(k) for k in engine.storage.keys(KEYS.namespace)}
     done: list[str] = []
     report = engine.rebuild_stats(dry_run=True, on_tenant=done.append)

@@ -2,7 +2,8 @@
 
     {"format": "spiral-backup", "version": 1, "created": ..., "source": ...,
      "tenants": {"acme": {"keys": 41, "index_entries": 30}, ...},
-     "totals": {...}, "sigil": {"fingerprint": ..., "secret": ... (only if asked)}}
+     "totals": {...}, "sigil": {"fingerprint": ..., "secret": ..., "others": [...]
+                                  (secret and others only if asked)}}
     {"tenant": "acme", "key": "t:{acme}:mem:m1", "value": {...}}
     {"tenant": "acme", "index": "t:{acme}:gcq", "member": "m1", "score": 1712.5}
     ...
@@ -31,7 +32,7 @@ import base64
 import binascii
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ import orjson
 
 from spiral_tasks import validation
 from spiral_tasks.errors import InvalidArgument, SealBroken, SpiralError
-from spiral_tasks.keys import TenantKeys, is_memory_record, tenant_marker
-from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.keys import TenantKeys, holds_memory_data, tenant_marker
+from spiral_tasks.records import problem as record_problem
+from spiral_tasks.records import reader as record_reader
 from spiral_tasks.security import envelope
 from spiral_tasks.storage import codec
 from spiral_tasks.storage.codec import PLAIN, Codec
@@ -70,7 +72,7 @@ class KeyLine:
 
     def to_json(self, values: Codec = PLAIN) -> dict[str, Any]:
         """The line; a memory record sealed if `values` seals."""
-        if values.seals and is_memory_record(self.key):
+        if values.seals and holds_memory_data(self.key):
             sealed = values.encode(self.key, self.value)
             return {"tenant": self.tenant, "key": self.key,
                     "sealed": base64.b64encode(sealed).decode()}
@@ -118,6 +120,8 @@ class Header:
     tenants: dict[str, TenantCounts] = field(default_factory=dict)
     sigil_fingerprint: str = ""
     sigil_secret: str | None = None
+    #: The other keys the source accepted ({"secret", "until"}), carried with the secret.
+    sigil_others: list[dict[str, Any]] = field(default_factory=list)
     #: The key id the file's memory records are sealed under (None: in the clear).
     sealing_key_id: str | None = None
 
@@ -130,9 +134,11 @@ class Header:
         return sum(c.index_entries for c in self.tenants.values())
 
     def to_json(self) -> dict[str, Any]:
-        sigil = {"fingerprint": self.sigil_fingerprint}
+        sigil: dict[str, Any] = {"fingerprint": self.sigil_fingerprint}
         if self.sigil_secret is not None:
             sigil["secret"] = self.sigil_secret
+        if self.sigil_others:
+            sigil["others"] = self.sigil_others
         data = {"format": FORMAT, "version": VERSION, "created": self.created,
                 "source": self.source,
                 "tenants": {t: c.to_json() for t, c in self.tenants.items()},
@@ -156,10 +162,16 @@ class Header:
                                                                   int(c["index_entries"]))
                        for t, c in data["tenants"].items()}
             sigil = data["sigil"]
+            others = sigil.get("others", [])
+            if not isinstance(others, list) or not all(
+                    isinstance(o, dict) and isinstance(o.get("secret"), str)
+                    and (o.get("until") is None or _is_number(o.get("until")))
+                    for o in others):
+                raise ValueError("sigil.others is not a list of keys")
             sealing = data["sealing"]["key_id"] if data["version"] == SEALED_VERSION \
                 else None
             header = cls(str(data["created"]), str(data["source"]), tenants,
-                         str(sigil["fingerprint"]), sigil.get("secret"),
+                         str(sigil["fingerprint"]), sigil.get("secret"), others,
                          None if sealing is None else str(sealing))
             totals = data["totals"]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -180,41 +192,14 @@ def trailer(digest: str, lines: int) -> bytes:
 
 # --- reading -----------------------------------------------------------------------
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
 
 
-def _is_memory(name: str, tenant: str, value: Any) -> bool:
-    memory = Memory.from_json(value)
-    return memory.id == name and memory.tenant == tenant
-
-
-def _is_spiral(name: str, tenant: str, value: Any) -> bool:
-    spiral = Spiral.from_json(value)
-    return spiral.id == name and spiral.tenant == tenant
-
-
-#: What the keys of a tenant hold, by what follows its namespace: `check(name after
-#: the prefix, tenant, value)`.
-Check = Callable[[str, str, Any], bool]
-_PREFIXED: dict[str, Check] = {
-    "mem:": _is_memory,
-    "spiral:": _is_spiral,
-    "spiral_count:": lambda _, __, v: _is_int(v),
-    "sigil:": lambda _, __, v: isinstance(v, str),
-    "tomb:": lambda _, __, v: _is_number(v),
-}
-_EXACT: dict[str, Check] = {"memory_count": lambda _, __, v: _is_int(v),
-                            "store_ticks": lambda _, __, v: _is_int(v)}
-
-
 def check_key_value(tenant: str, key: str, value: Any) -> str | None:
-    """Why `key` with `value` cannot be a key of `tenant` (None: it can)."""
+    """Why `key` with `value` cannot be a key of `tenant` (None: it can). What each
+    kind of key holds is `records`' to say, as for every read of storage."""
     keys = TenantKeys(tenant)
     if key == tenant_marker(tenant):
         return None
@@ -222,19 +207,14 @@ def check_key_value(tenant: str, key: str, value: Any) -> str | None:
         return f"key {key[:80]!r} is outside tenant {tenant!r}'s namespace"
     if key in keys.coordination:
         return f"key {key!r} is a lock's, never backed up"
-    rest = key[len(keys.namespace):]
-    found = (rest, "", _EXACT[rest]) if rest in _EXACT else next(
-        ((rest, prefix, c) for prefix, c in _PREFIXED.items()
-         if rest.startswith(prefix) and rest != prefix), None)
-    if found is None:
+    if record_reader(key) is None:
         return f"key {key[:80]!r} is of no kind this version knows"
-    _, prefix, check = found
     try:
         codec.encode(value)
-        ok = check(rest[len(prefix):], tenant, value)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        ok = False
-    return None if ok else f"the value of {key[:80]!r} does not decode as what it holds"
+        wrong = record_problem(key, value) is not None
+    except (TypeError, ValueError):
+        wrong = True
+    return f"the value of {key[:80]!r} does not decode as what it holds" if wrong else None
 
 
 def parse_line(raw: bytes, number: int, values: Codec = PLAIN) -> Line:
@@ -270,8 +250,10 @@ def _opened(key: str, sealed: Any, values: Codec, number: int) -> Any:
         raise BackupRefused(f"line {number}: the sealed value of {key[:80]!r} is not sealed")
     try:
         return values.decode(key, raw)
-    except (SealBroken, orjson.JSONDecodeError) as exc:
+    except SealBroken as exc:
         raise BackupRefused(f"line {number}: {exc}") from exc
+    except codec.UnreadableValue as exc:
+        raise BackupRefused(f"line {number}: {key[:80]}: {exc}") from exc
 
 
 def _index_problem(line: IndexLine) -> str | None:

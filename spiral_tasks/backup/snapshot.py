@@ -5,12 +5,16 @@ queue and records agree, as a rebuild would find them); tenants are taken one af
 another, so the file is not one instant of the whole store, which no operation needs:
 every operation works within one tenant.
 
+A store with a corrupt record (README, "Corrupt records") is refused, naming the
+record: a restore would refuse the file. `spiral repair` quarantines it first, and
+the quarantine is backed up like any key.
+
 What is kept: every key of every tenant (records, spirals, counters, sigils,
 tombstones, store ticks), its ordered indexes with their scores (the GC queue, the
 tombstones' expiry queue), and its marker. What is not: locks and generations (who
 may write now, not what is stored), claims and the GC cursor (scheduling hints), and
-the sigil key unless asked for (see `Header.sigil_secret` and the README: a file
-that carries it is a credential).
+the sigil keys unless asked for (see `Header.sigil_secret` and the README: a file
+that carries them is a credential).
 
 Memory records are written as the codec of the store's process writes them: sealed
 under its key when it has one (see `fileformat`), so a backup of a sealed store holds
@@ -29,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from spiral_tasks import records
 from spiral_tasks.backup.fileformat import (
     CHECKSUM_PREFIX,
     Header,
@@ -41,8 +46,10 @@ from spiral_tasks.backup.fileformat import (
 )
 from spiral_tasks.chunked import in_section, kept_alive
 from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.keys import tenant_marker
 from spiral_tasks.section import Section
+from spiral_tasks.security.keyring import others_to_json
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,14 @@ def tenant_lines(section: Section) -> list[Line]:
     if marker is not None:
         lines.append(KeyLine(tenant, tenant_marker(tenant), marker))
     for key, value in kept_alive(section, section.scan(keys.namespace)):
-        if key not in keys.coordination:
-            lines.append(KeyLine(tenant, key, value))
+        if key in keys.coordination:
+            continue
+        # A restore refuses a record that is not what its key holds: refuse it now,
+        # not in a file that cannot be restored (spiral repair quarantines it).
+        problem = records.problem(key, value)
+        if problem is not None:
+            raise CorruptRecord(key, problem)
+        lines.append(KeyLine(tenant, key, value))
     for index in keys.indexes:
         lines += [IndexLine(tenant, index, member, score)
                   for member, score in section.index_range(index)]
@@ -90,7 +103,13 @@ def _order(line: Line) -> tuple[int, str, str]:
 def read_tenant(engine: SpiralMemory, tenant: str) -> list[Line]:
     """The tenant's lines, retried if its lock was lost while they were read (a
     stalled process on Redis): a snapshot is only kept if the lock held throughout."""
-    return in_section(engine.sections, tenant, tenant_lines)
+    def read(section: Section) -> list[Line]:
+        lines = tenant_lines(section)
+        section.audit("backup")
+        section.commit(final=True)
+        return lines
+
+    return in_section(engine.sections, tenant, read)
 
 
 def take(engine: SpiralMemory, path: Path, *, source: str, with_secret: bool = False,
@@ -98,11 +117,13 @@ def take(engine: SpiralMemory, path: Path, *, source: str, with_secret: bool = F
     """Write a backup of every tenant of `engine` to `path`. The file appears whole or
     not at all: it is written beside `path` and renamed into place."""
     started = time.perf_counter()
-    sigils = engine.context.sigils
+    keyring = engine.context.sigils.current()
     values = engine.storage.codec
     header = Header(created=datetime.now(UTC).isoformat(timespec="seconds"), source=source,
-                    sigil_fingerprint=sigils.fingerprint,
-                    sigil_secret=sigils.secret if with_secret else None,
+                    sigil_fingerprint=keyring.fingerprint,
+                    sigil_secret=keyring.active.secret.decode() if with_secret else None,
+                    sigil_others=(others_to_json(keyring.others)["others"] if with_secret
+                                  else []),
                     sealing_key_id=values.sealing_key_id)
     path = path.resolve()
     with tempfile.TemporaryFile(dir=path.parent) as body:

@@ -6,8 +6,11 @@
     spiral restore   a snapshot back into any backend
     spiral rotate-key  re-seal every memory record under the current encryption key
     spiral stats     a tenant's spirals and the invariant
+    spiral rotate-sigil-secret   a new sigil key, the old one kept for a grace period
+    spiral quarantine  the corrupt records rebuilds set aside (and purging them)
     spiral demo      the system at work, end to end (also spiral-demo)
     spiral enqueue   send work to running workers (also spiral-enqueue)
+    spiral audit     verify the audit log's chain, read its entries
 
 Every subcommand reads the same settings (the environment: REDIS_URL, SPIRAL_DB_PATH,
 ...), checks its arguments before it has any effect, says what went wrong in one
@@ -18,7 +21,19 @@ from __future__ import annotations
 
 import click
 
-from spiral_tasks.cli import backup, demo, enqueue, perf, repair, restore, rotate_key, stats
+from spiral_tasks.cli import (
+    audit,
+    backup,
+    demo,
+    enqueue,
+    perf,
+    quarantine,
+    repair,
+    restore,
+    rotate_key,
+    rotate_sigil_secret,
+    stats,
+)
 
 
 @click.group(name="spiral", context_settings={"help_option_names": ["-h", "--help"]},
@@ -32,8 +47,10 @@ def spiral() -> None:
 
 for name, command in [("repair", repair.command), ("perf", perf.command),
                       ("backup", backup.command), ("restore", restore.command),
+                      ("stats", stats.command), ("quarantine", quarantine.command),
                       ("rotate-key", rotate_key.command),
-                      ("stats", stats.command), ("demo", demo.command),
+                      ("rotate-sigil-secret", rotate_sigil_secret.command),
+                      ("audit", audit.command), ("demo", demo.command),
                       ("enqueue", enqueue.command)]:
     spiral.add_command(command, name)
 

@@ -24,7 +24,12 @@ def rebuild_report(report: dict[str, Any], verbose: bool = False) -> str:
         f"Counters corrected:  {len(report['corrected_counters'])}",
         f"Orphans handled:     {sum(len(v) for v in orphans.values())}",
         f"Queue/sigil fixes:   {report['queue_fixes']}/{report['sigil_fixes']}",
+        f"Quarantined:         {len(report['quarantined'])}",
     ]
+    # Always listed: each is a record an operator must look at (spiral quarantine).
+    lines += [f"  quarantined {q['key']}: {q['reason']} (now at {q['moved_to']})"
+              for q in report["quarantined"]]
+    lines += [f"Refused: {r['reason']}" for r in report["refused"]]
     for fix in report["corrected_spirals"]:
         before, after, delta = fix["before"], fix["after"], fix["deltas"]
         lines += [

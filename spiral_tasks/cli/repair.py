@@ -20,6 +20,7 @@ from spiral_tasks.cli import progress, render
 from spiral_tasks.cli.options import TENANT
 from spiral_tasks.cli.storage import Failed, opened, settings, where
 from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.rebuild import RebuildReport
 
 #: spiral repair's own exit codes: a script (cron, CI) can tell a clean store from a
@@ -27,10 +28,12 @@ from spiral_tasks.rebuild import RebuildReport
 CLEAN = 0
 ERROR = 1
 CORRECTED = 2
-EXIT_CODES_HELP = ("Exit codes: 0 nothing to correct; 2 corrections applied (with "
-                   "--dry-run: corrections found, nothing written); 1 an error (storage "
-                   "unreachable, LevelDB held by a running worker, bad arguments or "
-                   "settings), said in one line.")
+EXIT_CODES_HELP = ("Exit codes: 0 nothing to correct; 2 corrections applied, corrupt "
+                   "records quarantined included (with --dry-run: corrections found, "
+                   "nothing written); 1 an error (storage unreachable, LevelDB held by a "
+                   "running worker, bad arguments or settings), said in one line, or a "
+                   "tenant refused (most of its records unreadable: a wrong key or "
+                   "codec), said in the report.")
 
 
 class RepairUsageError(click.UsageError):
@@ -50,22 +53,30 @@ class RepairCommand(click.Command):
 
 
 def current_state(engine: SpiralMemory, tenants: list[str]) -> dict[str, int]:
-    """Memories and spirals before the rebuild, as the runbook reports them."""
-    memories = spirals = 0
+    """Memories and spirals before the rebuild, as the runbook reports them. A tenant
+    whose spirals or total are corrupt cannot be counted (yet): it is counted apart,
+    and the rebuild quarantines what is corrupt."""
+    memories = spirals = unreadable = 0
     for tenant in tenants:
-        stats = engine.stats(tenant)
+        try:
+            stats = engine.stats(tenant)
+        except CorruptRecord:
+            unreadable += 1
+            continue
         memories += stats.total_memories
         spirals += len(stats.spirals)
-    return {"tenants": len(tenants), "memories": memories, "spirals": spirals}
+    return {"tenants": len(tenants), "memories": memories, "spirals": spirals,
+            "unreadable_tenants": unreadable}
 
 
 def rebuild(engine: SpiralMemory, tenant: str | None, dry_run: bool,
             tenants: list[str]) -> RebuildReport:
     """The rebuild, with a progress bar on stderr over many tenants."""
     if len(tenants) <= 1:
-        return engine.rebuild_stats(tenant, dry_run=dry_run)
+        return engine.rebuild_stats(tenant, dry_run=dry_run, audit_as="repair")
     with progress.bar("rebuilding", len(tenants)) as advance:
-        return engine.rebuild_stats(tenant, dry_run=dry_run, on_tenant=lambda _: advance())
+        return engine.rebuild_stats(tenant, dry_run=dry_run, on_tenant=lambda _: advance(),
+                                    audit_as="repair")
 
 
 def text_report(source: str, init_ms: float, state: dict[str, int], dry_run: bool,
@@ -79,14 +90,20 @@ def text_report(source: str, init_ms: float, state: dict[str, int], dry_run: boo
         "Starting spiral statistics rebuild" + (" (dry run: nothing is written)"
                                                 if dry_run else ""),
         f"Current state: {state['memories']} memories across {state['spirals']} spirals "
-        f"in {state['tenants']} tenant(s)",
+        f"in {state['tenants']} tenant(s)" + (
+            f" ({state['unreadable_tenants']} not counted: corrupt records)"
+            if state["unreadable_tenants"] else ""),
         "",
         "REPAIR REPORT" + (" (dry run)" if dry_run else ""),
         render.RULE,
         render.rebuild_report(report.to_json(), verbose),
         "",
     ]
-    if report.clean:
+    if report.refused:
+        lines.append(f"{len(report.refused)} tenant(s) refused, left as they were: check "
+                     "the storage settings and repair again. The others: completed in "
+                     f"{total_ms:.2f} ms")
+    elif report.clean:
         lines.append(f"Nothing to correct. Repair completed in {total_ms:.2f} ms")
     elif dry_run:
         lines.append("Corrections found; nothing was written (dry run): run without "
@@ -125,7 +142,7 @@ def command(tenant: str | None, dry_run: bool, verbose: bool, as_json: bool) -> 
         state = current_state(engine, tenants)
         report = rebuild(engine, tenant, dry_run, tenants)
     total_ms = (time.perf_counter() - started) * 1000
-    code = CLEAN if report.clean else CORRECTED
+    code = ERROR if report.refused else CLEAN if report.clean else CORRECTED
     if as_json:
         seconds = report.duration_ms / 1000
         click.echo(json.dumps({

@@ -44,8 +44,7 @@ def command(file: Path, replace: bool, as_json: bool) -> None:
     with opened(config, HELD) as engine, \
             progress.bar("restoring", header.keys + header.index_entries) as advance:
         try:
-            summary = restore(engine, file, replace=replace,
-                              secret_configured=bool(config.sigil_secret), on_lines=advance)
+            summary = restore(engine, file, replace=replace, on_lines=advance)
         except (BackupRefused, TargetNotEmpty) as exc:
             raise Failed(f"refused {file}: {exc}; nothing was written") from exc
     if as_json:

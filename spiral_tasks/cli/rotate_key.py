@@ -1,6 +1,6 @@
 """spiral rotate-key: every memory record re-sealed under the key this process seals
 with (`SPIRAL_ENCRYPTION_KEY`), tenant by tenant under each tenant's lock, while
-workers keep serving (see `spiral_tasks/security/rotation.py`)."""
+workers keep serving (see `spiral_tasks/security/resealing.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import click
 from spiral_tasks.cli import progress
 from spiral_tasks.cli.options import Exit
 from spiral_tasks.cli.storage import BadSettings, opened, settings, where
-from spiral_tasks.security.rotation import RotationReport, TenantRotation, rotate
+from spiral_tasks.security.resealing import RotationReport, TenantRotation, rotate
 
 EXIT_CODES_HELP = ("Exit codes: 0 every memory record is sealed under the current key "
                    "(--dry-run: nothing to re-seal); 1 the storage cannot be opened or "

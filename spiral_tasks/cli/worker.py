@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def worker_command(settings: Settings, node: str) -> list[str]:
     return [*base, "--pool", "prefork"]
 
 
+def run_worker_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a worker started for one run: no metrics endpoint unless
+    METRICS_PORT says where, since nobody scrapes a worker that lives for one command,
+    and 9099 may well be a deployed node's on this host."""
+    return {"METRICS_PORT": "0", **env}
+
+
 def found_running(names: list[str]) -> WorkerHandle:
     return WorkerHandle(f"found {describe(names)} (left running)",
                         "the worker that served this run keeps running")
@@ -65,7 +73,8 @@ def find_or_start_worker(app: Celery, settings: Settings) -> WorkerHandle:
     node = f"demo-{os.getpid()}"
     command = worker_command(settings, f"{node}@%h")
     with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env=run_worker_env(os.environ))
     handle = WorkerHandle(
         f"started one for this run (pid {process.pid}): celery -A spiral_tasks "
         f"{' '.join(command[5:])}", f"the worker's log: {log_path}", process)

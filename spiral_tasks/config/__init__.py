@@ -5,20 +5,23 @@
 """
 
 from spiral_tasks.config.settings import (
+    AuditSettings,
     BeatSettings,
     EncryptionSettings,
     GcPolicy,
     Limits,
     LockPolicy,
     MetricsSettings,
+    OldSecret,
     PerfSettings,
     RetryPolicy,
     Settings,
+    SigilSettings,
     StorageKind,
     TaskSettings,
     current,
 )
 
-__all__ = ["BeatSettings", "EncryptionSettings", "GcPolicy", "Limits", "LockPolicy",
-           "MetricsSettings",
-           "PerfSettings", "RetryPolicy", "Settings", "StorageKind", "TaskSettings", "current"]
+__all__ = ["AuditSettings", "BeatSettings", "EncryptionSettings", "GcPolicy", "Limits",
+           "LockPolicy", "MetricsSettings", "OldSecret", "PerfSettings", "RetryPolicy",
+           "Settings", "SigilSettings", "StorageKind", "TaskSettings", "current"]

@@ -94,6 +94,11 @@ class Environment:
             self.problem(name, raw, "expected 1/0, true/false, yes/no or on/off")
         return False
 
+    def flag_off(self, name: str) -> bool:
+        """True when a flag that defaults to on is turned off (unset: on)."""
+        raw = self.raw(name)
+        return raw is not None and not self.flag(name)
+
     def integer(self, name: str, default: int, minimum: int = 1,
                 maximum: int | None = None) -> int:
         raw = self.raw(name)

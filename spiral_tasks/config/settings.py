@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from spiral_tasks.brokers.urls import SCHEME as SQLITE_SCHEME
@@ -134,6 +135,30 @@ def beat_lock_problem(lock_timeout_s: float, max_interval_s: float,
 
 
 @dataclass(frozen=True)
+class OldSecret:
+    """A sigil secret that no longer signs (or does not sign yet) but whose sigils are
+    accepted, until `until` (wall-clock seconds; None: until it is removed)."""
+
+    secret: str
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class SigilSettings:
+    """The sigils' keys: the signing secret (None: generated and kept in storage), the
+    old secrets still accepted, and how often a stored keyring is read again."""
+
+    secret: str | None = None
+    old_secrets: tuple[OldSecret, ...] = ()
+    refresh_s: float = 5.0
+
+    def __repr__(self) -> str:
+        # Settings get printed and logged; the secrets never.
+        return (f"SigilSettings(secret={'***' if self.secret else None}, "
+                f"old_secrets={len(self.old_secrets)}, refresh_s={self.refresh_s:g})")
+
+
+@dataclass(frozen=True)
 class PerfSettings:
     """`spiral perf`'s workload (the runbook's `PERF_ITERATIONS`, `PERF_CONCURRENCY`):
     how many operations, from how many concurrent callers."""
@@ -182,11 +207,27 @@ class EncryptionSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The audit log (see `spiral_tasks.audit`): on unless turned off; its signing key
+    (SPIRAL_AUDIT_KEY, else one generated and kept in storage); how long entries are
+    kept (0: for ever; older ones give way to a signed checkpoint)."""
+
+    enabled: bool = True
+    key: str | None = field(default=None, repr=False)
+    retention_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.retention_s >= 0 and math.isfinite(self.retention_s)):
+            raise ValueError(f"retention_s must be 0 or more, got {self.retention_s}")
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageKind = StorageKind.LEVEL
     db_path: str = "./spiraldb"
     redis_url: str | None = field(default=None, repr=False)
-    sigil_secret: str | None = field(default=None, repr=False)
+    #: Its repr names no secret (see SigilSettings.__repr__).
+    sigils: SigilSettings = field(default_factory=SigilSettings)
     limits: Limits = field(default_factory=Limits)
     gc: GcPolicy = field(default_factory=GcPolicy)
     locks: LockPolicy = field(default_factory=LockPolicy)
@@ -194,7 +235,13 @@ class Settings:
     beat: BeatSettings = field(default_factory=BeatSettings)
     perf: PerfSettings = field(default_factory=PerfSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
+
+    @property
+    def sigil_secret(self) -> str | None:
+        """The configured signing secret (`sigils.secret`), by its former name."""
+        return self.sigils.secret
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -208,7 +255,7 @@ class Settings:
             storage=_storage_kind(read, redis_url),
             db_path=read.text("SPIRAL_DB_PATH", DEFAULTS.db_path),
             redis_url=redis_url,
-            sigil_secret=read.optional_text("SPIRAL_SIGIL_SECRET"),
+            sigils=_sigil_settings(read),
             limits=Limits(
                 max_memory_spirals=read.integer("SPIRAL_MAX_MEMORY_SPIRALS",
                                                 limits.max_memory_spirals),
@@ -248,6 +295,11 @@ class Settings:
                 port=read.integer("METRICS_PORT", metrics.port, minimum=0,
                                   maximum=MAX_PORT),
                 multiproc_dir=read.optional_text("PROMETHEUS_MULTIPROC_DIR"),
+            ),
+            audit=AuditSettings(
+                enabled=not read.flag_off("SPIRAL_AUDIT"),
+                key=read.optional_text("SPIRAL_AUDIT_KEY"),
+                retention_s=_optional_seconds(read, "SPIRAL_AUDIT_RETENTION_S") or 0.0,
             ),
             encryption=_encryption(read),
         )
@@ -333,6 +385,55 @@ def _encryption(read: Environment) -> EncryptionSettings:
     keys = read.keys("SPIRAL_ENCRYPTION_KEY", ENCRYPTION_KEY_BYTES, many=False)
     others = read.keys("SPIRAL_DECRYPTION_KEYS", ENCRYPTION_KEY_BYTES, many=True)
     return EncryptionSettings(keys[0] if keys else None, others)
+
+
+def _sigil_settings(read: Environment) -> SigilSettings:
+    secret = read.optional_text("SPIRAL_SIGIL_SECRET")
+    old = _old_secrets(read, "SPIRAL_SIGIL_OLD_SECRETS")
+    if old and not secret:
+        read.problem("SPIRAL_SIGIL_OLD_SECRETS", None,
+                     "is read only beside SPIRAL_SIGIL_SECRET (a generated secret kept in "
+                     "storage is rotated with spiral rotate-sigil-secret)")
+    if secret and any(o.secret == secret for o in old):
+        read.problem("SPIRAL_SIGIL_OLD_SECRETS", None,
+                     "holds the secret SPIRAL_SIGIL_SECRET already names")
+    return SigilSettings(secret=secret, old_secrets=old,
+                         refresh_s=read.number("SPIRAL_SIGIL_REFRESH_S",
+                                               DEFAULTS.sigils.refresh_s, unit="seconds"))
+
+
+def _old_secrets(read: Environment, name: str) -> tuple[OldSecret, ...]:
+    """`SECRET[@UNTIL],...`: UNTIL an ISO 8601 time with its zone (2026-01-31T00:00:00Z).
+    A problem names the entry by its position, never by its value: it is a secret."""
+    found: list[OldSecret] = []
+    entries = [e.strip() for e in (read.raw(name) or "").split(",")]
+    for position, entry in enumerate(entries, start=1):
+        if not entry:
+            continue
+        secret, until = entry, None
+        if "@" in entry:
+            secret, _, when = entry.rpartition("@")
+            until = _utc_seconds(when)
+            if until is None:
+                read.problem(name, None, f"entry {position}: what follows @ must be an "
+                             "ISO 8601 time with its zone, e.g. 2026-01-31T00:00:00Z")
+                continue
+        if not secret or any(c.isspace() for c in secret):
+            read.problem(name, None, f"entry {position}: a secret must be non-empty and "
+                         "hold no spaces")
+        elif any(o.secret == secret for o in found):
+            read.problem(name, None, f"entry {position}: the same secret as an earlier one")
+        else:
+            found.append(OldSecret(secret, until))
+    return tuple(found)
+
+
+def _utc_seconds(text: str) -> float | None:
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return None if when.tzinfo is None else when.timestamp()
 
 
 def _optional_seconds(read: Environment, name: str) -> float | None:

@@ -61,10 +61,11 @@ class DirectFence(Fence):
         self._tenant = tenant
         self._generations = process_state(storage).generations
         self._generation = self._generations.get(tenant, "")
-        self.read = dict(zip(read, storage.get_many(read), strict=True)) if read else {}
+        # Tolerant reads: a bad value stays `Unreadable` until a section reads it.
+        self.read = dict(zip(read, storage.read_many(read), strict=True)) if read else {}
         if snapshot is not None and snapshot.unless_generation != self._generation:
-            taken = dict(storage.scan(snapshot.prefix))
-            taken.update(zip(snapshot.keys, storage.get_many(snapshot.keys), strict=True))
+            taken = dict(storage.read_scan(snapshot.prefix))
+            taken.update(zip(snapshot.keys, storage.read_many(snapshot.keys), strict=True))
             self.snapshot = taken
 
     @property

@@ -33,15 +33,22 @@ from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, new_gen
 from spiral_tasks.errors import LockLost, LockTimeout, StaleGeneration
 from spiral_tasks.keys import TenantKeys, claim_key, directory_of
 from spiral_tasks.storage import codec, lua
-from spiral_tasks.storage.base import Write, check_key, prepare
-from spiral_tasks.storage.redis import WRITE_ERRORS, RedisStorage, run_script, write_args
+from spiral_tasks.storage.base import Write, check_key, decode_or_unreadable, prepare
+from spiral_tasks.storage.codec import Codec
+from spiral_tasks.storage.redis import (
+    WRITE_ERRORS,
+    ErrorReply,
+    RedisStorage,
+    run_script,
+    write_args,
+)
 
 #: How long a lock lives without being extended: the runbook's 2 s.
 LOCK_TTL_S = 2.0
 #: Poll interval while waiting for a lock held elsewhere.
 LOCK_POLL_S = 0.0005
 #: Error replies of the commit script.
-COMMIT_ERRORS: dict[str, type[Exception]] = {
+COMMIT_ERRORS: dict[str, ErrorReply] = {
     **WRITE_ERRORS, "LOCKLOST ": LockLost, "STALE ": StaleGeneration}
 
 
@@ -93,6 +100,13 @@ class FencedLock(redis.lock.Lock):
         return True
 
 
+def _decode(key: str, raw: bytes | None, values: Codec) -> Any:
+    """A value read with the lock: a bad one stays `Unreadable` until a section reads
+    it, so entering never fails for a record the operation does not need. (A record
+    under a key this process lacks raises `SealBroken` here: the lock is released.)"""
+    return None if raw is None else decode_or_unreadable(key, raw, values)
+
+
 class RedisFence(Fence):
     def __init__(self, storage: RedisStorage, lock: FencedLock, commit: Script) -> None:
         self._storage = storage
@@ -100,8 +114,8 @@ class RedisFence(Fence):
         self._commit = commit
         self._generation = lock.generation
         self.released = False
-        decode = storage.codec.decode
-        self.read = {key: None if raw is None else decode(key, raw)
+        stored = storage.codec
+        self.read = {key: _decode(key, raw, stored)
                      for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
         if lock.snapshot_raw is not None:
             taken = dict(lock.snapshot_raw)
@@ -111,8 +125,7 @@ class RedisFence(Fence):
                 values: list[bytes | None] = storage.client.mget(  # type: ignore[assignment]
                     lock.undeclared)
                 taken.update(zip(lock.undeclared, values, strict=True))
-            self.snapshot = {key: None if raw is None else decode(key, raw)
-                             for key, raw in taken.items()}
+            self.snapshot = {key: _decode(key, raw, stored) for key, raw in taken.items()}
 
     @property
     def generation(self) -> str:
@@ -192,8 +205,8 @@ class RedisCoordinator(Coordinator):
         try:
             fence = RedisFence(self._storage, lock, self._commit)
         except BaseException:
-            # A value read with the lock that does not decode (a sealed record that
-            # does not open, say): refuse, and leave the lock to the next writer now
+            # A value read with the lock that this process cannot open (a sealed record
+            # under a key it lacks): refuse, and leave the lock to the next writer now
             # rather than when it expires.
             with suppress(LockError):
                 lock.release()

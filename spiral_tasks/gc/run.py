@@ -12,7 +12,10 @@ so with N tenants each one is reached within N runs whatever the budget (in prac
 run covers many). Without the cursor, runs that always started from the first tenant
 name never reached the later ones once the budget ran out earlier. A tenant whose lock
 stays busy for a quarter of the time left is passed over (its turn comes in the next
-rotation) rather than spending the run's budget waiting at it. A run's first
+rotation) rather than spending the run's budget waiting at it; so is a tenant whose
+spirals, total or counters are corrupt (logged; a rebuild quarantines them), and a
+corrupt memory record at the head of the queue loses its queue entry rather than
+block the ones behind it. A run's first
 batch starts even when the budget is already spent (a tiny budget, a slow round
 trip), so no run is wasted.
 """
@@ -21,17 +24,20 @@ from __future__ import annotations
 
 import bisect
 import enum
+import logging
 import time
 from collections.abc import Sequence
 
 from spiral_tasks import events
 from spiral_tasks.collect import collect_lowest
 from spiral_tasks.context import Context
-from spiral_tasks.errors import LockTimeout
+from spiral_tasks.errors import CorruptRecord, LockTimeout
 from spiral_tasks.gc.policy import GcReport
 from spiral_tasks.keys import GC_CURSOR_KEY, TenantKeys
 from spiral_tasks.section import Section, Sections, StateUse
 from spiral_tasks.storage.base import Delete, IndexRemove
+
+log = logging.getLogger(__name__)
 
 #: GC batches: the first is small, to measure; none holds the lock for long.
 FIRST_BATCH = 8
@@ -56,7 +62,9 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     started = time.perf_counter()
     deadline = started + budget_ms / 1000
     report = GcReport(time_budget_ms=budget_ms)
-    order = rotated(tenants, storage.get(GC_CURSOR_KEY)) if resume else list(tenants)
+    # Read tolerantly: a corrupt cursor is no cursor (it is written again below).
+    order = (rotated(tenants, storage.read_many([GC_CURSOR_KEY])[0]) if resume
+             else list(tenants))
     last_touched = None
     for position, tenant in enumerate(order):
         outcome = _tenant(ctx, sections, tenant, deadline, report,
@@ -70,7 +78,7 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     if resume and last_touched is not None:
         # A hint, not tenant data: two runs racing to set it cost fairness, not safety.
         storage.set(GC_CURSOR_KEY, last_touched)
-    counts = storage.get_many([TenantKeys(t).memory_count for t in tenants])
+    counts = storage.read_many([TenantKeys(t).memory_count for t in tenants])
     report.remaining = sum(c for c in counts if isinstance(c, int))
     report.duration_ms = (time.perf_counter() - started) * 1000
     storage.apply([events.event(events.GC_TICK, report.to_json())])
@@ -107,6 +115,12 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
                 section.commit(final=True)
                 report.collected_ids += collected
         except LockTimeout:
+            return Outcome.SKIPPED
+        except CorruptRecord as exc:
+            # A spiral record, the total or a counter GC must change is corrupt: GC
+            # cannot count on it. The tenant waits for a rebuild to quarantine it; the
+            # other tenants are collected as usual.
+            log.warning("GC passed over tenant %r: %s", tenant, exc)
             return Outcome.SKIPPED
         if chosen < batch:
             return Outcome.DONE

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge, Histogram
 
 #: Operations the engine times (`Observer.operation`), each with its own histogram.
-OPERATIONS = ("store", "collect", "retrieve")
+OPERATIONS = ("store", "collect", "retrieve", "retrieve_by_sigil")
 #: Latencies of one operation, from a sub-millisecond in-process store to a lock wait.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
@@ -79,5 +79,6 @@ def families() -> Families:
                         "exception that caused them", ["task", "cause"], registry=None),
         rebuild_corrections=Counter("spiral_rebuild_corrections_total", "What rebuilds "
                                     "corrected, by kind: spiral, counter, orphan, queue, "
-                                    "sigil", ["kind"], registry=None),
+                                    "sigil, quarantine (corrupt records moved aside)",
+                                    ["kind"], registry=None),
     )

@@ -43,7 +43,8 @@ class PrometheusObserver(Observer):
                        "counter": len(report.corrected_counters),
                        "orphan": len(report.orphans),
                        "queue": report.queue_fixes,
-                       "sigil": report.sigil_fixes}
+                       "sigil": report.sigil_fixes,
+                       "quarantine": len(report.quarantined)}
         counter = families().rebuild_corrections
         for kind, count in corrections.items():
             # Every kind is exported from the first rebuild on, so `increase()` has a

@@ -1,1 +1,1 @@
-"""Security: what protects the stored data (encryption at rest, sigils, audit)."""
+"""Security: sigils as capabilities (and, beside them, sealing and the audit log)."""

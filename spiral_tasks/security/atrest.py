@@ -39,7 +39,7 @@ from spiral_tasks.keys import (
     sealing_key_id,
     sealing_marker,
 )
-from spiral_tasks.security.keyring import Keyring
+from spiral_tasks.security.encryption_keys import EncryptionKeys
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.codec import PLAIN, Codec
 
@@ -59,16 +59,16 @@ def read_markers(storage: Storage) -> Markers:
     return Markers(ids, SEALING_PLAIN_KEY in names)
 
 
-def keyring_for(encryption: EncryptionSettings) -> Keyring | None:
+def keys_for(encryption: EncryptionSettings) -> EncryptionKeys | None:
     if not encryption.enabled:
         return None
-    return Keyring(encryption.key, encryption.decryption_keys)
+    return EncryptionKeys(encryption.key, encryption.decryption_keys)
 
 
 def codec_for(encryption: EncryptionSettings, *, accept_plain: bool = True) -> Codec:
     """The codec of a process with these settings, without a store (to read a backup
     file): sealing with its key if it has one, else plain."""
-    keyring = keyring_for(encryption)
+    keyring = keys_for(encryption)
     if keyring is None:
         return PLAIN
     from spiral_tasks.security.sealing import SealingCodec  # noqa: PLC0415 - see the doc
@@ -81,7 +81,7 @@ def seal_storage(storage: Storage, encryption: EncryptionSettings) -> Codec:
     install the codec and return it; `EncryptionKeyMissing` (nothing written) when the
     store needs a key this process lacks."""
     markers = read_markers(storage)
-    keyring = keyring_for(encryption)
+    keyring = keys_for(encryption)
     if keyring is None:
         if markers.key_ids:
             raise EncryptionKeyMissing(

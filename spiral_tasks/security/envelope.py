@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spiral_tasks.errors import SealBroken
-
 LEAD = b"\x00"
 HEADER = LEAD + b"S\x01"
 KEY_ID_BYTES = 8
@@ -26,6 +24,11 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 PREFIX_BYTES = len(HEADER) + KEY_ID_BYTES
 OVERHEAD = PREFIX_BYTES + NONCE_BYTES + TAG_BYTES
+
+
+class BadEnvelope(ValueError):
+    """Stored bytes that start like a sealed value but are not one this version reads:
+    the record's fault (the codec reports it as an unreadable value)."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,14 @@ def header_for(key_id: bytes) -> bytes:
 
 
 def unpack(key: str, raw: bytes) -> Envelope:
-    """The parts of the sealed value stored at `key`; `SealBroken` if it is not one this
+    """The parts of the sealed value stored at `key`; `BadEnvelope` if it is not one this
     version can read (a truncated value, another format)."""
     if raw[:len(HEADER)] != HEADER:
-        raise SealBroken(f"{key[:120]} holds a sealed value of an unknown format "
-                         f"(header {raw[:len(HEADER)].hex()}): nothing was read from it")
+        raise BadEnvelope(f"a sealed value of an unknown format (header "
+                          f"{raw[:len(HEADER)].hex()})")
     if len(raw) < OVERHEAD:
-        raise SealBroken(f"{key[:120]} holds a truncated sealed value ({len(raw)} bytes, "
-                         f"at least {OVERHEAD} expected): nothing was read from it")
+        raise BadEnvelope(f"a truncated sealed value ({len(raw)} bytes, at least "
+                          f"{OVERHEAD} expected)")
     key_id = raw[len(HEADER):PREFIX_BYTES]
     return Envelope(key_id.hex(), raw[:PREFIX_BYTES], raw[PREFIX_BYTES:PREFIX_BYTES +
                                                           NONCE_BYTES],

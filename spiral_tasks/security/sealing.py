@@ -1,7 +1,8 @@
 """Sealing memory records with AES-256-GCM: the codec of a process with a key.
 
 What is sealed: every memory record (`t:{<tenant>}:mem:<id>`: content, type, depth,
-associations, position, sigil, times, counts, strength), in every backend, because
+associations, position, sigil, times, counts, strength) and every memory record a
+rebuild quarantined (`t:{<tenant>}:quarantine:mem:...`), in every backend, because
 every value passes through the store's codec on its way to bytes and back. What stays
 in the clear, and why: counters (`memory_count`, `spiral_count:*`, `store_ticks`),
 which Redis's scripts add to in place and check are integers; the GC queue and the
@@ -15,8 +16,13 @@ A sealed value (`envelope`) is `header | nonce | ciphertext + tag`, with a fresh
 random 96-bit nonce per value. The associated data is the header (which names the
 key id) followed by the storage key itself, `t:{<tenant>}:mem:<id>`: so a sealed
 value copied under another memory id or into another tenant does not open, nor does
-one whose key id was edited. Opening never guesses: a value names its key, and a key
-this process lacks is an error naming the key id, as is a value that fails its tag.
+one whose key id was edited. Opening never guesses: a value names its key. Two kinds
+of refusal, told apart because a rebuild quarantines one and must never quarantine
+the other: a record under a key this process lacks, or in the clear where the store
+seals, is `SealBroken` (the process may simply be missing a key: a configuration
+fault, which stops the operation and the rebuild with one line naming the key id); a
+value that fails its tag, is cut short or is of an unknown format is `UnreadableValue`
+(the record's fault: a `CorruptRecord` naming the key, quarantined by a rebuild).
 """
 
 from __future__ import annotations
@@ -24,15 +30,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from spiral_tasks.errors import SealBroken
-from spiral_tasks.keys import is_memory_record
+from spiral_tasks.keys import holds_memory_data
 from spiral_tasks.security import envelope
-from spiral_tasks.security.keyring import Keyring
-from spiral_tasks.storage.codec import Codec, encode
+from spiral_tasks.security.encryption_keys import EncryptionKeys
+from spiral_tasks.storage.codec import Codec, UnreadableValue, decode, encode
 
 #: Values AES-GCM may seal under one key with random nonces before the chance of a
 #: repeated nonce passes 2^-32 (NIST SP 800-38D): rotate well before.
@@ -49,7 +54,7 @@ class SealingCodec(Codec):
     it, one is refused, so nobody can slip a forged record in the clear into a store
     that seals."""
 
-    def __init__(self, keyring: Keyring, *, accept_plain: bool = False) -> None:
+    def __init__(self, keyring: EncryptionKeys, *, accept_plain: bool = False) -> None:
         self.keyring = keyring
         self.sealing_key_id = keyring.current
         self.seals = keyring.sealing_key is not None
@@ -64,17 +69,19 @@ class SealingCodec(Codec):
 
     def encode(self, key: str, value: Any) -> bytes:
         raw = encode(value)
-        return self.seal(key, raw) if self.seals and is_memory_record(key) else raw
+        return self.seal(key, raw) if self.seals and holds_memory_data(key) else raw
 
     def decode(self, key: str, raw: bytes) -> Any:
         if envelope.is_sealed(raw):
-            return orjson.loads(self.open(key, raw))
-        if not self.accept_plain and is_memory_record(key):
+            return decode(self.open(key, raw))
+        if not self.accept_plain and holds_memory_data(key):
+            # Perhaps a process that was never given the key wrote it (a configuration
+            # fault, not the record's): refused, never quarantined.
             raise SealBroken(f"{key[:120]} holds an unsealed memory record, and this store "
                              "seals them: a process without the encryption key wrote it, "
                              "or it was put there behind the store's back; nothing was "
                              "read from it (spiral rotate-key seals such records)")
-        return orjson.loads(raw)
+        return decode(raw)
 
     def seal(self, key: str, plain: bytes) -> bytes:
         if self._sealer is None:
@@ -84,9 +91,14 @@ class SealingCodec(Codec):
         return self._header + nonce + body
 
     def open(self, key: str, raw: bytes) -> bytes:
-        """The plain bytes of the sealed value stored at `key`; `SealBroken` saying
-        why when it does not open."""
-        found = envelope.unpack(key, raw)
+        """The plain bytes of the sealed value stored at `key`. A value under a key this
+        process lacks raises `SealBroken` (the process's fault: never quarantined); one
+        that is not a sealed value this version reads, or fails its tag (altered, or
+        copied from another record), raises `UnreadableValue` (the record's)."""
+        try:
+            found = envelope.unpack(key, raw)
+        except envelope.BadEnvelope as exc:
+            raise UnreadableValue(str(exc)) from None
         opener = self._openers.get(found.key_id)
         if opener is None:
             raise SealBroken(
@@ -97,10 +109,9 @@ class SealingCodec(Codec):
         try:
             plain: bytes = opener.decrypt(found.nonce, found.body, found.header + key.encode())
         except InvalidTag:
-            raise SealBroken(
-                f"{key[:120]}: the sealed value does not open under key id {found.key_id}: "
-                "it was altered, or sealed for another memory id or tenant and copied "
-                "here; nothing was read from it") from None
+            raise UnreadableValue(
+                f"the sealed value does not open under key id {found.key_id}: it was "
+                "altered, or sealed for another memory id or tenant and copied here") from None
         return plain
 
     def lenient(self) -> SealingCodec:

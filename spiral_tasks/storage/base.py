@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spiral_tasks.errors import CorruptRecord
+from spiral_tasks.storage import codec
 from spiral_tasks.storage.codec import PLAIN, Codec
 
 MAX_KEY_BYTES = 1024
@@ -63,7 +65,60 @@ class Publish:
     message: str
 
 
-Write = Put | Delete | Increment | IndexPut | IndexRemove | Publish
+@dataclass(frozen=True)
+class Unreadable:
+    """What a tolerant read (`read_many`, `read_scan`, a fence's reads) gives for a
+    stored value that does not decode: the key, why, and the bytes as stored, so a
+    rebuild can quarantine them whole. Strict reads raise `CorruptRecord` instead."""
+
+    key: str
+    reason: str
+    raw: bytes
+
+    def error(self) -> CorruptRecord:
+        return CorruptRecord(self.key, self.reason)
+
+
+def decode_or_unreadable(key: str, raw: bytes, values: Codec = PLAIN) -> Any:
+    """The value of `raw`, stored at `key` (opened by `values`, the store's codec), or
+    `Unreadable` if its bytes are no value. A codec's configuration fault (a sealed
+    record under a key this process lacks: `SealBroken`) is not the record's, and
+    propagates."""
+    try:
+        return values.decode(key, raw)
+    except codec.UnreadableValue as exc:
+        return Unreadable(key, str(exc)[:200], raw)
+
+
+def decoded(key: str, raw: bytes, values: Codec = PLAIN) -> Any:
+    """The value of `raw`, stored at `key`; `CorruptRecord` naming the key if its bytes
+    are no value."""
+    value = decode_or_unreadable(key, raw, values)
+    if isinstance(value, Unreadable):
+        raise value.error()
+    return value
+
+
+@dataclass(frozen=True)
+class LogAppend:
+    """An entry added at the end of an append-only log (a Redis stream, a LevelDB key
+    range): the audit log. `seq` orders the entries of one log (1, 2, ...)."""
+
+    log: str
+    seq: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class LogTrim:
+    """Remove a log's entries up to and including the one at `through` (a position
+    `log_read` returned): retention, written with the checkpoint that replaces them."""
+
+    log: str
+    through: str
+
+
+Write = Put | Delete | Increment | IndexPut | IndexRemove | Publish | LogAppend | LogTrim
 
 
 @dataclass(frozen=True)
@@ -74,7 +129,17 @@ class EncodedPut:
     raw: bytes
 
 
-EncodedWrite = EncodedPut | Delete | Increment | IndexPut | IndexRemove | Publish
+@dataclass(frozen=True)
+class EncodedLogAppend:
+    """A `LogAppend` whose value passed the codec."""
+
+    log: str
+    seq: int
+    raw: bytes
+
+
+EncodedWrite = (EncodedPut | Delete | Increment | IndexPut | IndexRemove | Publish
+                | EncodedLogAppend | LogTrim)
 
 
 def check_key(key: Any, argument: str = "key") -> str:
@@ -95,6 +160,18 @@ def check_prefix(prefix: Any) -> str:
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
     return prefix if prefix == "" else check_key(prefix, "prefix")
+
+
+def _encode_log(write: LogAppend | LogTrim) -> EncodedLogAppend | LogTrim:
+    check_key(write.log, "log")
+    if isinstance(write, LogTrim):
+        check_key(write.through, "through")
+        return write
+    seq = write.seq
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**63:
+        raise ValueError(f"seq must be a positive int, got {seq!r}")
+    # Audit entries name operations and ids, never a memory's content: not sealed.
+    return EncodedLogAppend(write.log, seq, codec.encode(write.value))
 
 
 def _encode_write(write: Write, values: Codec) -> EncodedWrite:
@@ -120,6 +197,8 @@ def _encode_write(write: Write, values: Codec) -> EncodedWrite:
             check_key(channel, "channel")
             if not isinstance(message, str):
                 raise TypeError(f"message must be a str, got {type(message).__name__}")
+        case LogAppend() | LogTrim():
+            return _encode_log(write)
         case _:
             raise TypeError(f"not a storage write: {write!r}")
     return write
@@ -172,17 +251,30 @@ class Storage(ABC):
     @abstractmethod
     def _index_size(self, index: str) -> int: ...
 
+    @abstractmethod
+    def _log_read(self, log: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        """Up to `limit` entries of `log` after position `after` (None: from the
+        start), oldest first, with their positions."""
+
     # --- the contract callers use ---------------------------------------------------
     def get(self, key: str) -> Any:
-        """The value at `key`, or None when there is none."""
+        """The value at `key`, or None when there is none; `CorruptRecord` if its bytes
+        do not decode."""
         raw = self._get(check_key(key))
-        return None if raw is None else self.codec.decode(key, raw)
+        return None if raw is None else decoded(key, raw, self.codec)
 
     def get_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """Like `get`, for many keys; the first that does not decode raises."""
         raws = self._get_many([check_key(k) for k in keys])
-        decode = self.codec.decode
-        return [None if raw is None else decode(key, raw)
-                for key, raw in zip(keys, raws, strict=True)]
+        return [None if raw is None else decoded(k, raw, self.codec)
+                for k, raw in zip(keys, raws, strict=True)]
+
+    def read_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """Like `get_many`, but a value that does not decode comes back as
+        `Unreadable`, so one bad record does not hide the others."""
+        raws = self._get_many([check_key(k) for k in keys])
+        return [None if raw is None else decode_or_unreadable(k, raw, self.codec)
+                for k, raw in zip(keys, raws, strict=True)]
 
     def set(self, key: str, value: Any) -> None:
         self._apply([EncodedPut(check_key(key), self.codec.encode(key, value))])
@@ -194,7 +286,7 @@ class Storage(ABC):
         the first one written, never their own losing copy.
         """
         raw = self._set_if_absent_raw(check_key(key), self.codec.encode(key, value))
-        return self.codec.decode(key, raw)
+        return decoded(key, raw, self.codec)
 
     def delete(self, key: str) -> None:
         self.apply([Delete(key)])
@@ -203,10 +295,16 @@ class Storage(ABC):
         return self._keys(check_prefix(prefix))
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        """Every (key, value) under `prefix`, streamed: the rebuild reads storage so."""
-        decode = self.codec.decode
+        """Every (key, value) under `prefix`, streamed; `CorruptRecord` at the first
+        value that does not decode."""
         for key, raw in self._scan(check_prefix(prefix)):
-            yield key, decode(key, raw)
+            yield key, decoded(key, raw, self.codec)
+
+    def read_scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Like `scan`, but a value that does not decode comes as `Unreadable` and the
+        scan goes on: the rebuild reads storage so, to quarantine what is bad."""
+        for key, raw in self._scan(check_prefix(prefix)):
+            yield key, decode_or_unreadable(key, raw, self.codec)
 
     def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """Every (key, bytes as stored) under `prefix`, unopened: for the key rotation
@@ -237,6 +335,16 @@ class Storage(ABC):
     def index_size(self, index: str) -> int:
         return self._index_size(check_key(index, "index"))
 
+    def log_read(self, log: str, after: str | None = None,
+                 limit: int = 1000) -> list[tuple[str, Any]]:
+        """Entries of an append-only log after position `after`, oldest first, each
+        with its position (opaque: pass the last one back to read on)."""
+        check_key(log, "log")
+        if after is not None:
+            check_key(after, "after")
+        return [(position, codec.decode(raw))
+                for position, raw in self._log_read(log, after, max(1, limit))]
+
     def __enter__(self) -> Storage:
         self.init()
         return self
@@ -251,13 +359,19 @@ def prepare(writes: Sequence[Write], values: Codec) -> list[EncodedWrite]:
     return [_encode_write(w, values) for w in writes]
 
 
+def seq_position(seq: int) -> str:
+    """The position of entry `seq` of a log kept as a key range (memory, LevelDB): 20
+    digits, so text order is numeric order."""
+    return f"{seq:020d}"
+
+
 def parse_counter(key: str, raw: bytes | None) -> int:
     if raw is None:
         return 0
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"{key} does not hold an integer counter") from None
+        raise CorruptRecord(key, "does not hold an integer counter") from None
 
 
 def stage_values(

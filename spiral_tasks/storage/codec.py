@@ -8,6 +8,9 @@ through a store's `Codec`, which is where sealing (encryption at rest) happens. 
 plain `Codec` here writes JSON and refuses to read a sealed value as anything; the
 sealing one (`security.sealing.SealingCodec`) seals and opens memory records, and is
 installed when a key is configured, so importing storage never imports a cipher.
+Decoding raises `UnreadableValue` for bytes that are not a value (the record is bad,
+not the process), and `SealBroken` when this process lacks the key a record needs
+(the process is misconfigured, not the record).
 """
 
 from __future__ import annotations
@@ -41,13 +44,29 @@ def encode(value: Any) -> bytes:
     raise ValueError("value does not survive a JSON round trip")
 
 
+class UnreadableValue(ValueError):
+    """Stored bytes that do not decode into a value: not JSON, not UTF-8, cut short, a
+    sealed value that fails its tag or is not one this version reads. The fault is the
+    record's, so rebuild and repair quarantine it; every layer above turns this into
+    `CorruptRecord` naming the key.
+
+    Raise it (or a subclass) only for a bad record. A process that cannot decode
+    anything (its key is missing, or it is the wrong key) must raise something else:
+    that is a configuration fault, and quarantining every record for it would be
+    wrong."""
+
+
 def decode(raw: bytes) -> Any:
-    return orjson.loads(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableValue(f"not JSON ({exc})") from exc
 
 
 class Codec:
     """A store's values <-> its bytes, by key: plain JSON. A value found sealed is
-    refused with one clear error, never handed to the JSON decoder as garbage."""
+    refused with one clear error (`SealBroken`: this process has no key), never handed
+    to the JSON decoder as garbage, nor called corrupt."""
 
     #: Whether this codec seals (a process with an encryption key), and under which
     #: key id.
@@ -63,7 +82,7 @@ class Codec:
                 f"{key[:120]} holds a value sealed under key id {envelope.key_id_of(raw)}, "
                 "and this process has no encryption key: set SPIRAL_ENCRYPTION_KEY or "
                 "SPIRAL_ENCRYPTION_KEY_FILE")
-        return orjson.loads(raw)
+        return decode(raw)
 
 
 #: The codec of a store opened without an encryption key.

@@ -8,6 +8,9 @@ The GC index lives under keys starting with byte 0xff, which no UTF-8 key can st
 with, so it never shows in `keys()`:
     0xff 'z' <index> 0x00 <sortable score, 8 bytes> <member>   ordered entries
     0xff 'm' <index> 0x00 <member>  ->  <sortable score>        member -> entry
+
+Append-only logs (the audit log) are a key range there too, in entry order:
+    0xff 'l' <log> 0x00 <seq, 8 bytes big-endian>  ->  entry
 """
 
 from __future__ import annotations
@@ -22,17 +25,21 @@ import plyvel
 
 from spiral_tasks.errors import StorageHeld, StorageUnavailable
 from spiral_tasks.storage.base import (
+    EncodedLogAppend,
     EncodedPut,
     EncodedWrite,
     IndexPut,
     IndexRemove,
+    LogTrim,
     Storage,
     parse_counter,
+    seq_position,
     stage_values,
 )
 
 _INDEX_ENTRY = b"\xffz"
 _INDEX_MEMBER = b"\xffm"
+_LOG_ENTRY = b"\xffl"
 _SIGN = 1 << 63
 _ALL = (1 << 64) - 1
 
@@ -49,6 +56,10 @@ def unsortable(raw: bytes) -> float:
     bits = bits ^ _SIGN if bits & _SIGN else bits ^ _ALL
     value: float = struct.unpack(">d", struct.pack(">Q", bits))[0]
     return value
+
+
+def _log_head(log: str) -> bytes:
+    return _LOG_ENTRY + log.encode() + b"\x00"
 
 
 def _plain(exc: Exception) -> str:
@@ -108,9 +119,10 @@ class LevelStorage(Storage):
             return [k.decode() for k in it]
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
-        # An empty prefix stops before the index's 0xff keys, as `_keys` does.
-        ranged = {"prefix": prefix.encode()} if prefix else {"stop": b"\xff"}
-        with self.db.iterator(**ranged) as it:
+        # Everything: up to the indexes and logs (0xff...), which are not keys.
+        it = self.db.iterator(prefix=prefix.encode()) if prefix else \
+            self.db.iterator(stop=b"\xff")
+        with it:
             for key, raw in it:
                 yield key.decode(), raw
 
@@ -145,7 +157,31 @@ class LevelStorage(Storage):
                     else:
                         batch.put(key.encode(), raw)
                 self._stage_index(batch, writes)
+                self._stage_logs(batch, writes)
             return last
+
+    def _stage_logs(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
+        for write in writes:
+            if isinstance(write, EncodedLogAppend):
+                batch.put(_log_head(write.log) + struct.pack(">Q", write.seq), write.raw)
+            elif isinstance(write, LogTrim):
+                head = _log_head(write.log)
+                stop = head + struct.pack(">Q", int(write.through) + 1)
+                with self.db.iterator(start=head, stop=stop, include_value=False) as it:
+                    for key in it:
+                        batch.delete(key)
+
+    def _log_read(self, log: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        head = _log_head(log)
+        start = head if after is None else head + struct.pack(">Q", int(after) + 1)
+        found: list[tuple[str, bytes]] = []
+        with self.db.iterator(start=start, stop=head[:-1] + b"\x01") as it:
+            for key, raw in it:
+                if len(found) >= limit:
+                    break
+                (seq,) = struct.unpack(">Q", key[len(head):])
+                found.append((seq_position(seq), raw))
+        return found
 
     def _stage_index(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
         # Scores written earlier in this batch are not visible to db.get yet.

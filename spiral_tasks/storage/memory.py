@@ -9,11 +9,14 @@ from collections.abc import Iterator, Sequence
 from sortedcontainers import SortedList
 
 from spiral_tasks.storage.base import (
+    EncodedLogAppend,
     EncodedWrite,
     IndexPut,
     IndexRemove,
+    LogTrim,
     Storage,
     parse_counter,
+    seq_position,
     stage_values,
 )
 
@@ -40,6 +43,9 @@ class MemoryStorage(Storage):
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
         self._indexes: dict[str, _OrderedIndex] = {}
+        #: Append-only logs: (position, value) in order; a position is the entry's
+        #: seq in 20 digits, so positions sort as numbers.
+        self._logs: dict[str, list[tuple[str, bytes]]] = {}
         self._lock = threading.Lock()
 
     def init(self) -> None:
@@ -88,6 +94,12 @@ class MemoryStorage(Storage):
                         write.member, float(write.score))
                 elif isinstance(write, IndexRemove) and write.index in self._indexes:
                     self._indexes[write.index].remove(write.member)
+                elif isinstance(write, EncodedLogAppend):
+                    self._logs.setdefault(write.log, []).append(
+                        (seq_position(write.seq), write.raw))
+                elif isinstance(write, LogTrim):
+                    self._logs[write.log] = [e for e in self._logs.get(write.log, [])
+                                             if e[0] > write.through]
             return last
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
@@ -102,3 +114,9 @@ class MemoryStorage(Storage):
         with self._lock:
             found = self._indexes.get(index)
             return len(found.scores) if found else 0
+
+    def _log_read(self, log: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        with self._lock:
+            entries = self._logs.get(log, [])
+            return [e for e in entries if after is None or e[0] > after][:limit]
+

@@ -17,23 +17,25 @@ directory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
 from redis.commands.core import Script
 
 from spiral_tasks.config.redis_urls import parse_redis_url, shown_url
-from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.errors import CorruptRecord, StorageUnavailable
 from spiral_tasks.keys import directory_of, hash_tag
 from spiral_tasks.storage import lua
 from spiral_tasks.storage.base import (
     Delete,
+    EncodedLogAppend,
     EncodedPut,
     EncodedWrite,
     Increment,
     IndexPut,
     IndexRemove,
+    LogTrim,
     Publish,
     Storage,
 )
@@ -74,6 +76,12 @@ def write_args(writes: Sequence[EncodedWrite],
             case Publish(channel, message):
                 keys += [placeholder, placeholder]
                 argv += ["P", channel, message]
+            case EncodedLogAppend(log, _, raw):
+                keys += [log, log]
+                argv += ["A", raw, ""]
+            case LogTrim(log, through):
+                keys += [log, log]
+                argv += ["T", through, ""]
     return keys, argv
 
 
@@ -84,13 +92,18 @@ def first_key(writes: Sequence[EncodedWrite]) -> str:
             return channel
         case IndexPut(index, _, _) | IndexRemove(index, _):
             return index
+        case EncodedLogAppend(log, _, _) | LogTrim(log, _):
+            return log
         case EncodedPut(key, _) | Delete(key) | Increment(key, _):
             return key
     raise TypeError(f"not a storage write: {writes[0]!r}")
 
 
+ErrorReply = Callable[[str], Exception]
+
+
 def run_script(script: Script, keys: Sequence[str], argv: Sequence[Any],
-               errors: dict[str, type[Exception]]) -> Any:
+               errors: dict[str, ErrorReply]) -> Any:
     """Run `script`; an error reply starting with one of `errors`' markers (e.g.
     "NOTINT ") becomes that exception with the rest of the reply as its message."""
     try:
@@ -103,6 +116,12 @@ def run_script(script: Script, keys: Sequence[str], argv: Sequence[Any],
         raise
 
 
+def _not_a_counter(message: str) -> CorruptRecord:
+    """`NOTINT <key> does not hold an integer counter`: the counter is corrupt."""
+    key, _, reason = message.partition(" does not hold")
+    return CorruptRecord(key, "does not hold" + reason if reason else message)
+
+
 def connect(url: str, **options: Any) -> redis.Redis:
     """A redis-py client for `url`, its TLS parameters (`rediss://...?ssl_ca_certs=...`)
     read as the broker, the results and beat read them (`spiral_tasks.config.redis_urls`),
@@ -113,7 +132,7 @@ def connect(url: str, **options: Any) -> redis.Redis:
 
 
 #: Error replies of the write script.
-WRITE_ERRORS: dict[str, type[Exception]] = {"NOTINT ": ValueError}
+WRITE_ERRORS: dict[str, ErrorReply] = {"NOTINT ": _not_a_counter}
 
 
 class RedisStorage(Storage):
@@ -227,3 +246,9 @@ class RedisStorage(Storage):
 
     def _index_size(self, index: str) -> int:
         return int(self.client.zcard(index))
+
+    def _log_read(self, log: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        start = "-" if after is None else "(" + after
+        entries: list[tuple[bytes, dict[bytes, bytes]]]
+        entries = self.client.xrange(log, start, "+", count=limit)  # type: ignore[assignment]
+        return [(position.decode(), fields[b"e"]) for position, fields in entries]

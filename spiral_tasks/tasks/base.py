@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import random
 from typing import Any
 
@@ -18,15 +19,19 @@ import redis
 from celery import Task
 
 from spiral_tasks import validation
+from spiral_tasks.audit.actor import Actor, acting
 from spiral_tasks.config import RetryPolicy, current
 from spiral_tasks.errors import (
     CapacityExceeded,
+    CorruptRecord,
     InvalidArgument,
     LockLost,
     LockTimeout,
     StaleGeneration,
     StorageUnavailable,
 )
+
+log = logging.getLogger(__name__)
 
 #: Failures worth trying again: the lock was busy or lost, Redis was unreachable.
 TRANSIENT = (LockTimeout, LockLost, StaleGeneration, StorageUnavailable,
@@ -67,19 +72,28 @@ def check_arguments(name: str, signature: inspect.Signature, args: tuple[Any, ..
 
 class SpiralTask(Task[Any, Any]):
     """Turns transient failures into retries (with backoff and jitter). Bad input and a
-    full tenant are expected outcomes: logged without a traceback, never retried."""
+    full tenant are expected outcomes: logged without a traceback, never retried. So
+    is a corrupt record (trying again meets the same bytes), logged as an error in one
+    line naming the key, for an operator to run `spiral repair`."""
 
-    throws = (InvalidArgument, CapacityExceeded)
+    throws = (InvalidArgument, CapacityExceeded, CorruptRecord)
 
     @functools.cached_property
     def _signature(self) -> inspect.Signature:
         # Taken once per task: inspect.signature costs more than the check itself.
         return inspect.signature(self.run)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        # `self` positional-only: a producer's keyword named "self" is refused like
+        # any unknown one, not a TypeError ("multiple values for argument 'self'").
         check_arguments(self.name, self._signature, args, kwargs)
         try:
-            return self.run(*args, **kwargs)
+            # The audit log names this task and worker (the engine cannot ask Celery).
+            with acting(Actor(task=self.request.id, worker=self.request.hostname)):
+                return self.run(*args, **kwargs)
+        except CorruptRecord as exc:
+            log.error("%s: %s", self.name, exc)
+            raise
         except TRANSIENT as exc:
             if self.request.called_directly:
                 raise

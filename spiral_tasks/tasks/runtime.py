@@ -15,9 +15,11 @@ import threading
 
 from spiral_tasks.config import current
 from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import SpiralError
 from spiral_tasks.factory import open_engine
 from spiral_tasks.metrics.observer import PrometheusObserver
 from spiral_tasks.observe import NO_OBSERVER
+from spiral_tasks.rebuild import RebuildReport
 from spiral_tasks.storage.factory import storage_from
 
 log = logging.getLogger(__name__)
@@ -49,15 +51,34 @@ def check_storage() -> None:
 
 
 def startup_rebuild(opened: SpiralMemory) -> bool:
+    """Rebuild once per window across processes. A rebuild that fails (a tenant's
+    lock busy past the wait) is logged and the process serves anyway: the rebuild is
+    a check, and a worker child that died in it would be replaced only to fail again,
+    forever."""
     window = current().tasks.startup_rebuild_window_s
     if not opened.coordinator.claim("startup_rebuild", window):
         log.info("startup rebuild: another process rebuilt within %.0f s, skipped", window)
         return False
-    report = opened.rebuild_stats()
+    try:
+        report = opened.rebuild_stats()
+    except SpiralError as exc:
+        log.error("startup rebuild failed, serving anyway: %s: %s", type(exc).__name__, exc)
+        return False
     log.info("startup rebuild corrected %d spiral(s), %d counter(s) over %d nodes in "
              "%.1f ms", len(report.corrected_spirals), len(report.corrected_counters),
              report.total_nodes, report.duration_ms)
+    log_trouble("startup rebuild", report)
     return True
+
+
+def log_trouble(what: str, report: RebuildReport) -> None:
+    """What an operator must look at after a rebuild, one error line each: every
+    record it quarantined, every tenant it refused."""
+    for moved in report.quarantined:
+        log.error("%s quarantined %s (%s) to %s", what, moved.key, moved.reason,
+                  moved.moved_to)
+    for refusal in report.refused:
+        log.error("%s refused: %s", what, refusal.reason)
 
 
 def close() -> None:

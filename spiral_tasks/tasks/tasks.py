@@ -49,6 +49,15 @@ def retrieve_memory(self: SpiralTask, memory_id: str,
     return None if memory is None else memory.to_json()
 
 
+@app.task(name="spiral.retrieve_by_sigil", base=SpiralTask, bind=True)
+def retrieve_by_sigil(self: SpiralTask, sigil: str,
+                      tenant: str = "default") -> dict[str, Any] | None:
+    """The memory the sigil opens in the tenant, or null: a capability, refused alike
+    (null, the same work) however it fails. Reads only."""
+    memory = runtime.engine().retrieve_by_sigil(sigil, tenant=tenant)
+    return None if memory is None else memory.to_json()
+
+
 @app.task(name="spiral.gc", base=SpiralTask, bind=True,
           time_limit=GC_LIMITS.hard, soft_time_limit=GC_LIMITS.soft)
 def gc(self: SpiralTask, time_budget_ms: float | None = None,
@@ -59,7 +68,9 @@ def gc(self: SpiralTask, time_budget_ms: float | None = None,
 @app.task(name="spiral.rebuild_stats", base=SpiralTask, bind=True,
           time_limit=REBUILD_LIMITS.hard, soft_time_limit=REBUILD_LIMITS.soft)
 def rebuild_stats(self: SpiralTask, tenant: str | None = None) -> dict[str, Any]:
-    return runtime.engine().rebuild_stats(tenant).to_json()
+    report = runtime.engine().rebuild_stats(tenant)
+    runtime.log_trouble(self.name, report)
+    return report.to_json()
 
 
 @app.task(name="spiral.stats", base=SpiralTask, bind=True)
@@ -67,10 +78,11 @@ def stats(self: SpiralTask, tenant: str = "default") -> dict[str, Any]:
     return runtime.engine().stats(tenant).to_json()
 
 
-@app.task(name="spiral.noop")
+@app.task(name="spiral.noop", base=SpiralTask)
 def noop() -> None:
-    """Does nothing: the yardstick the store task is benchmarked against."""
+    """Does nothing: the yardstick the store task is benchmarked against. Checked like
+    every task: an argument sent to it is InvalidArgument, not a TypeError."""
 
 
-__all__ = ["collect_memory", "gc", "noop", "rebuild_stats", "retrieve_memory",
-           "stats", "store_memory"]
+__all__ = ["collect_memory", "gc", "noop", "rebuild_stats", "retrieve_by_sigil",
+           "retrieve_memory", "stats", "store_memory"]

@@ -7,7 +7,7 @@ import base64
 import os
 
 from spiral_tasks.config import EncryptionSettings
-from spiral_tasks.security.keyring import KEY_BYTES, key_id
+from spiral_tasks.security.encryption_keys import KEY_BYTES, key_id
 
 
 def new_key() -> bytes:

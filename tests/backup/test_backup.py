@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 from spiral_tasks.backup import BackupRefused, TargetNotEmpty, restore, take, verify
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.keys import SIGIL_SECRET_KEY, TenantKeys
+from spiral_tasks.security.rotation import rotate_stored
+from spiral_tasks.security.sigils import key_id
 from spiral_tasks.storage.base import Put, Storage
 from spiral_tasks.storage.factory import open_storage
 from spiral_tasks.testing.engines import engine_over
@@ -159,3 +162,39 @@ def test_a_restore_can_be_checked_by_a_rebuild(open_engine: Opener, tmp_path: Pa
     target = open_engine("level")
     assert not restore(target, tmp_path / "b.jsonl").rebuild_clean
     assert target.storage.get(TenantKeys("acme").memory_count) == 99
+
+
+def test_a_backup_with_its_keys_carries_a_rotations_grace_period_across(
+        open_engine: Opener, tmp_path: Path) -> None:
+    """Key ids travel with the memories: a backup taken mid-rotation (some sigils under
+    the old key, in their grace period) and restored with its keys opens both kinds;
+    restored into a store with keys of its own, the restore names the keys it does not
+    accept, and re-signing gives the memories sigils that work there."""
+    source = open_engine("memory", secret="")
+    old = source.store("before the rotation", tenant="acme", memory_id="m1").stored.sigil
+    rotate_stored(source.storage, grace_s=3600, now=time.time, settle=lambda _: None)
+    source.context.sigils.reload()
+    new = source.store("after the rotation", tenant="acme", memory_id="m2").stored.sigil
+    take(source, tmp_path / "keyed.jsonl", source="memory", with_secret=True)
+    take(source, tmp_path / "plain.jsonl", source="memory")
+
+    keyed = open_engine("redis", secret="")
+    summary = restore(keyed, tmp_path / "keyed.jsonl")
+    assert summary.warnings == [summary.warnings[0]]
+    assert "1 other(s) accepted" in summary.warnings[0]
+    assert [m.id if (m := keyed.retrieve_by_sigil(s, tenant="acme")) else None
+            for s in (old, new)] == ["m1", "m2"]
+
+    elsewhere = open_engine("level", secret="elsewhere")
+    summary = restore(elsewhere, tmp_path / "plain.jsonl")
+    assert "2 of the backup's memories were signed under another sigil key" in \
+        summary.warnings[0]
+    assert key_id(old) in summary.warnings[0]
+    assert key_id(new) in summary.warnings[0]
+    assert elsewhere.retrieve_by_sigil(old, tenant="acme") is None
+    assert elsewhere.resign_sigils().resigned == 2
+    for memory_id in ("m1", "m2"):
+        sigil = elsewhere.storage.get(TenantKeys("acme").memory(memory_id))["sigil"]
+        opened = elsewhere.retrieve_by_sigil(sigil, tenant="acme")
+        assert opened is not None
+        assert opened.id == memory_id

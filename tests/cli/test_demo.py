@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,19 @@ def _in_folder(folder: Path) -> list[int]:
                 if os.readlink(f"/proc/{entry}/cwd") == str(folder):
                     found.append(int(entry))
     return found
+
+
+def test_the_demo_runs_while_a_deployed_node_serves_metrics_on_9099(tmp_path: Path) -> None:
+    """The worker a run starts serves no metrics (nobody scrapes it), so a node of the
+    Redis deployment on this host, holding the default METRICS_PORT, does not stop it."""
+    with contextlib.ExitStack() as held:
+        listener = held.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already held by someone: the same case
+            listener.bind(("0.0.0.0", 9099))
+            listener.listen()
+        result = run_demo(tmp_path, "--count", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "started one for this run" in result.stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -9,7 +9,8 @@ import pytest
 
 from tests.cli.programs import spiral
 
-SUBCOMMANDS = ["repair", "perf", "backup", "restore", "stats", "demo", "enqueue"]
+SUBCOMMANDS = ["repair", "perf", "backup", "restore", "stats", "quarantine",
+               "rotate-sigil-secret", "demo", "enqueue"]
 
 
 def test_spiral_lists_every_subcommand(tmp_path: Path) -> None:

@@ -68,7 +68,8 @@ def test_json_parses_and_says_what_the_exit_code_says(stored: Path) -> None:
     report = json_out(result)
     assert report["clean"] is False
     assert report["exit_code"] == 2
-    assert report["current_state"] == {"tenants": 2, "memories": 20, "spirals": 10}
+    assert report["current_state"] == {"tenants": 2, "memories": 20, "spirals": 10,
+                                       "unreadable_tenants": 0}
     assert report["report"]["corrected_counters"] == [  # type: ignore[index]
         {"key": KEYS.memory_count, "before": 3, "after": 17}]
     assert report["target_met"] is True

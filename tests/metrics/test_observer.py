@@ -7,6 +7,7 @@ from prometheus_client import Metric
 from spiral_tasks.gc.policy import GcReport
 from spiral_tasks.metrics.families import families
 from spiral_tasks.metrics.observer import PrometheusObserver, count_retry
+from spiral_tasks.quarantine import Quarantined
 from spiral_tasks.rebuild import CounterCorrection, RebuildReport
 
 OBSERVER = PrometheusObserver()
@@ -60,8 +61,11 @@ def test_locks_gc_rebuilds_and_retries_are_counted() -> None:
     OBSERVER.lock_timed_out("t", 2.0)
     OBSERVER.lock_lost("t")
     OBSERVER.gc_ran(GcReport(collected_ids=["a", "b"], duration_ms=20.0))
+    quarantined_before = sample(corrections, "spiral_rebuild_corrections_total",
+                                kind="quarantine")
     OBSERVER.rebuilt(RebuildReport(corrected_counters=[
-        CounterCorrection("t:{t}:memory_count", 3, 2)]))
+        CounterCorrection("t:{t}:memory_count", 3, 2)], quarantined=[
+        Quarantined("t:{t}:mem:m", "not JSON", "t:{t}:quarantine:mem:m@1")]))
     count_retry("spiral.store_memory", "LockTimeout")
 
     after = {key: sample(metrics[key], names[key]) for key in names}
@@ -72,5 +76,7 @@ def test_locks_gc_rebuilds_and_retries_are_counted() -> None:
     assert after["collected"] == before["collected"] + 2
     assert sample(corrections, "spiral_rebuild_corrections_total",
                   kind="counter") == counters_before + 1
+    assert sample(corrections, "spiral_rebuild_corrections_total",
+                  kind="quarantine") == quarantined_before + 1
     assert sample(measured.retries, "spiral_task_retries_total", task="spiral.store_memory",
                   cause="LockTimeout") == retries_before + 1

@@ -105,8 +105,13 @@ def check(argv: list[str]) -> None:
         check_celery(argv[3], argv[4:])
     else:
         assert program in console_scripts(), f"{program}: not a console script of pyproject.toml"
-        subcommand = argv[1:2] if argv[1:] and not argv[1].startswith("-") else []
-        assert_options(help_text((program, *subcommand)), argv[1:])
+        command, helped = [program], ""
+        for word in argv[1:3]:  # a subcommand, and one of its own if it is a group
+            if word.startswith("-") or (helped and "\nCommands:" not in helped):
+                break
+            command.append(word)
+            helped = help_text(tuple(command))
+        assert_options(helped or help_text((program,)), argv[1:])
 
 
 def console_scripts() -> dict[str, str]:

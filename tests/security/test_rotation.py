@@ -1,173 +1,159 @@
-"""Key rotation in one process, on every backend: from one key to another, from none to
-a key, a dry run, a record that does not open, and records written meanwhile under the
-old key. (Rotation under live workers, and killed mid-run, is in tests/cli.)"""
+"""Rotating the sigil key on every backend: old sigils keep working through their
+grace period and stop at its end, re-signing gives every memory a sigil under the new
+key, and collection, rebuild and a second process all follow."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from spiral_tasks.config import EncryptionSettings
-from spiral_tasks.errors import EncryptionKeyMissing, SealBroken
-from spiral_tasks.keys import SEALING_PLAIN_KEY, TenantKeys, sealing_marker
-from spiral_tasks.security import envelope
-from spiral_tasks.security.atrest import codec_for, read_markers, seal_storage
-from spiral_tasks.security.rotation import NoSealingKey, TenantRotation, rotate
-from spiral_tasks.storage.base import EncodedPut, Storage
-from spiral_tasks.testing.encryption import key_id_of, new_key, sealing
+from spiral_tasks.config import OldSecret
+from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.keys import SIGIL_SECRET_KEY, TenantKeys
+from spiral_tasks.model import Memory
+from spiral_tasks.security.keyring import read_stored, write_stored
+from spiral_tasks.security.rotation import rotate_stored
+from spiral_tasks.security.sigils import SigilKey, index_name, key_id
+from spiral_tasks.storage.base import Delete, Put, Storage
 from spiral_tasks.testing.engines import engine_over
-from tests.contents import contents, populate
+from tests.conftest import Clock
 from tests.invariants import assert_consistent
 
-TENANTS = ("acme", "zeta")
+KEYS = TenantKeys("default")
+GRACE_S = 1000.0
 
 
-def key_ids(storage: Storage) -> dict[str | None, int]:
-    """How many memory records are under each key id (None: in the clear)."""
-    found: dict[str | None, int] = {}
-    for tenant in TENANTS:
-        for _, raw in storage.scan_stored(TenantKeys(tenant).memories):
-            key_id = envelope.key_id_of(raw)
-            found[key_id] = found.get(key_id, 0) + 1
-    return found
+def configured(storage: Storage, clock: Clock, secret: str,
+               *old: OldSecret) -> SpiralMemory:
+    return engine_over(storage, clock=clock, sigil_secret=secret, old_sigil_secrets=old)
 
 
-def test_rotation_reseals_everything_under_the_new_key(sealed_storage: Storage,
-                                                       sealing_key: bytes) -> None:
-    populate(engine_over(sealed_storage))
-    before = contents(sealed_storage)
-    old, new = key_id_of(sealing_key), new_key()
-    seal_storage(sealed_storage, sealing(new, sealing_key))
-    engine = engine_over(sealed_storage)
-    records = sum(key_ids(sealed_storage).values())
-    report = rotate(engine)
-    assert report.complete
-    assert report.resealed == records
-    assert report.current == 0
-    assert {t.tenant: t.sources for t in report.tenants} == {
-        t: {old: len(sealed_storage.keys(TenantKeys(t).memories))} for t in TENANTS}
-    assert key_ids(sealed_storage) == {key_id_of(new): records}
-    assert report.markers_removed == [sealing_marker(old)]
-    assert read_markers(sealed_storage).key_ids == {key_id_of(new)}
-    # Only the new key is needed now, and the old one alone is refused.
-    with pytest.raises(EncryptionKeyMissing, match=key_id_of(new)):
-        seal_storage(sealed_storage, sealing(sealing_key))
-    seal_storage(sealed_storage, sealing(new))
-    assert contents(sealed_storage) == before
-    for tenant in TENANTS:
-        assert_consistent(engine_over(sealed_storage), tenant)
-    again = rotate(engine_over(sealed_storage))
-    assert again.complete
-    assert again.resealed == 0
-    assert again.current == records
+def opens(engine: SpiralMemory, sigil: str) -> str | None:
+    memory = engine.retrieve_by_sigil(sigil)
+    return None if memory is None else memory.id
 
 
-def test_rotation_from_no_key_seals_the_records_left_in_the_clear(
-        storage: Storage, sealing_key: bytes) -> None:
-    populate(engine_over(storage))
-    before = contents(storage)
-    records = sum(key_ids(storage).values())
-    assert key_ids(storage) == {None: records}
-    seal_storage(storage, sealing(sealing_key))
-    report = rotate(engine_over(storage))
-    assert report.complete
-    assert report.resealed == records
-    assert sum(t.unsealed for t in report.tenants) == records
-    assert report.markers_removed == [SEALING_PLAIN_KEY]
-    assert key_ids(storage) == {key_id_of(sealing_key): records}
-    assert contents(storage) == before
-    # The store no longer admits records in the clear, nor a process without the key.
-    assert not read_markers(storage).plain
-    seal_storage(storage, sealing(sealing_key))
-    assert not storage.codec.accept_plain  # type: ignore[attr-defined]
-    with pytest.raises(EncryptionKeyMissing, match="no encryption key"):
-        seal_storage(storage, EncryptionSettings())
+def sigil_entries(engine: SpiralMemory) -> int:
+    return len(engine.storage.keys(KEYS.sigils))
 
 
-def test_a_dry_run_opens_and_counts_and_writes_nothing(sealed_storage: Storage,
-                                                       sealing_key: bytes) -> None:
-    populate(engine_over(sealed_storage))
-    seal_storage(sealed_storage, sealing(new_key(), sealing_key))
-    stored = dict(sealed_storage.scan_stored(""))
-    report = rotate(engine_over(sealed_storage), dry_run=True)
-    assert not report.complete
-    assert report.left == report.resealed > 0
-    assert dict(sealed_storage.scan_stored("")) == stored
-    assert key_id_of(sealing_key) in read_markers(sealed_storage).key_ids
+def test_old_sigils_work_through_the_grace_period_and_stop_after(storage: Storage,
+                                                                 clock: Clock) -> None:
+    before = configured(storage, clock, "one")
+    old = before.store("stored before the rotation", memory_id="m1").stored.sigil
+    after = configured(storage, clock, "two", OldSecret("one", clock.now + GRACE_S))
+    assert opens(after, old) == "m1"
+    fresh = after.store("stored after", memory_id="m2").stored.sigil
+    assert key_id(fresh) == SigilKey(b"two").kid != key_id(old)
+
+    report = after.resign_sigils()
+    assert (report.memories, report.resigned, report.dropped) == (2, 1, 0)
+    assert after.resign_sigils().resigned == 0  # nothing left to do: run it again freely
+    new = Memory.from_json(storage.get(KEYS.memory("m1"))).sigil
+    assert key_id(new) == SigilKey(b"two").kid
+    assert opens(after, old) == opens(after, new) == "m1"
+    # A holder of the old sigil reads the new one in what it opens.
+    opened = after.retrieve_by_sigil(old)
+    assert opened is not None
+    assert opened.sigil == new
+    assert after.rebuild_stats().clean  # the old entry is kept while its key is accepted
+    assert sigil_entries(after) == 3
+
+    clock.advance(GRACE_S)
+    assert opens(after, old) is None
+    assert (opens(after, new), opens(after, fresh)) == ("m1", "m2")
+    report_after = after.rebuild_stats()
+    assert report_after.orphans.sigils == [index_name(old)]  # its key retired: dropped
+    assert after.rebuild_stats().clean
+    assert sigil_entries(after) == 2
+    assert assert_consistent(after) == 2
 
 
-def test_a_record_that_does_not_open_stops_the_rotation_and_a_rerun_resumes(
-        sealed_storage: Storage, sealing_key: bytes) -> None:
-    populate(engine_over(sealed_storage))
-    stranger = new_key()
-    # One record of the second tenant sealed under a key the rotation is not given.
-    victim = TenantKeys("zeta").memory("m0")
-    foreign = codec_for(sealing(stranger))
-    sealed_storage._apply([EncodedPut(victim, foreign.encode(victim,
-                                                             sealed_storage.get(victim)))])
-    new = new_key()
-    seal_storage(sealed_storage, sealing(new, sealing_key))
-    done: list[TenantRotation] = []
-    with pytest.raises(SealBroken, match=f"{victim}.*key id {key_id_of(stranger)}"):
-        rotate(engine_over(sealed_storage), on_tenant=done.append)
-    assert [t.tenant for t in done] == ["acme"]
-    counts = key_ids(sealed_storage)
-    assert counts[key_id_of(new)] == done[0].resealed  # the first tenant is done
-    assert key_id_of(sealing_key) in read_markers(sealed_storage).key_ids
-    seal_storage(sealed_storage, sealing(new, sealing_key, stranger))
-    report = rotate(engine_over(sealed_storage))
-    assert report.complete
-    assert next(t.current for t in report.tenants) == done[0].resealed
-    assert set(key_ids(sealed_storage)) == {key_id_of(new)}
+def test_collecting_a_resigned_memory_stops_both_of_its_sigils(storage: Storage,
+                                                               clock: Clock) -> None:
+    configured(storage, clock, "one").store("x", memory_id="m1")
+    old = Memory.from_json(storage.get(KEYS.memory("m1"))).sigil
+    after = configured(storage, clock, "two", OldSecret("one", clock.now + GRACE_S))
+    after.resign_sigils()
+    new = Memory.from_json(storage.get(KEYS.memory("m1"))).sigil
+    assert after.collect("m1")
+    assert opens(after, old) is None
+    assert opens(after, new) is None
+    assert sigil_entries(after) == 0
+    assert after.rebuild_stats().clean
 
 
-def test_records_sealed_meanwhile_under_the_old_key_keep_its_marker(
-        sealed_storage: Storage, sealing_key: bytes) -> None:
-    populate(engine_over(sealed_storage))
-    new = new_key()
-    seal_storage(sealed_storage, sealing(new, sealing_key))
-    old_codec = codec_for(sealing(sealing_key))
-    late = TenantKeys("acme").memory("m0")
-
-    def old_worker_writes(done: TenantRotation) -> None:
-        # A worker still sealing with the old key writes into a tenant already done.
-        if done.tenant == "acme":
-            value = sealed_storage.get(late)
-            sealed_storage._apply([EncodedPut(late, old_codec.encode(late, value))])
-
-    report = rotate(engine_over(sealed_storage), on_tenant=old_worker_writes)
-    assert not report.complete
-    assert report.left == 1
-    assert report.markers_removed == []
-    assert key_id_of(sealing_key) in read_markers(sealed_storage).key_ids
-    assert rotate(engine_over(sealed_storage)).complete  # once that worker has the new key
+def test_without_a_grace_period_old_sigils_stop_at_once(storage: Storage,
+                                                        clock: Clock) -> None:
+    old = configured(storage, clock, "one").store("x", memory_id="m1").stored.sigil
+    after = configured(storage, clock, "two")  # the old secret leaked: not kept
+    assert opens(after, old) is None
+    report = after.resign_sigils()
+    assert (report.resigned, report.dropped) == (1, 1)
+    assert sigil_entries(after) == 1
+    new = Memory.from_json(storage.get(KEYS.memory("m1"))).sigil
+    assert opens(after, new) == "m1"
 
 
-def test_rotation_needs_a_key_to_seal_with(storage: Storage) -> None:
-    populate(engine_over(storage), count=3)
-    with pytest.raises(NoSealingKey, match="SPIRAL_ENCRYPTION_KEY"):
-        rotate(engine_over(storage))
-    seal_storage(storage, EncryptionSettings(None, (new_key(),)))
-    with pytest.raises(NoSealingKey, match="SPIRAL_ENCRYPTION_KEY"):
-        rotate(engine_over(storage))
+def test_a_stored_key_is_rotated_in_two_steps_and_taken_up_by_running_engines(
+        storage: Storage, clock: Clock) -> None:
+    worker = engine_over(storage, clock=clock, sigil_secret="", sigil_refresh_s=0.0)
+    old = worker.store("before", memory_id="m1").stored.sigil
+    first_secret = storage.get(SIGIL_SECRET_KEY)
+    steps: list[tuple[str, Any]] = []
+
+    def settle(why: str) -> None:
+        # Between the steps, a running engine accepts both keys: announced first.
+        steps.append((why, worker.context.sigils.current().accepted_kids(clock.now)))
+
+    rotation = rotate_stored(storage, grace_s=GRACE_S, now=clock, settle=settle)
+    assert not rotation.resumed
+    assert rotation.previous_key_id == key_id(old) != rotation.key_id
+    assert rotation.previous_until == clock.now + GRACE_S
+    assert [why for why, _ in steps] == ["every process accepts the new key",
+                                         "no process signs with the old key"]
+    assert all(kids == {rotation.key_id, rotation.previous_key_id} for _, kids in steps)
+    assert storage.get(SIGIL_SECRET_KEY) != first_secret
+    # The running engine signs with the new key, and still opens the old sigils.
+    assert key_id(worker.store("after", memory_id="m2").stored.sigil) == rotation.key_id
+    assert opens(worker, old) == "m1"
+    assert worker.resign_sigils().resigned == 1
+    clock.advance(GRACE_S)
+    assert opens(worker, old) is None
+    assert opens(worker, Memory.from_json(storage.get(KEYS.memory("m1"))).sigil) == "m1"
 
 
-def test_encryption_turned_on_step_by_step_ends_with_every_record_sealed(
-        storage: Storage, sealing_key: bytes) -> None:
-    """ops/RUNBOOK.md's "Turn encryption on": keys that only open, then the sealing key,
-    then a rotation, with stores at every step."""
-    engine_over(storage).store("before", tenant="acme", memory_id="m0")
-    seal_storage(storage, EncryptionSettings(None, (sealing_key,)))
-    engine_over(storage).store("opening only", tenant="acme", memory_id="m1")
-    seal_storage(storage, sealing(sealing_key))
-    engine_over(storage).store("sealing", tenant="acme", memory_id="m2")
-    assert key_ids(storage) == {None: 2, key_id_of(sealing_key): 1}
-    report = rotate(engine_over(storage))
-    assert report.complete
-    assert report.markers_removed == [SEALING_PLAIN_KEY]
-    assert key_ids(storage) == {key_id_of(sealing_key): 3}
-    seal_storage(storage, sealing(sealing_key))
-    engine = engine_over(storage)
-    assert [engine.retrieve(f"m{n}", tenant="acme").content  # type: ignore[union-attr]
-            for n in range(3)] == ["before", "opening only", "sealing"]
-    with pytest.raises(EncryptionKeyMissing, match="only open"):  # sealed throughout now
-        seal_storage(storage, EncryptionSettings(None, (sealing_key,)))
+def test_a_rotation_interrupted_after_announcing_takes_up_the_announced_key(
+        storage: Storage, clock: Clock) -> None:
+    secret, _ = read_stored(storage)
+    announced = SigilKey(b"announced by a run that crashed")
+    write_stored(storage, secret, [announced])
+    rotation = rotate_stored(storage, grace_s=0.0, now=clock, settle=lambda _: None)
+    assert rotation.resumed
+    assert rotation.key_id == announced.kid
+    assert rotation.previous_until is None
+    secret, others = read_stored(storage)
+    assert (secret, others) == ("announced by a run that crashed", [])
+
+
+def test_sigils_of_the_layout_before_key_ids_are_refused_until_resigned(
+        storage: Storage, clock: Clock) -> None:
+    """A store written by the previous version: 32-hex sigils (HMAC of tenant and id,
+    no key id), indexed under the sigil itself. They were never accepted by anything;
+    the startup rebuild moves their entries to the hashed names, and re-signing gives
+    them sigils that work."""
+    engine = configured(storage, clock, "one")
+    engine.store("from the previous version", memory_id="m1")
+    record: dict[str, Any] = storage.get(KEYS.memory("m1"))
+    legacy = "ab" * 16
+    storage.apply([Delete(KEYS.sigil(index_name(record["sigil"]))),
+                   Put(KEYS.memory("m1"), {**record, "sigil": legacy}),
+                   Put(KEYS.sigil(legacy), "m1")])
+    assert opens(engine, legacy) is None
+    report = engine.rebuild_stats()
+    assert (report.orphans.sigils, report.sigil_fixes) == ([legacy], 1)
+    resigned = engine.resign_sigils()
+    assert (resigned.resigned, resigned.dropped) == (1, 1)
+    new = Memory.from_json(storage.get(KEYS.memory("m1"))).sigil
+    assert opens(engine, new) == "m1"
+    assert sigil_entries(engine) == 1
+    assert engine.rebuild_stats().clean

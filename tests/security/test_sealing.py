@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from spiral_tasks.config import EncryptionSettings
-from spiral_tasks.errors import EncryptionKeyMissing, SealBroken
+from spiral_tasks.errors import CorruptRecord, EncryptionKeyMissing, SealBroken
 from spiral_tasks.keys import SEALING_PLAIN_KEY, TenantKeys, sealing_marker
 from spiral_tasks.security import envelope
-from spiral_tasks.security.atrest import read_markers, seal_storage
+from spiral_tasks.security.atrest import codec_for, read_markers, seal_storage
 from spiral_tasks.storage.base import EncodedPut, Storage
 from spiral_tasks.storage.codec import PLAIN
 from spiral_tasks.testing.encryption import key_id_of, new_key, sealing
@@ -67,7 +67,7 @@ def test_a_sealed_record_copied_under_another_id_or_tenant_does_not_open(
     original = stored(sealed_storage, TenantKeys("acme").memory("m1"))
     for tenant, copied, untouched in [("acme", "m2", "m1"), ("zeta", "m1", "m2")]:
         put_raw(sealed_storage, TenantKeys(tenant).memory(copied), original)
-        with pytest.raises(SealBroken, match=r"does not open.*another memory id or tenant"):
+        with pytest.raises(CorruptRecord, match=r"does not open.*another memory id or tenant"):
             engine.retrieve(copied, tenant=tenant)
         assert engine.retrieve(untouched, tenant=tenant) is not None  # the lock is free
 
@@ -86,7 +86,7 @@ def test_an_altered_sealed_record_is_refused_never_read(sealed_storage: Storage,
     key = TenantKeys("acme").memory("m1")
     assert callable(damage)
     put_raw(sealed_storage, key, damage(stored(sealed_storage, key)))
-    with pytest.raises(SealBroken, match=why):
+    with pytest.raises(CorruptRecord, match=why):
         sealed_storage.get(key)
 
 
@@ -100,7 +100,7 @@ def test_a_key_id_edited_to_another_configured_key_does_not_open(
     raw = stored(sealed_storage, key)
     forged = raw[:3] + bytes.fromhex(key_id_of(other)) + raw[envelope.PREFIX_BYTES:]
     put_raw(sealed_storage, key, forged)
-    with pytest.raises(SealBroken, match=f"does not open under key id {key_id_of(other)}"):
+    with pytest.raises(CorruptRecord, match=f"does not open under key id {key_id_of(other)}"):
         sealed_storage.get(key)
 
 
@@ -198,3 +198,37 @@ def test_keys_that_only_open_are_refused_by_a_store_sealed_throughout(
     with pytest.raises(EncryptionKeyMissing, match="would write records back in the clear"):
         seal_storage(sealed_storage, EncryptionSettings(None, (sealing_key,)))
     assert not read_markers(sealed_storage).plain
+
+
+def test_a_rebuild_quarantines_a_damaged_sealed_record_and_keeps_it_sealed(
+        sealed_storage: Storage, sealing_key: bytes) -> None:
+    """A sealed value that fails its tag is the record's fault: `spiral repair` moves it
+    aside, still sealed, and the tenant is consistent again."""
+    engine = engine_over(sealed_storage)
+    populate(engine, tenants=("acme",), count=12)
+    key = TenantKeys("acme").memory("m3")
+    raw = stored(sealed_storage, key)
+    put_raw(sealed_storage, key, raw[:-1] + bytes([raw[-1] ^ 1]))
+    report = engine.rebuild_stats("acme")
+    assert [q.key for q in report.quarantined] == [key]
+    assert "does not open under key id" in report.quarantined[0].reason
+    assert_consistent(engine, "acme")
+    moved = dict(sealed_storage.scan_stored(TenantKeys("acme").quarantined_memories))
+    assert len(moved) == 1
+    assert all(envelope.key_id_of(raw) == key_id_of(sealing_key) for raw in moved.values())
+
+
+def test_a_record_under_a_key_this_process_lacks_is_never_quarantined(
+        sealed_storage: Storage, sealing_key: bytes) -> None:
+    """It may be a key this process should have been given (a rotation half done): the
+    rebuild stops, naming the key id, and moves nothing."""
+    engine = engine_over(sealed_storage)
+    populate(engine, tenants=("acme",), count=12)
+    stranger = new_key()
+    key = TenantKeys("acme").memory("m3")
+    foreign = codec_for(sealing(stranger))
+    put_raw(sealed_storage, key, foreign.encode(key, sealed_storage.get(key)))
+    with pytest.raises(SealBroken, match=f"key id {key_id_of(stranger)}, which this process"):
+        engine.rebuild_stats("acme")
+    assert list(sealed_storage.scan_stored(TenantKeys("acme").quarantine)) == []
+    assert envelope.key_id_of(stored(sealed_storage, key)) == key_id_of(stranger)

@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 from spiral_tasks.errors import StorageHeld, StorageUnavailable
-from spiral_tasks.storage.base import Delete, Increment, IndexPut, IndexRemove, Put, Storage
+from spiral_tasks.storage.base import (
+    Delete,
+    Increment,
+    IndexPut,
+    IndexRemove,
+    LogAppend,
+    LogTrim,
+    Put,
+    Storage,
+)
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.redis_server import free_port
@@ -338,3 +347,41 @@ def test_set_if_absent_from_many_threads_has_one_winner(storage: Storage) -> Non
     assert len(results) == 8
     assert len(set(results)) == 1
     assert storage.get("race") == results[0]
+
+
+# --- append-only logs (the audit log) --------------------------------------------------
+
+def test_a_log_reads_back_in_order_and_pages_by_position(storage: Storage) -> None:
+    storage.apply([LogAppend("t:{a}:log", seq, {"n": seq}) for seq in range(1, 6)])
+    every = storage.log_read("t:{a}:log")
+    assert [value for _, value in every] == [{"n": n} for n in range(1, 6)]
+    positions = [position for position, _ in every]
+    assert len(set(positions)) == 5
+    after = storage.log_read("t:{a}:log", positions[1], limit=2)
+    assert [value["n"] for _, value in after] == [3, 4]
+    assert storage.log_read("t:{a}:other") == []
+
+
+def test_a_log_is_not_a_key(storage: Storage) -> None:
+    storage.apply([LogAppend("t:{a}:log", 1, "entry"), Put("t:{a}:k", 1)])
+    assert storage.keys("t:{a}:") == ["t:{a}:k"]
+    assert [k for k, _ in storage.scan("")] == ["t:{a}:k"]
+
+
+def test_a_trim_removes_entries_through_a_position(storage: Storage) -> None:
+    storage.apply([LogAppend("t:{a}:log", seq, seq) for seq in range(1, 6)])
+    positions = [p for p, _ in storage.log_read("t:{a}:log")]
+    storage.apply([LogTrim("t:{a}:log", positions[2]), Put("t:{a}:point", 3)])
+    assert [value for _, value in storage.log_read("t:{a}:log")] == [4, 5]
+    assert storage.get("t:{a}:point") == 3
+
+
+def test_a_refused_batch_appends_nothing(storage: Storage) -> None:
+    storage.set("t:{a}:text", "not a number")
+    with pytest.raises(ValueError, match="integer counter"):
+        storage.apply([LogAppend("t:{a}:log", 1, "entry"), Increment("t:{a}:text", 1)])
+    with pytest.raises(TypeError):
+        storage.apply([LogAppend("t:{a}:log", 1, {1, 2})])
+    with pytest.raises(ValueError, match="seq"):
+        storage.apply([LogAppend("t:{a}:log", 0, "entry")])
+    assert storage.log_read("t:{a}:log") == []

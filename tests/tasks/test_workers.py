@@ -20,6 +20,9 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from spiral_tasks.audit.chain import Signer
+from spiral_tasks.audit.verify import entries as audit_entries
+from spiral_tasks.audit.verify import verify_locked
 from spiral_tasks.config import Settings
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument, LockTimeout
@@ -37,6 +40,7 @@ from spiral_tasks.testing.celery_worker import (
 )
 from spiral_tasks.testing.redis_server import RedisServer
 from spiral_tasks.testing.waiting import wait_until, wait_until_drained
+from tests.conftest import WORKER_NODES
 from tests.invariants import assert_consistent
 from tests.processes import run_in_processes
 
@@ -87,6 +91,28 @@ def test_the_contract_shapes(producer: Celery) -> None:
     assert {"corrected_spirals", "unchanged_spirals", "corrected_counters", "orphans",
             "total_nodes", "duration_ms"} <= set(rebuild)
     assert rebuild["corrected_spirals"] == []
+
+
+def test_audit_entries_name_the_task_and_the_worker(producer: Celery,
+                                                   engine: SpiralMemory) -> None:
+    """The worker's engine learns its task id and node name from the task layer (it
+    imports no Celery): each entry names the task that made it, on the worker that ran
+    it, and the chain the workers wrote verifies."""
+    tenant = f"audited-{uuid.uuid4().hex[:8]}"
+    sent = [producer.send_task(STORE, kwargs={"content": f"c{n}", "tenant": tenant})
+            for n in range(6)]
+    stored = {r.get(timeout=WAIT, interval=0.01)["id"]: r.id for r in sent}
+    collect = producer.send_task("spiral.collect_memory",
+                                 kwargs={"memory_id": next(iter(stored)), "tenant": tenant})
+    assert collect.get(timeout=WAIT, interval=0.01)["collected"] is True
+    log = [entry for _, entry in audit_entries(engine.storage, tenant)]
+    named = {i: e["task"] for e in log if e["op"] == "store" for i in e["ids"]}
+    assert named == stored
+    (collected,) = [e for e in log if e["op"] == "collect"]
+    assert collected["task"] == collect.id
+    nodes = {node_name(n) for n in WORKER_NODES}
+    assert {e["worker"] for e in log} <= nodes
+    assert verify_locked(engine.sections, Signer.load(engine.storage, None), tenant).ok
 
 
 @pytest.mark.parametrize(("kwargs", "argument"), [

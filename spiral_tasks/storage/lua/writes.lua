@@ -6,6 +6,9 @@
 --   S key value    SET + ZADD dir        D key          DEL + ZREM dir
 --   I key delta    INCRBY + ZADD dir     Z index score member   ZADD
 --   R index member ZREM                  P channel message      PUBLISH (keys unused)
+--   A log entry    XADD log * e entry    T log position         XTRIM log MINID next
+-- A log is a stream whose ids Redis assigns (always increasing, so an XADD never
+-- fails half-way through a batch); T removes every entry up to `position` included.
 -- A key used only as a placeholder (P) is never touched.
 
 local function write_count(a)
@@ -47,6 +50,13 @@ local function apply_writes(k, a)
       redis.call('ZREM', key, x)
     elseif op == 'P' then
       redis.call('PUBLISH', x, y)
+    elseif op == 'A' then
+      redis.call('XADD', key, '*', 'e', x)
+    elseif op == 'T' then
+      local ms, n = string.match(x, '^(%d+)-(%d+)$')
+      if ms then
+        redis.call('XTRIM', key, 'MINID', ms .. '-' .. (tonumber(n) + 1))
+      end
     end
   end
   return last

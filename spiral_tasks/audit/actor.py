@@ -1,0 +1,52 @@
+"""Who is acting: the task id and the worker an audit entry names.
+
+The engine must not import Celery, so the task layer says who it is through a context
+variable (set around each task's run by `SpiralTask`), and the CLI says it is itself.
+A store combined into another thread's batch carries the actor it was asked under
+(`StoreRequest.actor`), so its entry names its own task, not the batch leader's.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Actor:
+    task: str | None
+    worker: str | None
+
+
+@functools.cache
+def _process_actor(pid: int) -> Actor:
+    return Actor(task=None, worker=f"{socket.gethostname()}:{pid}")
+
+
+def process_actor() -> Actor:
+    """An actor with no task: this process (a CLI, a script), named host:pid (by pid,
+    so a forked child names itself)."""
+    return _process_actor(os.getpid())
+
+
+_CURRENT: ContextVar[Actor | None] = ContextVar("spiral_audit_actor", default=None)
+
+
+def current() -> Actor:
+    """The actor set around the running task, else this process."""
+    return _CURRENT.get() or process_actor()
+
+
+@contextmanager
+def acting(actor: Actor) -> Iterator[None]:
+    """Name `actor` in every audit entry written inside the block."""
+    token = _CURRENT.set(actor)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)

@@ -1,0 +1,83 @@
+"""An audit entry's hash and signature; the signed head and checkpoint.
+
+Each entry carries the hash of the one before (`prev`), so removing, reordering or
+inserting entries breaks the chain, and its own hash over every other field, so
+altering one shows. Each entry's hash is also signed (HMAC-SHA256 under the audit
+key): without the key nobody can write an entry that verifies, so even a writer with
+raw access to storage cannot insert a forged entry or rewrite the chain after a change,
+only remove (which the sequence numbers and the signed head reveal).
+
+The head (seq, hash of the last entry) is signed too, so cutting entries off the end
+shows; the checkpoint a retention trim leaves (seq, hash of the last entry removed)
+is signed, so the chain can start from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+import orjson
+
+from spiral_tasks.keys import AUDIT_KEY
+from spiral_tasks.storage.base import Storage
+
+#: What the first entry's `prev` holds.
+GENESIS = "0" * 64
+#: The fields every entry has, besides `hash` and `mac`.
+FIELDS = ("seq", "prev", "tenant", "op", "ids", "task", "worker", "time")
+
+
+def entry_hash(body: dict[str, Any]) -> str:
+    """SHA-256 of the entry's fields (all but `hash` and `mac`), canonical JSON."""
+    fields = {k: body.get(k) for k in FIELDS}
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Signer:
+    """HMAC-SHA256 under the audit key: entries, the head and checkpoints."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def load(cls, storage: Storage, configured: str | None) -> Signer:
+        """The configured key (SPIRAL_AUDIT_KEY), else one kept in storage, created
+        once by whichever process comes first (atomic set-if-absent)."""
+        if configured:
+            return cls(configured.encode())
+        stored = storage.get(AUDIT_KEY)
+        if not isinstance(stored, str):
+            stored = storage.set_if_absent(AUDIT_KEY, secrets.token_hex(32))
+        if not isinstance(stored, str):
+            raise ValueError(f"{AUDIT_KEY} does not hold a key")
+        return cls(stored.encode())
+
+    def sign(self, *parts: object) -> str:
+        message = "\x00".join(str(p) for p in parts).encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def valid(self, mac: object, *parts: object) -> bool:
+        return isinstance(mac, str) and hmac.compare_digest(mac, self.sign(*parts))
+
+    # --- entries, head, checkpoint -----------------------------------------------------
+    def entry(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` with its hash and the hash's signature."""
+        digest = entry_hash(body)
+        return {**body, "hash": digest, "mac": self.sign("entry", digest)}
+
+    def head(self, tenant: str, seq: int, digest: str) -> dict[str, Any]:
+        return {"seq": seq, "hash": digest, "mac": self.sign("head", tenant, seq, digest)}
+
+    def checkpoint(self, tenant: str, seq: int, digest: str, time: float) -> dict[str, Any]:
+        return {"seq": seq, "hash": digest, "time": time,
+                "mac": self.sign("checkpoint", tenant, seq, digest, time)}
+
+    def head_valid(self, tenant: str, head: dict[str, Any]) -> bool:
+        return self.valid(head.get("mac"), "head", tenant, head.get("seq"), head.get("hash"))
+
+    def checkpoint_valid(self, tenant: str, point: dict[str, Any]) -> bool:
+        return self.valid(point.get("mac"), "checkpoint", tenant, point.get("seq"),
+                          point.get("hash"), point.get("time"))

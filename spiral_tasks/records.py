@@ -1,0 +1,156 @@
+"""What each key of a tenant holds, checked as it is read.
+
+A record read from storage is what its key says, or `CorruptRecord` naming the key:
+bytes that do not decode (`Unreadable`), a value of the wrong shape (a string where
+a memory belongs, a count that is not a number), or another record's content (a
+memory record whose id or tenant is not the key's). Operations read through these
+functions, so a corrupt record fails the one operation that needs it with a clear
+error, never with a KeyError from deep inside, and never becomes a memory or a spiral
+built from garbage. The rebuild uses `problem` to find what to quarantine; a backup
+restore uses it to refuse a file whose records are not what their keys say.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+from spiral_tasks import validation
+from spiral_tasks.errors import CorruptRecord, InvalidArgument
+from spiral_tasks.keys import TenantKeys, split_tenant_key
+from spiral_tasks.model import Memory, Spiral
+from spiral_tasks.storage.base import Unreadable
+
+#: What a malformed record raises while it is read into a model.
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
+
+
+def _readable(key: str, value: Any) -> Any:
+    if isinstance(value, Unreadable):
+        raise value.error()
+    return value
+
+
+def _because(exc: BaseException) -> str:
+    text = str(exc) if not isinstance(exc, KeyError) else f"{exc.args[0]!r} is missing"
+    return text[:120]
+
+
+def memory(key: str, value: Any) -> Memory:
+    """The memory stored at `key` (a `t:{T}:mem:<id>` key)."""
+    return Memory.from_json(memory_record(key, value))
+
+
+def memory_record(key: str, value: Any) -> dict[str, Any]:
+    """The record stored at `key`, checked as `memory` checks it, as a dict: for the
+    rebuild, which reads every node and needs a few of its fields."""
+    value = _readable(key, value)
+    try:
+        record = Memory.checked_json(value)
+    except SHAPE_ERRORS as exc:
+        raise CorruptRecord(key, f"not a memory record: {_because(exc)}") from None
+    memory_id, tenant = record["id"], record["tenant"]
+    if _keys(tenant).memory(memory_id) != key:
+        raise CorruptRecord(key, f"holds memory {memory_id[:80]!r} of tenant "
+                            f"{tenant[:80]!r}, not this key's")
+    # Both become parts of keys (spiral:<id>, sigil:<sigil>) when the memory is
+    # placed, removed or rebuilt: a key that cannot be one must fail here, not there.
+    for name in ("spiral_id", "sigil"):
+        if not validation.MEMORY_ID_PATTERN.fullmatch(record[name]):
+            raise CorruptRecord(key, f"not a memory record: {name}: "
+                                f"{record[name][:40]!r} is not an id")
+    return record
+
+
+@functools.lru_cache(maxsize=1024)
+def _keys(tenant: str) -> TenantKeys:
+    return TenantKeys(tenant)
+
+
+def spiral(key: str, value: Any) -> Spiral:
+    """The spiral stored at `key` (a `t:{T}:spiral:<id>` key)."""
+    value = _readable(key, value)
+    try:
+        found = Spiral.from_json(value)
+    except SHAPE_ERRORS as exc:
+        raise CorruptRecord(key, f"not a spiral record: {_because(exc)}") from None
+    if TenantKeys(found.tenant).spiral(found.id) != key:
+        raise CorruptRecord(key, f"holds spiral {found.id[:80]!r} of tenant "
+                            f"{found.tenant[:80]!r}, not this key's")
+    return found
+
+
+def counter(key: str, value: Any) -> int:
+    """The integer of a counter (`memory_count`, `spiral_count:<id>`, `store_ticks`)."""
+    value = _readable(key, value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CorruptRecord(key, "does not hold an integer counter")
+    return value
+
+
+def sigil_owner(key: str, value: Any) -> str:
+    """The memory id a sigil entry names."""
+    value = _readable(key, value)
+    try:
+        return validation.memory_id("value", value)
+    except InvalidArgument:
+        raise CorruptRecord(key, "does not hold a memory id") from None
+
+
+def tombstone(key: str, value: Any) -> float:
+    """A tombstone's expiry (seconds since the epoch)."""
+    value = _readable(key, value)
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise CorruptRecord(key, "does not hold a tombstone's expiry")
+    return float(value)
+
+
+def quarantined(key: str, value: Any) -> dict[str, Any]:
+    """A quarantined record's envelope (see `quarantine`)."""
+    value = _readable(key, value)
+    if not (isinstance(value, dict) and isinstance(value.get("key"), str)
+            and isinstance(value.get("reason"), str)):
+        raise CorruptRecord(key, "is not a quarantine envelope")
+    return value
+
+
+#: How to read each kind of a tenant's keys, by what follows the namespace.
+_PREFIXED: dict[str, Callable[[str, Any], Any]] = {
+    "mem:": memory,
+    "spiral:": spiral,
+    "spiral_count:": counter,
+    "sigil:": sigil_owner,
+    "tomb:": tombstone,
+    "quarantine:": quarantined,
+}
+_EXACT: dict[str, Callable[[str, Any], Any]] = {"memory_count": counter,
+                                                "store_ticks": counter}
+
+
+def reader(key: str) -> Callable[[str, Any], Any] | None:
+    """How to read `key`, a key of some tenant; None for a key of no kind this version
+    knows (or not a tenant's: a marker, a lock)."""
+    split = split_tenant_key(key)
+    if split is None:
+        return None
+    _, rest = split
+    if rest in _EXACT:
+        return _EXACT[rest]
+    return next((read for prefix, read in _PREFIXED.items()
+                 if rest.startswith(prefix) and rest != prefix), None)
+
+
+def problem(key: str, value: Any) -> str | None:
+    """Why `value` is not what `key` holds (None: it is, or the key is of no kind this
+    version reads)."""
+    read = reader(key)
+    if read is None:
+        return None
+    try:
+        read(key, value)
+    except CorruptRecord as exc:
+        return exc.reason
+    return None
