@@ -78,6 +78,10 @@ class Codec:
 
     def decode(self, key: str, raw: bytes) -> Any:
         if envelope.is_sealed(raw):
+            try:
+                envelope.unpack(key, raw)
+            except envelope.BadEnvelope as exc:  # not a sealed value: bad bytes
+                raise UnreadableValue(str(exc)) from None
             raise SealBroken(
                 f"{key[:120]} holds a value sealed under key id {envelope.key_id_of(raw)}, "
                 "and this process has no encryption key: set SPIRAL_ENCRYPTION_KEY or "

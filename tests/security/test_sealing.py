@@ -127,6 +127,10 @@ def test_a_process_without_the_key_gets_one_clear_error_never_garbage(
     with pytest.raises(SealBroken, match=f"sealed under key id {key_id_of(sealing_key)}, "
                                          "and this process has no encryption key"):
         engine_over(sealed_storage).retrieve("m1", tenant="acme")
+    # Bytes that merely start like a sealed value are no sealed value: a corrupt record.
+    put_raw(sealed_storage, TenantKeys("acme").memory("m1"), b"\x00\x01")
+    with pytest.raises(CorruptRecord, match="unknown format"):
+        engine_over(sealed_storage).retrieve("m1", tenant="acme")
 
 
 def test_an_unsealed_record_slipped_into_a_sealed_store_is_refused(
