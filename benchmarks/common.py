@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
+
+from spiral_tasks.config import EncryptionSettings
 from spiral_tasks.perf.measure import Run, drive
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.factory import open_storage
-from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 
@@ -32,12 +34,17 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @contextmanager
-def open_backend(name: str, redis_url: str | None = None) -> Iterator[Storage]:
-    """A fresh, empty backend: LevelDB in a temporary folder, Redis flushed."""
+def open_backend(name: str, redis_url: str | None = None,
+                 encryption: EncryptionSettings | None = None) -> Iterator[Storage]:
+    """A fresh, empty backend (LevelDB in a temporary folder, Redis flushed), sealing
+    memory records if `encryption` has a key."""
+    if name == "redis" and redis_url is not None:
+        client = redis.Redis.from_url(redis_url)
+        client.flushall()  # before opening: opening marks the key a store seals with
+        client.close()
     with tempfile.TemporaryDirectory() as workdir:
-        storage = open_storage(name, db_path=Path(workdir) / "db", redis_url=redis_url)
-        if isinstance(storage, RedisStorage):
-            storage.client.flushall()
+        storage = open_storage(name, db_path=Path(workdir) / "db", redis_url=redis_url,
+                               encryption=encryption)
         try:
             yield storage
         finally:

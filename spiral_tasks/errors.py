@@ -79,6 +79,18 @@ class StorageHeld(StorageUnavailable):
     command-line program says what to run instead, e.g. send the work to that worker."""
 
 
+class EncryptionKeyMissing(StorageUnavailable):
+    """The store holds values sealed under a key this process was not given (or a key
+    was given to a process whose store needs another): the store is not opened, so
+    nothing is read as garbage and nothing is written under the wrong key."""
+
+
+class SealBroken(SpiralError):
+    """A stored value does not open: sealed under a key this process lacks, altered,
+    copied from another key, tenant or memory id, or unsealed where the store requires
+    sealing. Nothing was read from it; it is never retried (waiting brings no key)."""
+
+
 class ConfigError(SpiralError, ValueError):
     """One or more settings are malformed or cannot work together."""
 

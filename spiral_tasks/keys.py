@@ -25,6 +25,11 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
     meta:audit_key                        generated audit signing key when none is configured
     meta:gc_cursor                        the tenant where the last full GC run stopped
     claim:<name>                          "done recently" marks (one startup rebuild per window)
+    meta:{sealing}:key:<key id>           encryption at rest: memory records may be sealed
+                                          under this key id (a store opened without it
+                                          refuses to start)
+    meta:{sealing}:plain                  encryption at rest: unsealed memory records from
+                                          before a key was configured may remain
     __dir__:{acme}                        Redis only: names of every key tagged {acme}
     __dir__                               Redis only: names of untagged keys
 """
@@ -39,6 +44,14 @@ SIGIL_KEYRING_KEY = "meta:sigil_keyring"
 AUDIT_KEY = "meta:audit_key"
 GC_CURSOR_KEY = "meta:gc_cursor"
 DIRECTORY = "__dir__"
+#: The sealing markers carry a hash tag of their own, so Redis lists them from a small
+#: directory instead of a SCAN over the whole key space.
+SEALING_PREFIX = "meta:{sealing}:"
+SEALING_PLAIN_KEY = SEALING_PREFIX + "plain"
+_SEALING_KEY_PREFIX = SEALING_PREFIX + "key:"
+_NAMESPACE_HEAD = "t:{"
+_MEMORY_RECORD = "}:mem:"
+_QUARANTINED_MEMORY = "}:quarantine:mem:"
 
 
 def claim_key(name: str) -> str:
@@ -75,6 +88,34 @@ def directory_of(key: str) -> str:
 
 def tenant_marker(tenant: str) -> str:
     return TENANTS_PREFIX + tenant
+
+
+def sealing_marker(key_id: str) -> str:
+    """The marker saying memory records may be sealed under `key_id`."""
+    return _SEALING_KEY_PREFIX + key_id
+
+
+def sealing_key_id(marker: str) -> str | None:
+    """The key id a sealing marker names (None: the `plain` marker, or not a marker)."""
+    return marker[len(_SEALING_KEY_PREFIX):] if marker.startswith(_SEALING_KEY_PREFIX) \
+        else None
+
+
+def is_memory_record(key: str) -> bool:
+    """Whether `key` is a memory record, `t:{<tenant>}:mem:<id>`. A tenant name holds no
+    `}`, so the first `}` closes the tenant's tag."""
+    return key.startswith(_NAMESPACE_HEAD) and \
+        key.find(_MEMORY_RECORD) == key.find("}") > len(_NAMESPACE_HEAD)
+
+
+def holds_memory_data(key: str) -> bool:
+    """Whether `key` holds a memory's content and metadata, the values sealed at rest:
+    a memory record, or one a rebuild quarantined (`t:{<tenant>}:quarantine:mem:...`)."""
+    close = key.find("}")
+    if not key.startswith(_NAMESPACE_HEAD) or close <= len(_NAMESPACE_HEAD):
+        return False
+    return key.startswith(_MEMORY_RECORD, close) or \
+        key.startswith(_QUARANTINED_MEMORY, close)
 
 
 @dataclass(frozen=True)
@@ -132,6 +173,11 @@ class TenantKeys:
     @property
     def quarantine(self) -> str:
         return self.namespace + "quarantine:"
+
+    @property
+    def quarantined_memories(self) -> str:
+        """Where a rebuild's quarantined memory records are (sealed like memory records)."""
+        return self.quarantine + "mem:"
 
     def quarantined(self, key: str, at_ms: int) -> str:
         """Where a rebuild moves the corrupt record at `key` (one of this tenant's):

@@ -121,6 +121,12 @@ class Section:
         self._require_committed("read_scan")
         return self._storage.read_scan(prefix)
 
+    def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """Every committed (key, bytes as stored) under `prefix`, unopened (the key
+        rotation asks which key sealed each record)."""
+        self._require_committed("scan_stored")
+        return self._storage.scan_stored(prefix)
+
     def count(self, prefix: str) -> int:
         self._require_committed("count")
         return len(self._storage.keys(prefix))

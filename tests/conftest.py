@@ -17,6 +17,7 @@ from celery import Celery
 from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from spiral_tasks.config import EncryptionSettings
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.factory import open_storage
@@ -28,6 +29,7 @@ from spiral_tasks.testing.celery_worker import (
     worker_env,
 )
 from spiral_tasks.testing.certificates import Certificates
+from spiral_tasks.testing.encryption import new_key, sealing
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 from spiral_tasks.testing.waiting import wait_until_drained
@@ -84,14 +86,31 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-def make_storage(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
+def make_storage(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                 encryption: EncryptionSettings | None = None) -> Storage:
     url = request.getfixturevalue("redis_url") if backend == "redis" else None
-    return open_storage(backend, db_path=tmp_path / "spiraldb", redis_url=url)
+    return open_storage(backend, db_path=tmp_path / "spiraldb", redis_url=url,
+                        encryption=encryption)
 
 
 @pytest.fixture(params=BACKENDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     store = make_storage(request.param, tmp_path, request)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sealing_key() -> bytes:
+    """A fresh encryption key (`spiral_tasks.testing.encryption`)."""
+    return new_key()
+
+
+@pytest.fixture(params=BACKENDS)
+def sealed_storage(request: pytest.FixtureRequest, tmp_path: Path,
+                   sealing_key: bytes) -> Iterator[Storage]:
+    """Each backend, opened with `sealing_key`: memory records are sealed."""
+    store = make_storage(request.param, tmp_path, request, sealing(sealing_key))
     yield store
     store.close()
 
@@ -139,6 +158,17 @@ def engine(make_engine: EngineFactory) -> SpiralMemory:
 def worker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis of the module's own (broker, results, storage, locks) for its workers."""
     server = RedisServer(tmp_path_factory.mktemp("worker-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def persisted_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of the module's own that writes what it holds to disk as a production one
+    does (an append-only file, and a snapshot on SAVE), uncompressed, so a test can read
+    the files' bytes for what they contain."""
+    server = RedisServer(tmp_path_factory.mktemp("persisted-redis")).start(
+        "--appendonly", "yes", "--appendfsync", "always", "--rdbcompression", "no")
     yield server
     server.stop()
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import pytest
 
 from spiral_tasks.config import (
     AuditSettings,
     BeatSettings,
+    EncryptionSettings,
     GcPolicy,
     Limits,
     LockPolicy,
@@ -16,6 +20,7 @@ from spiral_tasks.config import (
     StorageKind,
 )
 from spiral_tasks.errors import ConfigError
+from spiral_tasks.testing.encryption import new_key, text
 
 
 def test_defaults_are_the_runbooks() -> None:
@@ -173,3 +178,52 @@ def test_settings_never_show_the_sigil_secrets() -> None:
                                   "SPIRAL_SIGIL_OLD_SECRETS": "old-s3cret"})
     assert "s3cret" not in repr(settings)
     assert settings.sigil_secret == "top-s3cret"
+
+
+# --- encryption keys: named when wrong, never shown ---------------------------------
+
+def test_encryption_keys_come_from_variables_or_files(tmp_path: Path) -> None:
+    sealing, first, second = new_key(), new_key(), new_key()
+    (tmp_path / "key").write_text(text(sealing) + "\n")
+    urlsafe = base64.urlsafe_b64encode(second).decode()
+    (tmp_path / "old").write_text(f"{text(first)}\n{urlsafe}\n")
+    from_files = Settings.from_env({"SPIRAL_ENCRYPTION_KEY_FILE": str(tmp_path / "key"),
+                                    "SPIRAL_DECRYPTION_KEYS_FILE": str(tmp_path / "old")})
+    assert from_files.encryption == EncryptionSettings(sealing, (first, second))
+    from_variables = Settings.from_env({"SPIRAL_ENCRYPTION_KEY": text(sealing),
+                                        "SPIRAL_DECRYPTION_KEYS": f"{text(first)}, {urlsafe}"})
+    assert from_variables.encryption == from_files.encryption
+    assert Settings.from_env({}).encryption == EncryptionSettings()
+    opens_only = Settings.from_env({"SPIRAL_DECRYPTION_KEYS": text(first)}).encryption
+    assert opens_only == EncryptionSettings(None, (first,))
+    assert opens_only.enabled
+    assert not EncryptionSettings().enabled
+    for key in (sealing, first, second):
+        assert text(key) not in repr(from_files)
+        assert key.hex() not in repr(from_files)
+
+
+SECRET = text(new_key())
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SPIRAL_ENCRYPTION_KEY": SECRET[:20]},
+     "SPIRAL_ENCRYPTION_KEY=<hidden, 20 characters>: expected 32 random bytes in base64"),
+    ({"SPIRAL_ENCRYPTION_KEY": SECRET[:-2] + "*="},
+     "SPIRAL_ENCRYPTION_KEY=<hidden, 44 characters>: expected 32 random bytes in base64"),
+    ({"SPIRAL_ENCRYPTION_KEY": f"{SECRET},{SECRET}"},
+     "SPIRAL_ENCRYPTION_KEY=<hidden, 89 characters>: expected one key, found 2"),
+    ({"SPIRAL_ENCRYPTION_KEY": SECRET, "SPIRAL_DECRYPTION_KEYS": f"{SECRET},{SECRET[:9]}"},
+     "SPIRAL_DECRYPTION_KEYS=<hidden, 54 characters>: key 2: expected 32 random bytes"),
+    ({"SPIRAL_ENCRYPTION_KEY": SECRET, "SPIRAL_ENCRYPTION_KEY_FILE": "/etc/spiral/key"},
+     "SPIRAL_ENCRYPTION_KEY_FILE='/etc/spiral/key': set SPIRAL_ENCRYPTION_KEY or "
+     "SPIRAL_ENCRYPTION_KEY_FILE, not both"),
+    ({"SPIRAL_ENCRYPTION_KEY_FILE": "/nonexistent/key"},
+     "SPIRAL_ENCRYPTION_KEY_FILE='/nonexistent/key': cannot read the key file: No such file"),
+])
+def test_a_bad_key_is_named_and_never_shown(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert message in str(caught.value)
+    for size in (9, 20, 43):
+        assert SECRET[:size] not in str(caught.value)

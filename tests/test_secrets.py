@@ -22,11 +22,15 @@ from tests.scripts import HEALTHCHECK, SCRIPT, healthcheck, script_env
 REDIS_PASSWORD = "redis-pw-a41c07"
 SIGIL_SECRET = "sigil-secret-9e2d15"
 FLOWER_PASSWORD = "flower-pw-6b0f3a"
-SECRETS = (REDIS_PASSWORD, SIGIL_SECRET, FLOWER_PASSWORD)
+#: An encryption key (base64 of 32 bytes), and a malformed one that still looks secret.
+ENCRYPTION_KEY = "ZW5jcnlwdGlvbi1rZXktZm9yLXRoZS10ZXN0cy0zMmI="
+BAD_KEY = "bad-key-material-5f2c91"
+SECRETS = (REDIS_PASSWORD, SIGIL_SECRET, FLOWER_PASSWORD, ENCRYPTION_KEY, BAD_KEY)
 #: Valid settings whose Redis does not answer (port 1): --help must not need it.
 WITH_SECRETS = {"REDIS_URL": f"redis://spiral:{REDIS_PASSWORD}@127.0.0.1:1/0",
                 "SPIRAL_SIGIL_SECRET": SIGIL_SECRET,
-                "FLOWER_BASIC_AUTH": f"ops:{FLOWER_PASSWORD}"}
+                "FLOWER_BASIC_AUTH": f"ops:{FLOWER_PASSWORD}",
+                "SPIRAL_ENCRYPTION_KEY": ENCRYPTION_KEY}
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -74,6 +78,8 @@ BAD_SETTINGS = [
     {"REDIS_URL": f"redis://spiral:12/{REDIS_PASSWORD}@127.0.0.1:6379/0"},
     {"SPIRAL_BROKER_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:port/0"},
     {"SPIRAL_RESULT_BACKEND": f"rediss://:{REDIS_PASSWORD}@127.0.0.1/0?ssl_certfile=/x"},
+    {"SPIRAL_ENCRYPTION_KEY": BAD_KEY},
+    {"SPIRAL_DECRYPTION_KEYS": f"{ENCRYPTION_KEY},{BAD_KEY}"},
 ]
 
 

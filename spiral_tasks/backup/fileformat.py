@@ -9,6 +9,14 @@
     ...
     {"checksum": "sha256:<hex of every line above, newlines included>", "lines": N}
 
+Taken by a process with an encryption key, a file carries its memory records sealed,
+as the store does, under that process's key (version 2, and a `sealing` header naming
+the key id): `{"tenant": ..., "key": "t:{acme}:mem:m1", "sealed": "<base64>"}`. A
+backup is data at rest too: a sealed store's backup never holds its memories in the
+clear. Verifying or restoring such a file opens every record, so it needs that key
+(`SPIRAL_ENCRYPTION_KEY`, or `SPIRAL_DECRYPTION_KEYS` beside another key); a record
+that does not open is refused, naming its line. Without a key, version 1 as before.
+
 Each line is canonical JSON (sorted keys), so the same data always gives the same
 lines. A tenant's lines are contiguous and in the header's order. `verify` reads a
 whole file and refuses it, naming the line, when anything is off: a missing or
@@ -20,6 +28,8 @@ A restore calls it before it writes anything.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import math
 from collections.abc import Iterator
@@ -30,14 +40,19 @@ from typing import Any
 import orjson
 
 from spiral_tasks import validation
-from spiral_tasks.errors import InvalidArgument, SpiralError
-from spiral_tasks.keys import TenantKeys, tenant_marker
+from spiral_tasks.errors import InvalidArgument, SealBroken, SpiralError
+from spiral_tasks.keys import TenantKeys, holds_memory_data, tenant_marker
 from spiral_tasks.records import problem as record_problem
 from spiral_tasks.records import reader as record_reader
+from spiral_tasks.security import envelope
 from spiral_tasks.storage import codec
+from spiral_tasks.storage.codec import PLAIN, Codec
 
 FORMAT = "spiral-backup"
 VERSION = 1
+#: The version of a file whose memory records are sealed.
+SEALED_VERSION = 2
+VERSIONS = (VERSION, SEALED_VERSION)
 CHECKSUM_PREFIX = "sha256:"
 
 
@@ -55,7 +70,12 @@ class KeyLine:
     key: str
     value: Any
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, values: Codec = PLAIN) -> dict[str, Any]:
+        """The line; a memory record sealed if `values` seals."""
+        if values.seals and holds_memory_data(self.key):
+            sealed = values.encode(self.key, self.value)
+            return {"tenant": self.tenant, "key": self.key,
+                    "sealed": base64.b64encode(sealed).decode()}
         return {"tenant": self.tenant, "key": self.key, "value": self.value}
 
 
@@ -69,7 +89,8 @@ class IndexLine:
     member: str
     score: float
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, values: Codec = PLAIN) -> dict[str, Any]:
+        """The line (an index entry is never sealed: scores and ids only)."""
         return {"tenant": self.tenant, "index": self.index, "member": self.member,
                 "score": self.score}
 
@@ -101,6 +122,8 @@ class Header:
     sigil_secret: str | None = None
     #: The other keys the source accepted ({"secret", "until"}), carried with the secret.
     sigil_others: list[dict[str, Any]] = field(default_factory=list)
+    #: The key id the file's memory records are sealed under (None: in the clear).
+    sealing_key_id: str | None = None
 
     @property
     def keys(self) -> int:
@@ -116,20 +139,24 @@ class Header:
             sigil["secret"] = self.sigil_secret
         if self.sigil_others:
             sigil["others"] = self.sigil_others
-        return {"format": FORMAT, "version": VERSION, "created": self.created,
+        data = {"format": FORMAT, "version": VERSION, "created": self.created,
                 "source": self.source,
                 "tenants": {t: c.to_json() for t, c in self.tenants.items()},
                 "totals": {"tenants": len(self.tenants), "keys": self.keys,
                            "index_entries": self.index_entries},
                 "sigil": sigil}
+        if self.sealing_key_id is not None:
+            data.update(version=SEALED_VERSION, sealing={"key_id": self.sealing_key_id})
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Header:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise BackupRefused(f"line 1 is not a {FORMAT} header")
-        if data.get("version") != VERSION:
+        if data.get("version") not in VERSIONS:
             raise BackupRefused(f"line 1: version {data.get('version')!r} is not one this "
-                                f"program restores (it restores version {VERSION})")
+                                "program restores (it restores versions "
+                                f"{', '.join(map(str, VERSIONS))})")
         try:
             tenants = {validation.name("tenant", t): TenantCounts(int(c["keys"]),
                                                                   int(c["index_entries"]))
@@ -141,8 +168,11 @@ class Header:
                     and (o.get("until") is None or _is_number(o.get("until")))
                     for o in others):
                 raise ValueError("sigil.others is not a list of keys")
+            sealing = data["sealing"]["key_id"] if data["version"] == SEALED_VERSION \
+                else None
             header = cls(str(data["created"]), str(data["source"]), tenants,
-                         str(sigil["fingerprint"]), sigil.get("secret"), others)
+                         str(sigil["fingerprint"]), sigil.get("secret"), others,
+                         None if sealing is None else str(sealing))
             totals = data["totals"]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BackupRefused(f"line 1: a malformed header ({exc})") from exc
@@ -187,14 +217,17 @@ def check_key_value(tenant: str, key: str, value: Any) -> str | None:
     return f"the value of {key[:80]!r} does not decode as what it holds" if wrong else None
 
 
-def parse_line(raw: bytes, number: int) -> Line:
-    """A record line, checked; `BackupRefused` naming line `number` if it is bad."""
+def parse_line(raw: bytes, number: int, values: Codec = PLAIN) -> Line:
+    """A record line, checked (a sealed record opened with `values`); `BackupRefused`
+    naming line `number` if it is bad."""
     try:
         data = orjson.loads(raw)
         tenant = validation.name("tenant", data["tenant"])
         line: Line
         if "key" in data:
-            key, value = str(data["key"]), data["value"]
+            key = str(data["key"])
+            value = _opened(key, data["sealed"], values, number) if "sealed" in data \
+                else data["value"]
             line, problem = KeyLine(tenant, key, value), check_key_value(tenant, key, value)
         else:
             entry = IndexLine(tenant, str(data["index"]), str(data["member"]),
@@ -205,6 +238,22 @@ def parse_line(raw: bytes, number: int) -> Line:
     if problem:
         raise BackupRefused(f"line {number}: {problem}")
     return line
+
+
+def _opened(key: str, sealed: Any, values: Codec, number: int) -> Any:
+    """The value of a sealed line, opened: sealed bytes (base64) for `key` only."""
+    try:
+        raw = base64.b64decode(str(sealed), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BackupRefused(f"line {number}: the sealed value is not base64") from exc
+    if not envelope.is_sealed(raw):
+        raise BackupRefused(f"line {number}: the sealed value of {key[:80]!r} is not sealed")
+    try:
+        return values.decode(key, raw)
+    except SealBroken as exc:
+        raise BackupRefused(f"line {number}: {exc}") from exc
+    except codec.UnreadableValue as exc:
+        raise BackupRefused(f"line {number}: {key[:80]}: {exc}") from exc
 
 
 def _index_problem(line: IndexLine) -> str | None:
@@ -225,10 +274,11 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(file, start=1)
 
 
-def verify(path: Path) -> Header:
-    """The file's header, once every line has been checked (see the module's doc);
-    `BackupRefused` with one line saying what is wrong otherwise. The checksum is
-    checked first, so a damaged file is called damaged, whatever line it hit."""
+def verify(path: Path, values: Codec = PLAIN) -> Header:
+    """The file's header, once every line has been checked, sealed records opened with
+    `values` (see the module's doc); `BackupRefused` with one line saying what is wrong
+    otherwise. The checksum is checked first, so a damaged file is called damaged,
+    whatever line it hit."""
     last = _check_integrity(path)
     header: Header | None = None
     seen: dict[str, TenantCounts] = {}
@@ -238,7 +288,7 @@ def verify(path: Path) -> Header:
             header = _header(raw)
         elif number < last:
             assert header is not None
-            _check_record(parse_line(raw, number), number, header, seen, names)
+            _check_record(parse_line(raw, number, values), number, header, seen, names)
     assert header is not None
     for tenant, counts in header.tenants.items():
         found = seen.get(tenant, TenantCounts())
@@ -305,7 +355,7 @@ def _check_record(line: Line, number: int, header: Header, seen: dict[str, Tenan
     seen[line.tenant].count(line)
 
 
-def records(path: Path) -> Iterator[Line]:
+def records(path: Path, values: Codec = PLAIN) -> Iterator[Line]:
     """The record lines of a file `verify` accepted, in order."""
     for number, raw in read_lines(path):
         if number == 1:
@@ -316,4 +366,4 @@ def records(path: Path) -> Iterator[Line]:
             raise BackupRefused(f"line {number} changed since it was verified") from exc
         if "checksum" in data:
             return
-        yield parse_line(raw, number)
+        yield parse_line(raw, number, values)

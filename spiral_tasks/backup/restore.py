@@ -71,7 +71,8 @@ def restore(engine: SpiralMemory, path: Path, *, replace: bool = False,
     anything."""
     started = time.perf_counter()
     stamp = _stamp(path)
-    header = verify(path)
+    values = engine.storage.codec
+    header = verify(path, values)
     present = target_tenants(engine)
     if present and not replace:
         shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more"
@@ -89,7 +90,7 @@ def restore(engine: SpiralMemory, path: Path, *, replace: bool = False,
             section.audit("restore")
             section.commit(final=True)
     signers: Counter[str] = Counter()
-    for tenant, lines in itertools.groupby(records(path), key=lambda line: line.tenant):
+    for tenant, lines in itertools.groupby(records(path, values), key=lambda line: line.tenant):
         with engine.sections.enter(tenant) as section:
             if tenant in present:
                 _empty(section)
@@ -155,9 +156,10 @@ def _unaccepted(engine: SpiralMemory, signers: Counter[str]) -> list[str]:
 
 
 def _empty(section: Section) -> None:
-    """Stage and commit the removal of everything the tenant holds."""
+    """Stage and commit the removal of everything the tenant holds (by name: nothing
+    is decoded, so records sealed under a key this process lacks go too)."""
     keys = section.keys
-    writes: list[Write] = [Delete(k) for k, _ in section.scan(keys.namespace)
+    writes: list[Write] = [Delete(k) for k, _ in section.scan_stored(keys.namespace)
                            if k not in keys.coordination]
     writes.append(Delete(tenant_marker(section.tenant)))
     writes += [IndexRemove(index, member) for index in keys.indexes

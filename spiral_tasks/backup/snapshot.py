@@ -15,6 +15,10 @@ tombstones' expiry queue), and its marker. What is not: locks and generations (w
 may write now, not what is stored), claims and the GC cursor (scheduling hints), and
 the sigil keys unless asked for (see `Header.sigil_secret` and the README: a file
 that carries them is a credential).
+
+Memory records are written as the codec of the store's process writes them: sealed
+under its key when it has one (see `fileformat`), so a backup of a sealed store holds
+no memory in the clear; in the clear otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,16 +44,12 @@ from spiral_tasks.backup.fileformat import (
     encode,
     trailer,
 )
+from spiral_tasks.chunked import in_section, kept_alive
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import CorruptRecord, LockLost
+from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.keys import tenant_marker
 from spiral_tasks.section import Section
 from spiral_tasks.security.keyring import others_to_json
-
-#: Lines read between two extensions of the tenant's lock (a Redis lock lives 2 s).
-EXTEND_EVERY = 2000
-#: Attempts at a tenant whose lock was lost while it was read.
-ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class BackupSummary:
                 "keys": self.header.keys, "index_entries": self.header.index_entries,
                 "bytes": self.bytes, "checksum": self.checksum,
                 "with_secret": self.header.sigil_secret is not None,
+                "sealed_under": self.header.sealing_key_id,
                 "duration_ms": round(self.duration_ms, 3)}
 
 
@@ -76,7 +77,7 @@ def tenant_lines(section: Section) -> list[Line]:
     marker = section.get(tenant_marker(tenant))
     if marker is not None:
         lines.append(KeyLine(tenant, tenant_marker(tenant), marker))
-    for key, value in _kept_alive(section, section.scan(keys.namespace)):
+    for key, value in kept_alive(section, section.scan(keys.namespace)):
         if key in keys.coordination:
             continue
         # A restore refuses a record that is not what its key holds: refuse it now,
@@ -93,14 +94,6 @@ def tenant_lines(section: Section) -> list[Line]:
     return lines
 
 
-def _kept_alive(section: Section, items: Iterator[tuple[str, Any]]
-                ) -> Iterator[tuple[str, Any]]:
-    for count, item in enumerate(items, start=1):
-        if count % EXTEND_EVERY == 0:
-            section.fence.extend()
-        yield item
-
-
 def _order(line: Line) -> tuple[int, str, str]:
     if isinstance(line, KeyLine):
         return (0, line.key, "")
@@ -110,17 +103,13 @@ def _order(line: Line) -> tuple[int, str, str]:
 def read_tenant(engine: SpiralMemory, tenant: str) -> list[Line]:
     """The tenant's lines, retried if its lock was lost while they were read (a
     stalled process on Redis): a snapshot is only kept if the lock held throughout."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with engine.sections.enter(tenant) as section:
-                lines = tenant_lines(section)
-                section.audit("backup")
-                section.commit(final=True)
-                return lines
-        except LockLost:
-            if attempt == ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    def read(section: Section) -> list[Line]:
+        lines = tenant_lines(section)
+        section.audit("backup")
+        section.commit(final=True)
+        return lines
+
+    return in_section(engine.sections, tenant, read)
 
 
 def take(engine: SpiralMemory, path: Path, *, source: str, with_secret: bool = False,
@@ -129,17 +118,19 @@ def take(engine: SpiralMemory, path: Path, *, source: str, with_secret: bool = F
     not at all: it is written beside `path` and renamed into place."""
     started = time.perf_counter()
     keyring = engine.context.sigils.current()
+    values = engine.storage.codec
     header = Header(created=datetime.now(UTC).isoformat(timespec="seconds"), source=source,
                     sigil_fingerprint=keyring.fingerprint,
                     sigil_secret=keyring.active.secret.decode() if with_secret else None,
                     sigil_others=(others_to_json(keyring.others)["others"] if with_secret
-                                  else []))
+                                  else []),
+                    sealing_key_id=values.sealing_key_id)
     path = path.resolve()
     with tempfile.TemporaryFile(dir=path.parent) as body:
         for tenant in engine.tenants():
             counts = header.tenants[tenant] = TenantCounts()
             for line in read_tenant(engine, tenant):
-                body.write(encode(line.to_json()))
+                body.write(encode(line.to_json(values)))
                 counts.count(line)
             if on_tenant is not None:
                 on_tenant(tenant)

@@ -54,3 +54,6 @@ def command(out: Path, with_secret: bool, force: bool, as_json: bool) -> None:
     click.echo(f"checksum {data['checksum']}; sigil key "
                + ("included (keep the file secret)" if with_secret else
                   f"not included (fingerprint {summary.header.sigil_fingerprint})"))
+    sealed = summary.header.sealing_key_id
+    click.echo(f"memory records sealed under key id {sealed} (a restore needs that key)"
+               if sealed else "memory records in the clear (no SPIRAL_ENCRYPTION_KEY)")

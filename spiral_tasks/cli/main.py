@@ -4,6 +4,7 @@
     spiral perf      the runbook's perf:store (and collect, gc)
     spiral backup    a portable snapshot to a file
     spiral restore   a snapshot back into any backend
+    spiral rotate-key  re-seal every memory record under the current encryption key
     spiral stats     a tenant's spirals and the invariant
     spiral rotate-sigil-secret   a new sigil key, the old one kept for a grace period
     spiral quarantine  the corrupt records rebuilds set aside (and purging them)
@@ -29,6 +30,7 @@ from spiral_tasks.cli import (
     quarantine,
     repair,
     restore,
+    rotate_key,
     rotate_sigil_secret,
     stats,
 )
@@ -39,13 +41,14 @@ from spiral_tasks.cli import (
                     "come from the environment (see the README's configuration table).")
 def spiral() -> None:
     """Operate the Spiral Memory Architecture: repair, measure, back up, restore,
-    inspect, and send work, on the deployment the environment configures (embedded
-    LevelDB by default; Redis with REDIS_URL)."""
+    rotate the encryption key, inspect, and send work, on the deployment the
+    environment configures (embedded LevelDB by default; Redis with REDIS_URL)."""
 
 
 for name, command in [("repair", repair.command), ("perf", perf.command),
                       ("backup", backup.command), ("restore", restore.command),
                       ("stats", stats.command), ("quarantine", quarantine.command),
+                      ("rotate-key", rotate_key.command),
                       ("rotate-sigil-secret", rotate_sigil_secret.command),
                       ("audit", audit.command), ("demo", demo.command),
                       ("enqueue", enqueue.command)]:

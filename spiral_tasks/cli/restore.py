@@ -11,6 +11,7 @@ import click
 from spiral_tasks.backup import BackupRefused, TargetNotEmpty, restore, verify
 from spiral_tasks.cli import progress, render
 from spiral_tasks.cli.storage import Failed, opened, settings
+from spiral_tasks.security.atrest import codec_for
 
 EXIT_CODES_HELP = ("Exit codes: 0 restored; 1 refused (a damaged, truncated or "
                    "mismatched file, or a target holding tenants without --replace: "
@@ -35,7 +36,9 @@ def command(file: Path, replace: bool, as_json: bool) -> None:
     """
     config = settings()
     try:
-        header = verify(file)  # refuse a bad file before even opening the store
+        # Refuse a bad file before even opening the store (sealed records opened with
+        # this process's keys).
+        header = verify(file, codec_for(config.encryption))
     except BackupRefused as exc:
         raise Failed(f"refused {file}: {exc}; nothing was written") from exc
     with opened(config, HELD) as engine, \

@@ -7,6 +7,7 @@
 from spiral_tasks.config.settings import (
     AuditSettings,
     BeatSettings,
+    EncryptionSettings,
     GcPolicy,
     Limits,
     LockPolicy,
@@ -21,6 +22,6 @@ from spiral_tasks.config.settings import (
     current,
 )
 
-__all__ = ["AuditSettings", "BeatSettings", "GcPolicy", "Limits", "LockPolicy",
-           "MetricsSettings", "OldSecret", "PerfSettings", "RetryPolicy", "Settings",
-           "SigilSettings", "StorageKind", "TaskSettings", "current"]
+__all__ = ["AuditSettings", "BeatSettings", "EncryptionSettings", "GcPolicy", "Limits",
+           "LockPolicy", "MetricsSettings", "OldSecret", "PerfSettings", "RetryPolicy",
+           "Settings", "SigilSettings", "StorageKind", "TaskSettings", "current"]

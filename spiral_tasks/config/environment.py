@@ -8,10 +8,13 @@ lists everything wrong.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TypeVar
 
 from spiral_tasks.config.redis_urls import is_redis_url, redis_url_problem, shown_url
@@ -23,7 +26,7 @@ E = TypeVar("E", bound=enum.Enum)
 QUOTE_LIMIT = 80
 #: Variables whose values are never quoted (by name: a secret a later version adds is
 #: hidden too). A value of any variable is shown with a URL's password hidden.
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|(_KEY|_AUTH)$")
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|(_KEYS?|_AUTH)$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -156,6 +159,42 @@ class Environment:
             return default
         return raw
 
+    def keys(self, name: str, size: int, *, many: bool) -> tuple[bytes, ...]:
+        """Keys of `size` bytes, base64, from variable `name` or from the file
+        `name`_FILE names (one or, with `many`, any number, separated by commas,
+        spaces or lines). Setting both is a problem. A key is never quoted: `name` is a
+        secret's (`is_secret`), and a bad file is named by its path."""
+        value, file_name = self.raw(name), name + "_FILE"
+        path = self.raw(file_name)
+        if value is not None and path is not None:
+            self.problem(file_name, path, f"set {name} or {file_name}, not both")
+            return ()
+        source, shown = name, value
+        if path is not None:
+            source, shown = file_name, path
+            try:
+                value = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
+                self.problem(file_name, path, f"cannot read the key file: {why}")
+                return ()
+        if value is None:
+            return ()
+        texts = value.replace(",", " ").split()
+        if not texts or (len(texts) > 1 and not many):
+            self.problem(source, shown, f"expected one key, found {len(texts)}")
+            return ()
+        found = []
+        for number, text in enumerate(texts, start=1):
+            key = decode_key(text)
+            if key is None or len(key) != size:
+                where = f"key {number}: " if len(texts) > 1 else ""
+                self.problem(source, shown, f"{where}expected {size} random bytes in base64 "
+                                            f"({4 * math.ceil(size / 3)} characters)")
+                return ()
+            found.append(key)
+        return tuple(found)
+
     def _in_range(self, name: str, raw: str, value: int, minimum: int,
                   maximum: int | None, default: int) -> int:
         if value < minimum:
@@ -165,3 +204,11 @@ class Environment:
             self.problem(name, raw, f"must be at most {maximum}")
             return default
         return value
+
+
+def decode_key(text: str) -> bytes | None:
+    """The bytes of a base64 key (standard or URL-safe alphabet), or None."""
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None

@@ -185,6 +185,27 @@ MAX_PERF_ITERATIONS = 10_000_000
 MAX_PERF_CONCURRENCY = 1000
 
 
+#: An AES-256 key: 32 bytes.
+ENCRYPTION_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class EncryptionSettings:
+    """Encryption at rest: `key` seals memory records (and opens them); each of
+    `decryption_keys` only opens them (the other key during a rotation; alone, the
+    first step of turning encryption on). No key at all: the store is written in the
+    clear, and refuses to open if it holds sealed values. The keys never appear in a
+    repr, a log or an error."""
+
+    key: bytes | None = field(default=None, repr=False)
+    decryption_keys: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the process holds any key (to seal, or only to open)."""
+        return self.key is not None or bool(self.decryption_keys)
+
+
 @dataclass(frozen=True)
 class AuditSettings:
     """The audit log (see `spiral_tasks.audit`): on unless turned off; its signing key
@@ -215,6 +236,7 @@ class Settings:
     perf: PerfSettings = field(default_factory=PerfSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
 
     @property
     def sigil_secret(self) -> str | None:
@@ -279,6 +301,7 @@ class Settings:
                 key=read.optional_text("SPIRAL_AUDIT_KEY"),
                 retention_s=_optional_seconds(read, "SPIRAL_AUDIT_RETENTION_S") or 0.0,
             ),
+            encryption=_encryption(read),
         )
         read.check()
         _check_relations(read, settings)
@@ -356,6 +379,12 @@ def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
                                              defaults.startup_rebuild_window_s,
                                              unit="seconds"),
     )
+
+
+def _encryption(read: Environment) -> EncryptionSettings:
+    keys = read.keys("SPIRAL_ENCRYPTION_KEY", ENCRYPTION_KEY_BYTES, many=False)
+    others = read.keys("SPIRAL_DECRYPTION_KEYS", ENCRYPTION_KEY_BYTES, many=True)
+    return EncryptionSettings(keys[0] if keys else None, others)
 
 
 def _sigil_settings(read: Environment) -> SigilSettings:

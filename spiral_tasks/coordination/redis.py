@@ -34,6 +34,7 @@ from spiral_tasks.errors import LockLost, LockTimeout, StaleGeneration
 from spiral_tasks.keys import TenantKeys, claim_key, directory_of
 from spiral_tasks.storage import codec, lua
 from spiral_tasks.storage.base import Write, check_key, decode_or_unreadable, prepare
+from spiral_tasks.storage.codec import Codec
 from spiral_tasks.storage.redis import (
     WRITE_ERRORS,
     ErrorReply,
@@ -99,10 +100,11 @@ class FencedLock(redis.lock.Lock):
         return True
 
 
-def _decode(key: str, raw: bytes | None) -> Any:
+def _decode(key: str, raw: bytes | None, values: Codec) -> Any:
     """A value read with the lock: a bad one stays `Unreadable` until a section reads
-    it, so entering never fails for a record the operation does not need."""
-    return None if raw is None else decode_or_unreadable(key, raw)
+    it, so entering never fails for a record the operation does not need. (A record
+    under a key this process lacks raises `SealBroken` here: the lock is released.)"""
+    return None if raw is None else decode_or_unreadable(key, raw, values)
 
 
 class RedisFence(Fence):
@@ -112,7 +114,8 @@ class RedisFence(Fence):
         self._commit = commit
         self._generation = lock.generation
         self.released = False
-        self.read = {key: _decode(key, raw)
+        stored = storage.codec
+        self.read = {key: _decode(key, raw, stored)
                      for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
         if lock.snapshot_raw is not None:
             taken = dict(lock.snapshot_raw)
@@ -122,7 +125,7 @@ class RedisFence(Fence):
                 values: list[bytes | None] = storage.client.mget(  # type: ignore[assignment]
                     lock.undeclared)
                 taken.update(zip(lock.undeclared, values, strict=True))
-            self.snapshot = {key: _decode(key, raw) for key, raw in taken.items()}
+            self.snapshot = {key: _decode(key, raw, stored) for key, raw in taken.items()}
 
     @property
     def generation(self) -> str:
@@ -136,7 +139,7 @@ class RedisFence(Fence):
     def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
         if self.released:
             raise LockLost(f"{self._lock.name} was already released by a final commit")
-        encoded = prepare(writes)
+        encoded = prepare(writes, self._storage.codec)
         if not encoded:
             if final:
                 self.release()
@@ -202,7 +205,10 @@ class RedisCoordinator(Coordinator):
         try:
             fence = RedisFence(self._storage, lock, self._commit)
         except BaseException:
-            with suppress(LockError):  # never leave a lock to expire for nothing
+            # A value read with the lock that this process cannot open (a sealed record
+            # under a key it lacks): refuse, and leave the lock to the next writer now
+            # rather than when it expires.
+            with suppress(LockError):
                 lock.release()
             raise
         try:

@@ -1,8 +1,11 @@
 """The storage contract every backend fulfils, and the writes it applies atomically.
 
-Backends see bytes only: this base class checks keys and encodes values, so every
-backend refuses the same bad input with the same error before touching its store.
-Counters share the key space with values; a counter key holds a JSON integer.
+Backends see bytes only: this base class checks keys and encodes values through the
+store's codec (`codec.Codec`: JSON, and sealed memory records when a key is
+configured), so every backend refuses the same bad input with the same error before
+touching its store, and none of them ever holds a memory record in the clear when the
+store seals. Counters share the key space with values; a counter key holds a JSON
+integer (never sealed: Redis adds to it in place).
 
 The ordered index (`index_*`) is the GC priority queue: a Redis sorted set, an ordered
 LevelDB range, an in-memory sorted list. Members come out lowest score first.
@@ -18,6 +21,7 @@ from typing import Any
 
 from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.storage import codec
+from spiral_tasks.storage.codec import PLAIN, Codec
 
 MAX_KEY_BYTES = 1024
 
@@ -75,18 +79,21 @@ class Unreadable:
         return CorruptRecord(self.key, self.reason)
 
 
-def decode_or_unreadable(key: str, raw: bytes) -> Any:
-    """The value of `raw`, stored at `key`, or `Unreadable` if its bytes are no value."""
+def decode_or_unreadable(key: str, raw: bytes, values: Codec = PLAIN) -> Any:
+    """The value of `raw`, stored at `key` (opened by `values`, the store's codec), or
+    `Unreadable` if its bytes are no value. A codec's configuration fault (a sealed
+    record under a key this process lacks: `SealBroken`) is not the record's, and
+    propagates."""
     try:
-        return codec.decode(raw)
+        return values.decode(key, raw)
     except codec.UnreadableValue as exc:
         return Unreadable(key, str(exc)[:200], raw)
 
 
-def decoded(key: str, raw: bytes) -> Any:
+def decoded(key: str, raw: bytes, values: Codec = PLAIN) -> Any:
     """The value of `raw`, stored at `key`; `CorruptRecord` naming the key if its bytes
     are no value."""
-    value = decode_or_unreadable(key, raw)
+    value = decode_or_unreadable(key, raw, values)
     if isinstance(value, Unreadable):
         raise value.error()
     return value
@@ -163,13 +170,14 @@ def _encode_log(write: LogAppend | LogTrim) -> EncodedLogAppend | LogTrim:
     seq = write.seq
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**63:
         raise ValueError(f"seq must be a positive int, got {seq!r}")
+    # Audit entries name operations and ids, never a memory's content: not sealed.
     return EncodedLogAppend(write.log, seq, codec.encode(write.value))
 
 
-def _encode_write(write: Write) -> EncodedWrite:
+def _encode_write(write: Write, values: Codec) -> EncodedWrite:
     match write:
         case Put(key, value):
-            return EncodedPut(check_key(key), codec.encode(value))
+            return EncodedPut(check_key(key), values.encode(key, value))
         case Delete(key):
             check_key(key)
         case Increment(key, delta):
@@ -200,6 +208,9 @@ class Storage(ABC):
     """A key-value store with counters, atomic batches and one kind of ordered index."""
 
     name: str = "storage"
+    #: How values become bytes here: plain JSON unless a key is configured (see
+    #: `security.atrest.seal_storage`, which replaces it when the store is opened).
+    codec: Codec = PLAIN
 
     # --- what a backend implements -------------------------------------------------
     @abstractmethod
@@ -250,23 +261,23 @@ class Storage(ABC):
         """The value at `key`, or None when there is none; `CorruptRecord` if its bytes
         do not decode."""
         raw = self._get(check_key(key))
-        return None if raw is None else decoded(key, raw)
+        return None if raw is None else decoded(key, raw, self.codec)
 
     def get_many(self, keys: Sequence[str]) -> list[Any | None]:
         """Like `get`, for many keys; the first that does not decode raises."""
         raws = self._get_many([check_key(k) for k in keys])
-        return [None if raw is None else decoded(k, raw)
+        return [None if raw is None else decoded(k, raw, self.codec)
                 for k, raw in zip(keys, raws, strict=True)]
 
     def read_many(self, keys: Sequence[str]) -> list[Any | None]:
         """Like `get_many`, but a value that does not decode comes back as
         `Unreadable`, so one bad record does not hide the others."""
         raws = self._get_many([check_key(k) for k in keys])
-        return [None if raw is None else decode_or_unreadable(k, raw)
+        return [None if raw is None else decode_or_unreadable(k, raw, self.codec)
                 for k, raw in zip(keys, raws, strict=True)]
 
     def set(self, key: str, value: Any) -> None:
-        self._apply([EncodedPut(check_key(key), codec.encode(value))])
+        self._apply([EncodedPut(check_key(key), self.codec.encode(key, value))])
 
     def set_if_absent(self, key: str, value: Any) -> Any:
         """Store `value` unless `key` holds something; return the value that won.
@@ -274,7 +285,8 @@ class Storage(ABC):
         Many processes creating the same thing at once (a generated secret) each get
         the first one written, never their own losing copy.
         """
-        return decoded(key, self._set_if_absent_raw(check_key(key), codec.encode(value)))
+        raw = self._set_if_absent_raw(check_key(key), self.codec.encode(key, value))
+        return decoded(key, raw, self.codec)
 
     def delete(self, key: str) -> None:
         self.apply([Delete(key)])
@@ -286,17 +298,22 @@ class Storage(ABC):
         """Every (key, value) under `prefix`, streamed; `CorruptRecord` at the first
         value that does not decode."""
         for key, raw in self._scan(check_prefix(prefix)):
-            yield key, decoded(key, raw)
+            yield key, decoded(key, raw, self.codec)
 
     def read_scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         """Like `scan`, but a value that does not decode comes as `Unreadable` and the
         scan goes on: the rebuild reads storage so, to quarantine what is bad."""
         for key, raw in self._scan(check_prefix(prefix)):
-            yield key, decode_or_unreadable(key, raw)
+            yield key, decode_or_unreadable(key, raw, self.codec)
+
+    def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """Every (key, bytes as stored) under `prefix`, unopened: for the key rotation
+        (which key sealed each value) and for tests that look at what a backend holds."""
+        return self._scan(check_prefix(prefix))
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomically add `delta` to the integer at `key` (missing counts as 0)."""
-        _encode_write(Increment(key, delta))
+        _encode_write(Increment(key, delta), self.codec)
         return self._incr(key, delta)
 
     def apply(self, writes: Sequence[Write]) -> int | None:
@@ -305,7 +322,7 @@ class Storage(ABC):
         Returns the value the batch's last `Increment` left, so a caller can count
         (e.g. "every 100th store") without another round trip.
         """
-        encoded = prepare(writes)
+        encoded = prepare(writes, self.codec)
         return self._apply(encoded) if encoded else None
 
     def index_range(self, index: str, limit: int | None = None) -> list[tuple[str, float]]:
@@ -336,9 +353,10 @@ class Storage(ABC):
         self.close()
 
 
-def prepare(writes: Sequence[Write]) -> list[EncodedWrite]:
-    """Check and encode a batch: what every backend (and the fenced commit) sends."""
-    return [_encode_write(w) for w in writes]
+def prepare(writes: Sequence[Write], values: Codec) -> list[EncodedWrite]:
+    """Check and encode a batch with a store's codec: what every backend (and the
+    fenced commit) sends."""
+    return [_encode_write(w, values) for w in writes]
 
 
 def seq_position(seq: int) -> str:

@@ -3,9 +3,14 @@
 The original stored live references in memory and let a JSON encoder silently turn
 tuples into lists, int keys into strings and NaN into null. Here a value is checked
 first, so a refusal happens before any write. This module is the one place where
-values are encoded, so sealing (encryption at rest) slots in here later. Decoding
-raises `UnreadableValue` for bytes that are not a value: the record is bad, not
-the process.
+values are encoded: every backend, and the Redis coordinator's reads and commits, go
+through a store's `Codec`, which is where sealing (encryption at rest) happens. The
+plain `Codec` here writes JSON and refuses to read a sealed value as anything; the
+sealing one (`security.sealing.SealingCodec`) seals and opens memory records, and is
+installed when a key is configured, so importing storage never imports a cipher.
+Decoding raises `UnreadableValue` for bytes that are not a value (the record is bad,
+not the process), and `SealBroken` when this process lacks the key a record needs
+(the process is misconfigured, not the record).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import math
 from typing import Any
 
 import orjson
+
+from spiral_tasks.errors import SealBroken
+from spiral_tasks.security import envelope
 
 MAX_NESTING = 250  # orjson stops at 255
 _INT_RANGE = (-(2**63), 2**64 - 1)
@@ -37,8 +45,8 @@ def encode(value: Any) -> bytes:
 
 
 class UnreadableValue(ValueError):
-    """Stored bytes that do not decode into a value: not JSON, not UTF-8, cut short
-    (and, once values are sealed, a sealed value that does not open). The fault is the
+    """Stored bytes that do not decode into a value: not JSON, not UTF-8, cut short, a
+    sealed value that fails its tag or is not one this version reads. The fault is the
     record's, so rebuild and repair quarantine it; every layer above turns this into
     `CorruptRecord` naming the key.
 
@@ -53,6 +61,36 @@ def decode(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise UnreadableValue(f"not JSON ({exc})") from exc
+
+
+class Codec:
+    """A store's values <-> its bytes, by key: plain JSON. A value found sealed is
+    refused with one clear error (`SealBroken`: this process has no key), never handed
+    to the JSON decoder as garbage, nor called corrupt."""
+
+    #: Whether this codec seals (a process with an encryption key), and under which
+    #: key id.
+    seals: bool = False
+    sealing_key_id: str | None = None
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return encode(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        if envelope.is_sealed(raw):
+            try:
+                envelope.unpack(key, raw)
+            except envelope.BadEnvelope as exc:  # not a sealed value: bad bytes
+                raise UnreadableValue(str(exc)) from None
+            raise SealBroken(
+                f"{key[:120]} holds a value sealed under key id {envelope.key_id_of(raw)}, "
+                "and this process has no encryption key: set SPIRAL_ENCRYPTION_KEY or "
+                "SPIRAL_ENCRYPTION_KEY_FILE")
+        return decode(raw)
+
+
+#: The codec of a store opened without an encryption key.
+PLAIN = Codec()
 
 
 def _check(value: Any, depth: int) -> None:

@@ -20,6 +20,7 @@ from spiral_tasks.factory import open_engine
 from spiral_tasks.metrics.observer import PrometheusObserver
 from spiral_tasks.observe import NO_OBSERVER
 from spiral_tasks.rebuild import RebuildReport
+from spiral_tasks.storage.factory import storage_from
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ def engine() -> SpiralMemory:
             _pid = os.getpid()
             startup_rebuild(_engine)
         return _engine
+
+
+def check_storage() -> None:
+    """Open this process's storage and close it again: `StorageUnavailable` (an
+    `EncryptionKeyMissing` included) if a worker could not serve from it."""
+    storage_from(current()).close()
 
 
 def startup_rebuild(opened: SpiralMemory) -> bool:

@@ -5,7 +5,10 @@ handle), so each child opens its own engine after the fork. Pools that run tasks
 the worker's own process (threads, solo: the embedded deployment) open it before the
 worker serves anything, so a second worker on a LevelDB folder another process holds
 stops at once with LevelDB's message, instead of answering pings and then failing
-every task it takes.
+every task it takes. A forking pool's main process opens the storage once and closes
+it before the fork (children must not share its connections): a store that needs an
+encryption key this worker lacks stops the worker before it serves anything too. (A
+store that cannot be reached yet does not: its children retry, as they always did.)
 
 The metrics endpoint starts first, in the main process, before any family exists (see
 `spiral_tasks/metrics/folder.py`): a node that cannot serve it as configured (its
@@ -14,7 +17,10 @@ port taken by another node) stops with one line saying what to change.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery.signals import (
@@ -26,10 +32,12 @@ from celery.signals import (
 )
 
 from spiral_tasks.config import current
-from spiral_tasks.errors import StorageUnavailable
+from spiral_tasks.errors import EncryptionKeyMissing, StorageUnavailable
 from spiral_tasks.metrics import exporter
 from spiral_tasks.metrics.observer import count_retry
 from spiral_tasks.tasks import runtime
+
+log = logging.getLogger(__name__)
 
 #: Exit status of a worker that cannot open its storage, or serve its metrics.
 NO_STORAGE = 1
@@ -54,13 +62,28 @@ def _start_serving(sender: Any, **_: Any) -> None:
     except exporter.MetricsUnavailable as exc:
         print(f"spiral-tasks: this worker cannot serve its metrics: {exc}", file=sys.stderr)
         raise SystemExit(NO_METRICS) from None
-    if forks(sender.pool_cls):
-        return
     try:
-        runtime.engine()
+        if forks(sender.pool_cls):
+            with suppress_unreachable():
+                runtime.check_storage()
+        else:
+            runtime.engine()
     except StorageUnavailable as exc:
         print(f"spiral-tasks: this worker cannot open its storage: {exc}", file=sys.stderr)
         raise SystemExit(NO_STORAGE) from None
+
+
+@contextmanager
+def suppress_unreachable() -> Iterator[None]:
+    """Let a storage that cannot be reached pass (the pool's children open their own
+    later, and retry), but not one that refuses this worker's keys."""
+    try:
+        yield
+    except EncryptionKeyMissing:
+        raise
+    except StorageUnavailable as exc:
+        log.warning("storage not reachable at startup (the pool's children will retry): %s",
+                    exc)
 
 
 @worker_process_init.connect
