@@ -13,12 +13,11 @@ SPIRAL_AUDIT=1 and SPIRAL_AUDIT=0; each run measures the store task's peak as
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 from benchmarks.common import BACKENDS, drive, engine_over, open_backend, redis_server
-from benchmarks.metrics_cost import IN_PROCESS_CALLERS, alternate, report, task_peak
+from benchmarks.metrics_cost import IN_PROCESS_CALLERS, alternate, cost_arguments, report, task_peak
 from spiral_tasks.config import AuditSettings
 
 
@@ -34,12 +33,7 @@ def in_process_rate(backend: str, redis_url: str, audited: bool, ops: int) -> fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="alternations of on and off")
-    parser.add_argument("--tasks", type=int, default=2000, help="store tasks per peak run")
-    parser.add_argument("--ops", type=int, default=5000, help="in-process stores per run")
-    args = parser.parse_args()
+    args = cost_arguments(__doc__)
     with redis_server() as server:
         for backend in BACKENDS:
             on, off = alternate(args.rounds, lambda audited, b=backend: in_process_rate(

@@ -84,13 +84,19 @@ def report(label: str, on: float, off: float) -> None:
           flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+def cost_arguments(description: str | None) -> argparse.Namespace:
+    """The options every cost benchmark takes: rounds, peak-run tasks, in-process ops."""
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="alternations of on and off")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds (each measures every configuration once)")
     parser.add_argument("--tasks", type=int, default=2000, help="store tasks per peak run")
     parser.add_argument("--ops", type=int, default=5000, help="in-process stores per run")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = cost_arguments(__doc__)
     with tempfile.TemporaryDirectory() as folder, redis_server() as server:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         ensure_multiprocess(Path(folder))

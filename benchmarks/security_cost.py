@@ -15,13 +15,12 @@ Prints each configuration's median stores/s and its ratio to both off.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import BACKENDS, drive, engine_over, median, open_backend, redis_server
-from benchmarks.metrics_cost import IN_PROCESS_CALLERS, task_peak
+from benchmarks.metrics_cost import IN_PROCESS_CALLERS, cost_arguments, task_peak
 from spiral_tasks.config import AuditSettings, EncryptionSettings
 from spiral_tasks.testing.encryption import key_env, new_key, sealing
 
@@ -69,12 +68,7 @@ def report(label: str, rates: dict[str, float]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of all four")
-    parser.add_argument("--tasks", type=int, default=2000, help="store tasks per peak run")
-    parser.add_argument("--ops", type=int, default=5000, help="in-process stores per run")
-    args = parser.parse_args()
+    args = cost_arguments(__doc__)
     with redis_server() as server:
         for backend in BACKENDS:
             report(f"in process, {backend}", rotate(
