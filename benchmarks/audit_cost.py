@@ -16,20 +16,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import BACKENDS, drive, engine_over, open_backend, redis_server
-from benchmarks.metrics_cost import IN_PROCESS_CALLERS, alternate, cost_arguments, report, task_peak
-from spiral_tasks.config import AuditSettings
-
-
-def in_process_rate(backend: str, redis_url: str, audited: bool, ops: int) -> float:
-    with open_backend(backend, redis_url) as storage:
-        engine = engine_over(storage, max_memory_nodes=1_000_000,
-                             audit=AuditSettings(enabled=audited))
-        engine.store("warm-up", tenant="bench")
-        run = drive(lambda i: engine.store(f"memory {i}", tenant="bench"), ops,
-                    IN_PROCESS_CALLERS)
-        assert engine.stats("bench").consistent
-        return run.rate
+from benchmarks.common import BACKENDS, redis_server
+from benchmarks.metrics_cost import alternate, cost_arguments, report, task_peak
+from benchmarks.security_cost import in_process_rate
 
 
 def main() -> None:
@@ -37,7 +26,7 @@ def main() -> None:
     with redis_server() as server:
         for backend in BACKENDS:
             on, off = alternate(args.rounds, lambda audited, b=backend: in_process_rate(
-                b, server.url, audited, args.ops))
+                b, server.url, False, audited, args.ops))
             report(f"in process, {backend}", on, off)
         with tempfile.TemporaryDirectory() as workdir:
             on, off = alternate(args.rounds, lambda audited: task_peak(
