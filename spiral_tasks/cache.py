@@ -19,6 +19,7 @@ from typing import Any
 from spiral_tasks import records
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Spiral
+from spiral_tasks.placement import OpenSpirals
 
 
 @dataclass
@@ -30,15 +31,27 @@ class TenantState:
     generation: str = ""
     #: The spirals' keys, kept as spirals are added (asked for on every entry).
     _spiral_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    #: The open spirals, kept as spirals are put (built when placement first asks).
+    _open: OpenSpirals | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> TenantState:
         return TenantState(dict(self.spirals), self.memory_count, self.generation,
-                           self._spiral_keys)
+                           self._spiral_keys,
+                           None if self._open is None else self._open.copy())
 
     def put(self, spiral: Spiral) -> None:
-        if spiral.id not in self.spirals:
+        previous = self.spirals.get(spiral.id)
+        if previous is None:
             self._spiral_keys = None
         self.spirals[spiral.id] = spiral
+        if self._open is not None:
+            self._open.put(spiral, previous)
+
+    def open_spirals(self) -> OpenSpirals:
+        """The spirals with room, indexed for placement."""
+        if self._open is None:
+            self._open = OpenSpirals(self.spirals.values())
+        return self._open
 
     @classmethod
     def from_snapshot(cls, keys: TenantKeys, snapshot: dict[str, Any],

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spiral_tasks import events, gc, geometry, placement, records, validation
+from spiral_tasks import events, gc, geometry, records, validation
 from spiral_tasks.audit import actor as audit_actor
 from spiral_tasks.audit.actor import Actor
 from spiral_tasks.collect import collect_lowest
@@ -199,13 +199,13 @@ class StoreBatch:
                 raise CapacityExceeded(
                     f"tenant {self.section.tenant!r} holds {state.memory_count} memories, "
                     f"the limit is {limit}, and none is collectable")
-        spiral = placement.choose_spiral(self.section.tenant, state.spirals, depth,
-                                         limits.max_memory_spirals, now)
+        spiral = state.open_spirals().choose(self.section.tenant, len(state.spirals), depth,
+                                             limits.max_memory_spirals, now)
         if spiral is None:
             self._flush()
             collect_lowest(self.ctx, self.section, over=0, limit=ROOM_BATCH)
-            spiral = placement.choose_spiral(self.section.tenant, state.spirals, depth,
-                                             limits.max_memory_spirals, now)
+            spiral = state.open_spirals().choose(self.section.tenant, len(state.spirals),
+                                                 depth, limits.max_memory_spirals, now)
         if spiral is None:
             raise CapacityExceeded(
                 f"all {limits.max_memory_spirals} spirals of tenant "

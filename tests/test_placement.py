@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spiral_tasks.cache import TenantState
 from spiral_tasks.model import Depth, Spiral, SpiralType
-from spiral_tasks.placement import choose_spiral, fit
+from spiral_tasks.placement import OpenSpirals, choose_spiral, fit
 
 
 def filled(spiral_id: str, kind: SpiralType, count: int, depth: Depth) -> Spiral:
@@ -34,3 +38,68 @@ def test_at_the_spiral_limit_any_open_spiral_serves() -> None:
 def test_none_when_all_are_full_at_the_limit() -> None:
     spirals = {"a": filled("a", SpiralType.ARCHIMEDEAN, 89, Depth.SURFACE)}
     assert choose_spiral("t", spirals, Depth.SURFACE, 1, 1.0) is None
+
+
+# --- the index gives choose_spiral's answer -------------------------------------------
+
+def spiral_from(spiral_id: str, kind: SpiralType, capacity: int, count: int,
+                average: float) -> Spiral:
+    """A spiral with any statistics a record may hold (not only those stores make)."""
+    return Spiral(id=spiral_id, tenant="t", type=kind, capacity=capacity, node_count=count,
+                  depth_tenths=0, holes=(), average_depth=average, current_radius=0.0,
+                  total_turns=0, created=0.0, updated=0.0)
+
+
+spiral_ids = st.text(alphabet="abcdef", min_size=1, max_size=3)
+any_spiral = st.builds(
+    spiral_from, spiral_ids, st.sampled_from(SpiralType), st.integers(1, 12),
+    st.integers(0, 13),
+    st.one_of(st.sampled_from([0.0, 0.2, 0.4, 0.7, 0.9, 1.0]),
+              st.floats(-1e6, 1e6, allow_nan=False)))
+spiral_sets = st.lists(any_spiral, max_size=12).map(lambda spirals: {s.id: s for s in spirals})
+
+
+def same_choice(tenant_spirals: dict[str, Spiral], index: OpenSpirals, depth: Depth,
+                max_spirals: int) -> None:
+    expected = choose_spiral("t", tenant_spirals, depth, max_spirals, 1.0)
+    chosen = index.choose("t", len(tenant_spirals), depth, max_spirals, 1.0)
+    if expected is None or expected.id not in tenant_spirals:  # None, or a new spiral
+        assert chosen is None if expected is None else (
+            chosen is not None and chosen.id not in tenant_spirals
+            and chosen.type is expected.type and chosen.node_count == 0)
+    else:
+        assert chosen is expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(spiral_sets, st.sampled_from(Depth), st.integers(0, 14))
+def test_the_index_chooses_what_choose_spiral_chooses(
+        tenant_spirals: dict[str, Spiral], depth: Depth, max_spirals: int) -> None:
+    same_choice(tenant_spirals, OpenSpirals(tenant_spirals.values()), depth, max_spirals)
+
+
+@settings(max_examples=200, deadline=None)
+@given(spiral_sets, st.lists(any_spiral, max_size=20), st.sampled_from(Depth),
+       st.integers(0, 14))
+def test_the_index_kept_through_changes_chooses_what_choose_spiral_chooses(
+        tenant_spirals: dict[str, Spiral], changes: list[Spiral], depth: Depth,
+        max_spirals: int) -> None:
+    state = TenantState(dict(tenant_spirals))
+    before = state.open_spirals().copy()
+    for spiral in changes:  # a spiral of an id already there replaces it, as a store's
+        state.put(spiral)
+        same_choice(state.spirals, state.open_spirals(), depth, max_spirals)
+        same_choice(state.spirals, state.copy().open_spirals(), depth, max_spirals)
+    # A copy taken before is not changed by what the state went through after.
+    same_choice(tenant_spirals, before, depth, max_spirals)
+
+
+def test_a_spiral_that_fills_up_leaves_the_index_and_one_with_a_hole_comes_back() -> None:
+    full = filled("a", SpiralType.ARCHIMEDEAN, 89, Depth.SURFACE)
+    state = TenantState({"a": filled("a", SpiralType.ARCHIMEDEAN, 88, Depth.SURFACE)})
+    assert state.open_spirals().choose("t", 1, Depth.SURFACE, 1, 1.0) is state.spirals["a"]
+    state.put(full)
+    assert state.open_spirals().choose("t", 1, Depth.SURFACE, 1, 1.0) is None
+    holed = full.without_node(3, Depth.SURFACE, 1.0, 21)
+    state.put(holed)
+    assert state.open_spirals().choose("t", 1, Depth.SURFACE, 1, 1.0) is holed
