@@ -32,12 +32,14 @@ class TenantState:
     #: The spirals' keys, kept as spirals are added (asked for on every entry).
     _spiral_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     #: The open spirals, kept as spirals are put (built when placement first asks).
+    #: Shared with copies until one of them changes (copied then: `_open_owned`).
     _open: OpenSpirals | None = field(default=None, repr=False, compare=False)
+    _open_owned: bool = field(default=True, repr=False, compare=False)
 
     def copy(self) -> TenantState:
+        self._open_owned = False
         return TenantState(dict(self.spirals), self.memory_count, self.generation,
-                           self._spiral_keys,
-                           None if self._open is None else self._open.copy())
+                           self._spiral_keys, self._open, False)
 
     def put(self, spiral: Spiral) -> None:
         previous = self.spirals.get(spiral.id)
@@ -45,12 +47,14 @@ class TenantState:
             self._spiral_keys = None
         self.spirals[spiral.id] = spiral
         if self._open is not None:
+            if not self._open_owned:
+                self._open, self._open_owned = self._open.copy(), True
             self._open.put(spiral, previous)
 
     def open_spirals(self) -> OpenSpirals:
         """The spirals with room, indexed for placement."""
         if self._open is None:
-            self._open = OpenSpirals(self.spirals.values())
+            self._open, self._open_owned = OpenSpirals(self.spirals.values()), True
         return self._open
 
     @classmethod

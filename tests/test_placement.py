@@ -85,13 +85,21 @@ def test_the_index_kept_through_changes_chooses_what_choose_spiral_chooses(
         tenant_spirals: dict[str, Spiral], changes: list[Spiral], depth: Depth,
         max_spirals: int) -> None:
     state = TenantState(dict(tenant_spirals))
-    before = state.open_spirals().copy()
+    state.open_spirals()
+    before = state.copy()  # shares the index until one of them changes
+    copies = []
     for spiral in changes:  # a spiral of an id already there replaces it, as a store's
         state.put(spiral)
         same_choice(state.spirals, state.open_spirals(), depth, max_spirals)
-        same_choice(state.spirals, state.copy().open_spirals(), depth, max_spirals)
-    # A copy taken before is not changed by what the state went through after.
-    same_choice(tenant_spirals, before, depth, max_spirals)
+        copies.append((dict(state.spirals), state.copy()))
+    # Copies are not changed by what the state, or another copy, went through after.
+    for _, copy in copies:
+        changed = copy.copy()
+        changed.put(spiral_from("new", SpiralType.GOLDEN, 5, 0, 0.7))
+        same_choice(changed.spirals, changed.open_spirals(), depth, max_spirals)
+    for spirals, copy in copies:
+        same_choice(spirals, copy.open_spirals(), depth, max_spirals)
+    same_choice(tenant_spirals, before.open_spirals(), depth, max_spirals)
 
 
 def test_a_spiral_that_fills_up_leaves_the_index_and_one_with_a_hole_comes_back() -> None:
