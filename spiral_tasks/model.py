@@ -163,6 +163,11 @@ class Spiral:
         cls, id: str, tenant: str, type: SpiralType, node_count: int, depth_tenths: int,
         holes: tuple[int, ...], high: int, created: float, updated: float, spiral_turns: int,
     ) -> Spiral:
+        # Every spiral is made here or read strictly (`from_json`), so its record needs
+        # no round trip to be written (`CheckedPut`); the times are all left to check.
+        if created - created != 0.0 or updated - updated != 0.0:
+            raise ValueError(f"spiral {id}: times must be finite, got {created!r}, "
+                             f"{updated!r}")
         return cls(
             id=id,
             tenant=tenant,

@@ -32,7 +32,7 @@ from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
 from spiral_tasks.observe import NO_OBSERVER, Observer
-from spiral_tasks.storage.base import Delete, Increment, Put, Storage, Unreadable, Write
+from spiral_tasks.storage.base import CheckedPut, Delete, Increment, Put, Storage, Unreadable, Write
 
 #: A chunked commit commits when it holds this many writes or this many bytes of
 #: values, so one Redis script stays small whatever the memories' sizes.
@@ -171,7 +171,7 @@ class Section:
         """Commit every staged write in one atomic batch; return the value the last
         increment left. `final`: no commit follows, so the lock may go with it."""
         writes: list[Write] = [Put(tenant_marker(self.tenant), 1)] if self._register else []
-        writes += [Put(self.keys.spiral(s.id), s.to_json())
+        writes += [CheckedPut(self.keys.spiral(s.id), s.to_json())
                    for s in self._changed_spirals.values()]
         writes += self._pending
         head = self._audit_writes(writes)

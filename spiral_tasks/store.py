@@ -25,7 +25,7 @@ from spiral_tasks.model import Depth, Memory, Spiral
 from spiral_tasks.results import StoreResult
 from spiral_tasks.section import Section
 from spiral_tasks.security.sigils import index_name
-from spiral_tasks.storage.base import Increment, IndexPut, Put, Write
+from spiral_tasks.storage.base import CheckedPut, Increment, IndexPut, Put, Write
 
 #: GC's chance to make room when every spiral is full: at most this many memories.
 ROOM_BATCH = 32
@@ -106,6 +106,8 @@ class StoreBatch:
                 return
         self._check_associations(request.associations)
         now = self.ctx.clock()
+        if now - now != 0.0:  # inf or nan: the record is written unchecked (CheckedPut)
+            raise ValueError(f"the clock says {now!r}, which is no time")
         spiral = self._room_for(request.depth, now)
         memory_id = request.memory_id or self.ctx.new_id()
         slot = spiral.next_slot()
@@ -155,7 +157,8 @@ class StoreBatch:
         keys, section = self.section.keys, self.section
         section.put_spiral(grown)
         section.state.memory_count += 1
-        writes: list[Write] = [Put(keys.memory(memory.id), memory.to_json()),
+        # Every field of the record was validated or computed here: checked as built.
+        writes: list[Write] = [CheckedPut(keys.memory(memory.id), memory.to_json()),
                                Put(keys.sigil(index_name(memory.sigil)), memory.id),
                                Increment(keys.spiral_count(grown.id), 1),
                                Increment(keys.memory_count, 1),

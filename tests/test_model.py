@@ -59,3 +59,14 @@ def test_taking_a_used_slot_is_refused() -> None:
 def test_spiral_json_round_trip() -> None:
     spiral = grow(Spiral.new("s", "t", SpiralType.CONSCIOUSNESS, 5.0), [Depth.CORE] * 3)
     assert Spiral.from_json(spiral.to_json()) == spiral
+
+
+@pytest.mark.parametrize("time", [float("nan"), float("inf"), float("-inf")])
+def test_a_spiral_is_never_made_with_a_time_its_record_cannot_hold(time: float) -> None:
+    """Spiral records are written without a JSON round trip (`CheckedPut`): every
+    spiral is made by `_derived` or read strictly, so its times are checked there."""
+    with pytest.raises(ValueError, match="finite"):
+        Spiral.new("s", "t", SpiralType.GOLDEN, time)
+    spiral = Spiral.new("s", "t", SpiralType.GOLDEN, 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        spiral.with_node(0, Depth.DEEP, time, 21)

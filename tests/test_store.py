@@ -12,6 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.results import StoreResult
@@ -104,3 +106,18 @@ def test_a_batch_that_fills_the_tenant_answers_every_request_once(
     assert sorted(created) == sorted(set(created))  # no id created twice
     assert assert_consistent(engine) == 4
     assert engine.rebuild_stats().clean
+
+
+@pytest.mark.parametrize("time", [float("nan"), float("inf")])
+def test_a_store_at_a_time_no_record_can_hold_is_refused_with_nothing_written(
+        make_engine: EngineFactory, clock: Clock, time: float) -> None:
+    """Its record is written without a JSON round trip (built here from checked fields),
+    so what the round trip would have refused is refused where the record is built."""
+    engine = make_engine()
+    engine.store("before")
+    clock.now = time
+    with pytest.raises(ValueError, match="no time"):
+        engine.store("at no time")
+    clock.now = 2_000_000.0
+    assert engine.stats().total_memories == 1
+    assert_consistent(engine)

@@ -37,7 +37,7 @@ from spiral_tasks.errors import SealBroken
 from spiral_tasks.keys import holds_memory_data
 from spiral_tasks.security import envelope
 from spiral_tasks.security.encryption_keys import EncryptionKeys
-from spiral_tasks.storage.codec import Codec, UnreadableValue, decode, encode
+from spiral_tasks.storage.codec import Codec, UnreadableValue, decode
 
 #: Values AES-GCM may seal under one key with random nonces before the chance of a
 #: repeated nonce passes 2^-32 (NIST SP 800-38D): rotate well before.
@@ -67,8 +67,7 @@ class SealingCodec(Codec):
         self._openers = {key_id: AESGCM(key) for key_id in keyring.ids
                          if (key := keyring.key(key_id)) is not None}
 
-    def encode(self, key: str, value: Any) -> bytes:
-        raw = encode(value)
+    def wrap(self, key: str, raw: bytes) -> bytes:
         return self.seal(key, raw) if self.seals and holds_memory_data(key) else raw
 
     def decode(self, key: str, raw: bytes) -> Any:

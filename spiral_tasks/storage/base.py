@@ -33,6 +33,16 @@ class Put:
 
 
 @dataclass(frozen=True)
+class CheckedPut(Put):
+    """A `Put` of a value checked where it was built: a record the engine makes from
+    fields it validated (a memory from a validated request, a spiral from its own
+    arithmetic or from a record read strictly), which comes back equal from JSON by
+    construction. It is encoded once, without the round trip a `Put`'s value gets
+    (`Codec.encode_checked`). A value that came from outside (an argument, a backup,
+    a caller's dict) is never one: whoever builds a `CheckedPut` answers for it."""
+
+
+@dataclass(frozen=True)
 class Delete:
     key: str
 
@@ -143,6 +153,10 @@ EncodedWrite = (EncodedPut | Delete | Increment | IndexPut | IndexRemove | Publi
 
 
 def check_key(key: Any, argument: str = "key") -> str:
+    # ASCII (nearly every key the engine builds): its length is its size in bytes and
+    # it holds no surrogate, so one C call settles it.
+    if type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES:
+        return key
     if not isinstance(key, str):
         raise TypeError(f"{argument} must be a str, got {type(key).__name__}")
     if not key:
@@ -174,34 +188,75 @@ def _encode_log(write: LogAppend | LogTrim) -> EncodedLogAppend | LogTrim:
     return EncodedLogAppend(write.log, seq, codec.encode(write.value))
 
 
-def _encode_write(write: Write, values: Codec) -> EncodedWrite:
-    match write:
-        case Put(key, value):
-            return EncodedPut(check_key(key), values.encode(key, value))
-        case Delete(key):
-            check_key(key)
-        case Increment(key, delta):
-            check_key(key)
-            if isinstance(delta, bool) or not isinstance(delta, int):
-                raise TypeError(f"delta must be an int, got {type(delta).__name__}")
-        case IndexPut(index, member, score):
-            check_key(index, "index")
-            check_key(member, "member")
-            if isinstance(score, bool) or not isinstance(score, int | float) \
-                    or math.isnan(score):
-                raise ValueError(f"score must be a number, got {score!r}")
-        case IndexRemove(index, member):
-            check_key(index, "index")
-            check_key(member, "member")
-        case Publish(channel, message):
-            check_key(channel, "channel")
-            if not isinstance(message, str):
-                raise TypeError(f"message must be a str, got {type(message).__name__}")
-        case LogAppend() | LogTrim():
-            return _encode_log(write)
-        case _:
-            raise TypeError(f"not a storage write: {write!r}")
+def _encode_put(write: Put, values: Codec) -> EncodedWrite:
+    return EncodedPut(check_key(write.key), values.encode(write.key, write.value))
+
+
+def _encode_checked_put(write: CheckedPut, values: Codec) -> EncodedWrite:
+    return EncodedPut(check_key(write.key), values.encode_checked(write.key, write.value))
+
+
+def _check_delete(write: Delete, values: Codec) -> EncodedWrite:
+    check_key(write.key)
     return write
+
+
+def _check_increment(write: Increment, values: Codec) -> EncodedWrite:
+    check_key(write.key)
+    delta = write.delta
+    if isinstance(delta, bool) or not isinstance(delta, int):
+        raise TypeError(f"delta must be an int, got {type(delta).__name__}")
+    return write
+
+
+def _check_index_put(write: IndexPut, values: Codec) -> EncodedWrite:
+    check_key(write.index, "index")
+    check_key(write.member, "member")
+    score = write.score
+    if isinstance(score, bool) or not isinstance(score, int | float) or math.isnan(score):
+        raise ValueError(f"score must be a number, got {score!r}")
+    return write
+
+
+def _check_index_remove(write: IndexRemove, values: Codec) -> EncodedWrite:
+    check_key(write.index, "index")
+    check_key(write.member, "member")
+    return write
+
+
+def _check_publish(write: Publish, values: Codec) -> EncodedWrite:
+    check_key(write.channel, "channel")
+    if not isinstance(write.message, str):
+        raise TypeError(f"message must be a str, got {type(write.message).__name__}")
+    return write
+
+
+def _encode_log_write(write: LogAppend | LogTrim, values: Codec) -> EncodedWrite:
+    return _encode_log(write)
+
+
+#: How each kind of write is checked and encoded, found by its class (a subclass of
+#: one of these by its nearest base): one dict lookup per write.
+_ENCODERS: dict[type, Callable[[Any, Codec], EncodedWrite]] = {
+    Put: _encode_put,
+    CheckedPut: _encode_checked_put,
+    Delete: _check_delete,
+    Increment: _check_increment,
+    IndexPut: _check_index_put,
+    IndexRemove: _check_index_remove,
+    Publish: _check_publish,
+    LogAppend: _encode_log_write,
+    LogTrim: _encode_log_write,
+}
+
+
+def _encode_write(write: Write, values: Codec) -> EncodedWrite:
+    encoder = _ENCODERS.get(type(write))
+    if encoder is None:
+        encoder = next((_ENCODERS[c] for c in type(write).__mro__ if c in _ENCODERS), None)
+        if encoder is None:
+            raise TypeError(f"not a storage write: {write!r}")
+    return encoder(write, values)
 
 
 class Storage(ABC):

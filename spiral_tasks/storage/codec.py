@@ -27,16 +27,23 @@ MAX_NESTING = 250  # orjson stops at 255
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
+#: Types orjson writes exactly or refuses (a lone surrogate, an int beyond 64 bits): a
+#: value of one of these needs no round trip to prove it comes back equal.
+_EXACT_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def encode(value: Any) -> bytes:
     """JSON bytes of `value`, or TypeError/ValueError if it would not come back equal.
 
     Fast path: orjson encodes, and the value must equal its own decoding (this catches
-    NaN, tuples and the other types orjson accepts but JSON cannot keep). Only when
-    that fails does the slower walk run, to say precisely what is wrong.
+    NaN, tuples and the other types orjson accepts but JSON cannot keep); a plain
+    string or integer needs no decoding, since orjson refuses what it cannot keep of
+    those. Only when that fails does the slower walk run, to say precisely what is
+    wrong.
     """
     try:
         raw = orjson.dumps(value)
-        if orjson.loads(raw) == value:
+        if type(value) in _EXACT_SCALARS or orjson.loads(raw) == value:
             return raw
     except (TypeError, ValueError):
         pass
@@ -74,7 +81,18 @@ class Codec:
     sealing_key_id: str | None = None
 
     def encode(self, key: str, value: Any) -> bytes:
-        return encode(value)
+        """The bytes stored for `value` at `key`, or TypeError/ValueError if the value
+        would not come back equal (see `encode`)."""
+        return self.wrap(key, encode(value))
+
+    def encode_checked(self, key: str, value: Any) -> bytes:
+        """Like `encode`, for a value that comes back equal by construction (see
+        `base.CheckedPut`): encoded once, without the round trip that proves it."""
+        return self.wrap(key, orjson.dumps(value))
+
+    def wrap(self, key: str, raw: bytes) -> bytes:
+        """What is stored at `key` for the JSON `raw`: here, the JSON itself."""
+        return raw
 
     def decode(self, key: str, raw: bytes) -> Any:
         if envelope.is_sealed(raw):

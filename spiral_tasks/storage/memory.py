@@ -90,8 +90,10 @@ class MemoryStorage(Storage):
                     self._data[key] = raw
             for write in writes:
                 if isinstance(write, IndexPut):
-                    self._indexes.setdefault(write.index, _OrderedIndex()).put(
-                        write.member, float(write.score))
+                    index = self._indexes.get(write.index)
+                    if index is None:
+                        index = self._indexes[write.index] = _OrderedIndex()
+                    index.put(write.member, float(write.score))
                 elif isinstance(write, IndexRemove) and write.index in self._indexes:
                     self._indexes[write.index].remove(write.member)
                 elif isinstance(write, EncodedLogAppend):

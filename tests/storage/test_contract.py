@@ -9,6 +9,7 @@ import pytest
 
 from spiral_tasks.errors import StorageHeld, StorageUnavailable
 from spiral_tasks.storage.base import (
+    CheckedPut,
     Delete,
     Increment,
     IndexPut,
@@ -62,6 +63,15 @@ def test_set_get_round_trips_every_json_type(storage: Storage, value: Any) -> No
     assert type(got) is type(value)
     if isinstance(value, dict):
         assert list(got) == list(value)  # property order kept
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+def test_a_value_checked_where_it_was_built_is_stored_like_any_other(
+        storage: Storage, value: Any) -> None:
+    storage.apply([CheckedPut("checked", value), Put("plain", value)])
+    assert storage.get("checked") == value
+    assert dict(storage.scan_stored("checked")) == {"checked": dict(
+        storage.scan_stored("plain"))["plain"]}
 
 
 def test_stored_value_is_a_copy(storage: Storage) -> None:
