@@ -57,7 +57,7 @@ class Signer:
 
     def sign(self, *parts: object) -> str:
         message = "\x00".join(str(p) for p in parts).encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, message, "sha256").hex()  # one C call: every commit
 
     def valid(self, mac: object, *parts: object) -> bool:
         return isinstance(mac, str) and hmac.compare_digest(mac, self.sign(*parts))

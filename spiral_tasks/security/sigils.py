@@ -87,7 +87,7 @@ class SigilKey:
         # each other; repr of a float is exact and the same in every process.
         message = b"\x00".join((VERSION, tenant.encode(), memory_id.encode(),
                                 repr(float(created)).encode()))
-        mac = hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:MAC_CHARS]
+        mac = hmac.digest(self.secret, message, "sha256").hex()[:MAC_CHARS]  # every store
         return self.kid + mac
 
 
