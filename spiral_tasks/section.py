@@ -76,6 +76,11 @@ class Section:
         return self.keys.tenant
 
     @property
+    def publishes(self) -> bool:
+        """Whether events staged here reach anyone (`Storage.publishes`)."""
+        return self._storage.publishes
+
+    @property
     def state(self) -> TenantState:
         """The tenant's spirals and total, as the staged writes leave them."""
         if self._state is None:

@@ -81,6 +81,8 @@ class StoreBatch:
         self.section = section
         self._waiting: list[tuple[StorePending, StoreResult]] = []
         self._created = 0
+        #: New nodes per spiral since the last commit: its counter moves once per commit.
+        self._grown: dict[str, int] = {}
 
     def serve(self, batch: Iterable[StorePending]) -> None:
         """Answer every request. A request's own bad input or a full tenant fails only
@@ -159,15 +161,15 @@ class StoreBatch:
         section.state.memory_count += 1
         # Every field of the record was validated or computed here: checked as built.
         writes: list[Write] = [CheckedPut(keys.memory(memory.id), memory.to_json()),
-                               Put(keys.sigil(index_name(memory.sigil)), memory.id),
-                               Increment(keys.spiral_count(grown.id), 1),
-                               Increment(keys.memory_count, 1),
-                               events.event(events.STORED, result.to_json())]
+                               Put(keys.sigil(index_name(memory.sigil)), memory.id)]
+        if section.publishes:
+            writes.append(events.event(events.STORED, result.to_json()))
         if not memory.depth.protected:
             writes.append(IndexPut(keys.gc_queue, memory.id,
                                    gc.retain_until(memory, self.ctx.gc.retention_s)))
         section.stage(*writes)
         self._created += 1
+        self._grown[grown.id] = self._grown.get(grown.id, 0) + 1
 
     def _flush(self, final: bool = False) -> None:
         """Commit what is staged and give the waiting requests their answers.
@@ -178,9 +180,13 @@ class StoreBatch:
         """
         created, waiting = self._created, self._waiting
         if created:
+            keys = self.section.keys
             self.section.ensure_registered()
-            self.section.stage(Increment(self.section.keys.store_ticks, created))
-        self._created, self._waiting = 0, []
+            self.section.stage(*[Increment(keys.spiral_count(spiral_id), count)
+                                 for spiral_id, count in self._grown.items()],
+                               Increment(keys.memory_count, created),
+                               Increment(keys.store_ticks, created))
+        self._created, self._waiting, self._grown = 0, [], {}
         last = self.section.commit(final=final)
         interval = self.ctx.gc.trigger_interval
         tick = (last or 0) - created  # this commit's stores are ticks tick+1 .. last

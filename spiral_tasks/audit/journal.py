@@ -28,7 +28,15 @@ from spiral_tasks.audit.actor import Actor
 from spiral_tasks.audit.chain import GENESIS, Signer
 from spiral_tasks.audit.verify import PAGE, problem
 from spiral_tasks.keys import TenantKeys
-from spiral_tasks.storage.base import LogAppend, LogTrim, Put, Storage, Write
+from spiral_tasks.storage.base import (
+    CheckedLogAppend,
+    CheckedPut,
+    LogAppend,
+    LogTrim,
+    Put,
+    Storage,
+    Write,
+)
 
 #: Entries between two looks at what retention may trim.
 TRIM_EVERY = 100
@@ -57,17 +65,25 @@ class Journal:
         seq, prev = _chain_end(head)
         first = seq + 1
         now = self.clock()
+        finite = now - now == 0.0
         writes: list[Write] = []
         for event in events:
             seq += 1
+            actor = event.actor
             entry = self.signer.entry({
                 "seq": seq, "prev": prev, "tenant": keys.tenant, "op": event.op,
-                "ids": list(event.ids), "task": event.actor.task,
-                "worker": event.actor.worker, "time": now})
-            writes.append(LogAppend(keys.audit_log, seq, entry))
+                "ids": list(event.ids), "task": actor.task,
+                "worker": actor.worker, "time": now})
+            # Every field is a string, an int or a finite time: the entry needs no
+            # round trip. An actor or ids of another type (a task id a client made up)
+            # get one, which refuses what JSON cannot keep.
+            checked = finite and _text(actor.task) and _text(actor.worker) \
+                and all(type(i) is str for i in event.ids)
+            writes.append((CheckedLogAppend if checked else LogAppend)(
+                keys.audit_log, seq, entry))
             prev = entry["hash"]
         new_head = self.signer.head(keys.tenant, seq, prev)
-        writes.append(Put(keys.audit_head, new_head))
+        writes.append(CheckedPut(keys.audit_head, new_head))  # an int and hex strings
         if self.retention_s > 0 and (first - 1) // TRIM_EVERY != seq // TRIM_EVERY:
             writes += self._trim(storage, keys, now - self.retention_s)
         return writes, new_head
@@ -88,6 +104,10 @@ class Journal:
         return [LogTrim(keys.audit_log, position),
                 Put(keys.audit_checkpoint, self.signer.checkpoint(
                     keys.tenant, entry["seq"], entry["hash"], entry["time"]))]
+
+
+def _text(value: object) -> bool:
+    return value is None or type(value) is str
 
 
 def _chain_end(point: Any) -> tuple[int, str]:

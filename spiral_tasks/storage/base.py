@@ -120,6 +120,11 @@ class LogAppend:
 
 
 @dataclass(frozen=True)
+class CheckedLogAppend(LogAppend):
+    """A `LogAppend` of an entry checked where it was built (see `CheckedPut`)."""
+
+
+@dataclass(frozen=True)
 class LogTrim:
     """Remove a log's entries up to and including the one at `through` (a position
     `log_read` returned): retention, written with the checkpoint that replaces them."""
@@ -176,16 +181,21 @@ def check_prefix(prefix: Any) -> str:
     return prefix if prefix == "" else check_key(prefix, "prefix")
 
 
-def _encode_log(write: LogAppend | LogTrim) -> EncodedLogAppend | LogTrim:
+def _check_log_trim(write: LogTrim, values: Codec) -> EncodedWrite:
     check_key(write.log, "log")
-    if isinstance(write, LogTrim):
-        check_key(write.through, "through")
-        return write
+    check_key(write.through, "through")
+    return write
+
+
+def _encode_log_append(write: LogAppend, values: Codec) -> EncodedWrite:
+    check_key(write.log, "log")
     seq = write.seq
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**63:
         raise ValueError(f"seq must be a positive int, got {seq!r}")
     # Audit entries name operations and ids, never a memory's content: not sealed.
-    return EncodedLogAppend(write.log, seq, codec.encode(write.value))
+    raw = codec.encode_checked(write.value) if type(write) is CheckedLogAppend \
+        else codec.encode(write.value)
+    return EncodedLogAppend(write.log, seq, raw)
 
 
 def _encode_put(write: Put, values: Codec) -> EncodedWrite:
@@ -231,10 +241,6 @@ def _check_publish(write: Publish, values: Codec) -> EncodedWrite:
     return write
 
 
-def _encode_log_write(write: LogAppend | LogTrim, values: Codec) -> EncodedWrite:
-    return _encode_log(write)
-
-
 #: How each kind of write is checked and encoded, found by its class (a subclass of
 #: one of these by its nearest base): one dict lookup per write.
 _ENCODERS: dict[type, Callable[[Any, Codec], EncodedWrite]] = {
@@ -245,24 +251,31 @@ _ENCODERS: dict[type, Callable[[Any, Codec], EncodedWrite]] = {
     IndexPut: _check_index_put,
     IndexRemove: _check_index_remove,
     Publish: _check_publish,
-    LogAppend: _encode_log_write,
-    LogTrim: _encode_log_write,
+    LogAppend: _encode_log_append,
+    CheckedLogAppend: _encode_log_append,
+    LogTrim: _check_log_trim,
 }
 
 
-def _encode_write(write: Write, values: Codec) -> EncodedWrite:
-    encoder = _ENCODERS.get(type(write))
+def _encoder_of(write: Write) -> Callable[[Any, Codec], EncodedWrite]:
+    """The encoder of a write whose class is not in `_ENCODERS` (a subclass)."""
+    encoder = next((_ENCODERS[c] for c in type(write).__mro__ if c in _ENCODERS), None)
     if encoder is None:
-        encoder = next((_ENCODERS[c] for c in type(write).__mro__ if c in _ENCODERS), None)
-        if encoder is None:
-            raise TypeError(f"not a storage write: {write!r}")
-    return encoder(write, values)
+        raise TypeError(f"not a storage write: {write!r}")
+    return encoder
+
+
+def _encode_write(write: Write, values: Codec) -> EncodedWrite:
+    return (_ENCODERS.get(type(write)) or _encoder_of(write))(write, values)
 
 
 class Storage(ABC):
     """A key-value store with counters, atomic batches and one kind of ordered index."""
 
     name: str = "storage"
+    #: Whether `Publish` writes reach anyone (pub/sub): a store without it drops them,
+    #: so the engine need not make them.
+    publishes: bool = False
     #: How values become bytes here: plain JSON unless a key is configured (see
     #: `security.atrest.seal_storage`, which replaces it when the store is opened).
     codec: Codec = PLAIN
@@ -411,7 +424,8 @@ class Storage(ABC):
 def prepare(writes: Sequence[Write], values: Codec) -> list[EncodedWrite]:
     """Check and encode a batch with a store's codec: what every backend (and the
     fenced commit) sends."""
-    return [_encode_write(w, values) for w in writes]
+    encoders = _ENCODERS
+    return [(encoders.get(type(w)) or _encoder_of(w))(w, values) for w in writes]
 
 
 def seq_position(seq: int) -> str:

@@ -51,6 +51,12 @@ def encode(value: Any) -> bytes:
     raise ValueError("value does not survive a JSON round trip")
 
 
+def encode_checked(value: Any) -> bytes:
+    """JSON bytes of a value that comes back equal by construction (`base.CheckedPut`):
+    encoded once, without the round trip `encode` makes to prove it."""
+    return orjson.dumps(value)
+
+
 class UnreadableValue(ValueError):
     """Stored bytes that do not decode into a value: not JSON, not UTF-8, cut short, a
     sealed value that fails its tag or is not one this version reads. The fault is the
@@ -88,7 +94,7 @@ class Codec:
     def encode_checked(self, key: str, value: Any) -> bytes:
         """Like `encode`, for a value that comes back equal by construction (see
         `base.CheckedPut`): encoded once, without the round trip that proves it."""
-        return self.wrap(key, orjson.dumps(value))
+        return self.wrap(key, encode_checked(value))
 
     def wrap(self, key: str, raw: bytes) -> bytes:
         """What is stored at `key` for the JSON `raw`: here, the JSON itself."""

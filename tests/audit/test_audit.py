@@ -99,6 +99,21 @@ def test_a_refused_batch_leaves_no_entry(engine: SpiralMemory) -> None:
     assert engine.storage.get(keys.audit_head) == head
 
 
+@pytest.mark.parametrize("task", [float("nan"), ("a", "tuple")])
+def test_an_actor_json_cannot_keep_is_refused_with_nothing_written(
+        engine: SpiralMemory, task: Any) -> None:
+    """An entry of strings, ints and a finite time is encoded without a round trip;
+    one naming anything else (a task id a client made up) still gets the round trip,
+    which refuses what JSON would not give back."""
+    engine.store("first", tenant=TENANT)
+    head = engine.storage.get(TenantKeys(TENANT).audit_head)
+    with acting(Actor(task=task, worker="w")), pytest.raises((TypeError, ValueError)):
+        engine.store("second", tenant=TENANT)
+    assert [e["op"] for e in log_of(engine.storage)] == ["store"]
+    assert engine.storage.get(TenantKeys(TENANT).audit_head) == head
+    assert_consistent(engine, TENANT)
+
+
 def test_a_commit_refused_by_the_fence_leaves_no_entry(redis_url: str) -> None:
     """On Redis, a section whose lock was taken over commits nothing: not its writes,
     not its entry, not a new head."""
