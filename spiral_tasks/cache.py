@@ -32,29 +32,33 @@ class TenantState:
     #: The spirals' keys, kept as spirals are added (asked for on every entry).
     _spiral_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     #: The open spirals, kept as spirals are put (built when placement first asks).
-    #: Shared with copies until one of them changes (copied then: `_open_owned`).
     _open: OpenSpirals | None = field(default=None, repr=False, compare=False)
-    _open_owned: bool = field(default=True, repr=False, compare=False)
+    #: Whether `spirals` and `_open` are shared with a copy: a section copies the state
+    #: on entering and again for the cache after each commit, so they are copied only
+    #: when one side changes them (`put`), at most once per commit.
+    _shared: bool = field(default=False, repr=False, compare=False)
 
     def copy(self) -> TenantState:
-        self._open_owned = False
-        return TenantState(dict(self.spirals), self.memory_count, self.generation,
-                           self._spiral_keys, self._open, False)
+        self._shared = True
+        return TenantState(self.spirals, self.memory_count, self.generation,
+                           self._spiral_keys, self._open, True)
 
     def put(self, spiral: Spiral) -> None:
+        if self._shared:
+            self.spirals = dict(self.spirals)
+            self._open = None if self._open is None else self._open.copy()
+            self._shared = False
         previous = self.spirals.get(spiral.id)
         if previous is None:
             self._spiral_keys = None
         self.spirals[spiral.id] = spiral
         if self._open is not None:
-            if not self._open_owned:
-                self._open, self._open_owned = self._open.copy(), True
             self._open.put(spiral, previous)
 
     def open_spirals(self) -> OpenSpirals:
         """The spirals with room, indexed for placement."""
         if self._open is None:
-            self._open, self._open_owned = OpenSpirals(self.spirals.values()), True
+            self._open = OpenSpirals(self.spirals.values())
         return self._open
 
     @classmethod

@@ -31,7 +31,7 @@ class Depth(enum.StrEnum):
 
     @property
     def weight(self) -> float:
-        return self.tenths / 10
+        return _DEPTH_WEIGHTS[self]
 
     @property
     def protected(self) -> bool:
@@ -46,6 +46,7 @@ _DEPTH_TENTHS = {
     Depth.CORE: 9,
     Depth.TRANSCENDENT: 10,
 }
+_DEPTH_WEIGHTS = {depth: tenths / 10 for depth, tenths in _DEPTH_TENTHS.items()}
 
 
 class SpiralType(enum.StrEnum):
@@ -204,12 +205,11 @@ class Spiral:
         return self.holes[0] if self.holes else self.high
 
     def with_node(self, slot: int, depth: Depth, now: float, spiral_turns: int) -> Spiral:
-        if slot in self.holes:
-            holes = self.holes[1:] if slot == self.holes[0] else tuple(
-                h for h in self.holes if h != slot)
-            high = self.high
-        elif slot == self.high:
-            holes, high = self.holes, self.high + 1
+        holes, high = self.holes, self.node_count + len(self.holes)
+        if slot in holes:
+            holes = holes[1:] if slot == holes[0] else tuple(h for h in holes if h != slot)
+        elif slot == high:
+            high += 1
         else:
             raise ValueError(f"slot {slot} of spiral {self.id} is not free")
         return self._derived(self.id, self.tenant, self.type, self.node_count + 1,
@@ -238,7 +238,7 @@ class Spiral:
         return {
             "id": self.id,
             "tenant": self.tenant,
-            "type": self.type.value,
+            "type": self.type._value_,  # `.value` is a Python-level enum property
             "capacity": self.capacity,
             "node_count": self.node_count,
             "depth_tenths": self.depth_tenths,
@@ -307,7 +307,7 @@ class Memory:
             "tenant": self.tenant,
             "content": self.content,
             "type": self.type,
-            "depth": self.depth.value,
+            "depth": self.depth._value_,
             "sigil": self.sigil,
             "spiral_id": self.spiral_id,
             "position": self.position_json(),

@@ -65,6 +65,8 @@ StorePending = Pending[StoreRequest, StoreResult]
 def prefetch(keys: TenantKeys, batch: Sequence[StorePending]) -> list[str]:
     """What the batch will ask about, read in the lock's own round trip: the record and
     tombstone of every id it names, the record of every memory it links to."""
+    if not any(p.payload.memory_id or p.payload.associations for p in batch):
+        return []  # most stores: nothing to ask about
     given = dict.fromkeys(p.payload.memory_id for p in batch if p.payload.memory_id)
     linked = dict.fromkeys(a for p in batch for a in p.payload.associations
                            if a not in given)

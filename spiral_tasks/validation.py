@@ -60,9 +60,14 @@ def content(value: Any) -> str:
     return value
 
 
+#: Each depth by its value: one dict lookup, where `Depth(value)` takes the enum's call.
+_DEPTHS: dict[Any, Depth] = {d.value: d for d in Depth}
+
+
 def depth(value: Any) -> Depth:
     try:
-        return Depth(value)
+        found = _DEPTHS.get(value) if type(value) is str else None
+        return found if found is not None else Depth(value)
     except ValueError:
         choices = ", ".join(d.value for d in Depth)
         raise InvalidArgument("depth", f"must be one of {choices}, got {quote(value)}") from None
