@@ -13,12 +13,11 @@ this process while current) and commits its writes as atomic batches.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks import rebuild, records, validation
+from spiral_tasks import ids, rebuild, records, validation
 from spiral_tasks.audit.chain import Signer
 from spiral_tasks.audit.journal import Journal
 from spiral_tasks.cache import TenantCache
@@ -42,14 +41,6 @@ from spiral_tasks.storage.base import IndexPut, Put, Storage
 from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, prefetch
 
 
-def _new_id() -> str:
-    """`uuid.uuid4().hex`, without building a UUID object (once per store)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
-    return raw.hex()
-
-
 class SpiralMemory:
     def __init__(
         self,
@@ -62,7 +53,7 @@ class SpiralMemory:
         old_sigil_secrets: Sequence[OldSecret] = (),
         sigil_refresh_s: float = DEFAULT_REFRESH_S,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = _new_id,
+        new_id: Callable[[], str] = ids.new_id,
         observer: Observer = NO_OBSERVER,
         audit: AuditSettings | None = None,
     ) -> None:

@@ -56,7 +56,7 @@ class Signer:
         return cls(stored.encode())
 
     def sign(self, *parts: object) -> str:
-        message = "\x00".join(str(p) for p in parts).encode()
+        message = "\x00".join(map(str, parts)).encode()
         return hmac.digest(self._key, message, "sha256").hex()  # one C call: every commit
 
     def valid(self, mac: object, *parts: object) -> bool:
