@@ -10,10 +10,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from spiral_tasks.frozen import quick_init
+
 GOLDEN_ANGLE_DEG = 137.507764
 PHI = 1.618033988749
 
 
+@quick_init
 @dataclass(frozen=True)
 class Position:
     index: int

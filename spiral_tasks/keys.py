@@ -36,6 +36,7 @@ tenant's commit can be one MULTI/EXEC or Lua script even on a cluster.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 TENANTS_PREFIX = "tenants:"
@@ -122,8 +123,9 @@ def holds_memory_data(key: str) -> bool:
 class TenantKeys:
     tenant: str
 
-    @property
+    @functools.cached_property
     def namespace(self) -> str:
+        """Made once per instance: every other key starts with it."""
         return f"t:{{{self.tenant}}}:"
 
     @property

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from spiral_tasks import geometry
+from spiral_tasks.frozen import quick_init
 from spiral_tasks.geometry import Position
 
 JSONDict = dict[str, Any]
@@ -118,6 +119,7 @@ class SpiralStats:
         )
 
 
+@quick_init
 @dataclass(frozen=True)
 class Spiral:
     """A spiral's record. Slots are indexes 0..high-1; `holes` are the free ones.
@@ -275,6 +277,7 @@ class Spiral:
         )
 
 
+@quick_init
 @dataclass(frozen=True)
 class Memory:
     id: str

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from spiral_tasks.frozen import quick_init
 from spiral_tasks.model import Memory, Spiral
 
 
+@quick_init
 @dataclass(frozen=True)
 class StoreResult:
     """A stored memory's handle. `memory` is None when the id names a memory that was

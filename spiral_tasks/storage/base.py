@@ -20,18 +20,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from spiral_tasks.errors import CorruptRecord
+from spiral_tasks.frozen import quick_init
 from spiral_tasks.storage import codec
 from spiral_tasks.storage.codec import PLAIN, Codec
 
 MAX_KEY_BYTES = 1024
 
 
+@quick_init
 @dataclass(frozen=True)
 class Put:
     key: str
     value: Any
 
 
+@quick_init
 @dataclass(frozen=True)
 class CheckedPut(Put):
     """A `Put` of a value checked where it was built: a record the engine makes from
@@ -42,17 +45,20 @@ class CheckedPut(Put):
     a caller's dict) is never one: whoever builds a `CheckedPut` answers for it."""
 
 
+@quick_init
 @dataclass(frozen=True)
 class Delete:
     key: str
 
 
+@quick_init
 @dataclass(frozen=True)
 class Increment:
     key: str
     delta: int
 
 
+@quick_init
 @dataclass(frozen=True)
 class IndexPut:
     index: str
@@ -60,12 +66,14 @@ class IndexPut:
     score: float
 
 
+@quick_init
 @dataclass(frozen=True)
 class IndexRemove:
     index: str
     member: str
 
 
+@quick_init
 @dataclass(frozen=True)
 class Publish:
     """An event sent with the batch (Redis pub/sub, after the batch's writes, in the same
@@ -109,6 +117,7 @@ def decoded(key: str, raw: bytes, values: Codec = PLAIN) -> Any:
     return value
 
 
+@quick_init
 @dataclass(frozen=True)
 class LogAppend:
     """An entry added at the end of an append-only log (a Redis stream, a LevelDB key
@@ -119,11 +128,13 @@ class LogAppend:
     value: Any
 
 
+@quick_init
 @dataclass(frozen=True)
 class CheckedLogAppend(LogAppend):
     """A `LogAppend` of an entry checked where it was built (see `CheckedPut`)."""
 
 
+@quick_init
 @dataclass(frozen=True)
 class LogTrim:
     """Remove a log's entries up to and including the one at `through` (a position
@@ -136,6 +147,7 @@ class LogTrim:
 Write = Put | Delete | Increment | IndexPut | IndexRemove | Publish | LogAppend | LogTrim
 
 
+@quick_init
 @dataclass(frozen=True)
 class EncodedPut:
     """A `Put` whose value passed the codec: what backends receive."""
@@ -144,6 +156,7 @@ class EncodedPut:
     raw: bytes
 
 
+@quick_init
 @dataclass(frozen=True)
 class EncodedLogAppend:
     """A `LogAppend` whose value passed the codec."""
