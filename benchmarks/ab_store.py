@@ -6,8 +6,10 @@ This machine's speed varies 2-3x from day to day, so a figure is only comparable
 another taken in the same run. This checks out `--base` into a temporary git worktree
 and measures it and the working tree alternately, round after round, through the API
 both share (`spiral_tasks.open_engine` configured by environment variables): stores
-into one tenant from 1 and 8 threads, per backend. It prints the median stores/s of
-each version and their ratio (head / base); a ratio near 1 is no regression.
+into one tenant from 1 and 8 threads, per backend, each version first in turns. It
+prints the median stores/s of each version and their ratio (head / base), a ratio near
+1 being no regression, and the CPU time each spent per store (on a busy machine, less
+sensitive than stores/s to what else runs).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ CALLERS = (1, 8)
 
 #: Runs in a child process with PYTHONPATH set to the version under test.
 MEASURE = """
-import json, sys, threading, time
+import json, resource, sys, threading, time
 from spiral_tasks import open_engine
 ops, callers = int(sys.argv[1]), int(sys.argv[2])
 engine = open_engine()
@@ -46,14 +48,18 @@ def caller():
         engine.store(f"memory {i}", depth=("surface", "shallow", "deep")[i % 3],
                      tenant="bench")
         latencies.append(time.perf_counter() - t0)
+def cpu():
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
 threads = [threading.Thread(target=caller) for _ in range(callers)]
-started = time.perf_counter()
+cpu_started, started = cpu(), time.perf_counter()
 for t in threads: t.start()
 for t in threads: t.join()
-elapsed = time.perf_counter() - started
+elapsed, cpu_used = time.perf_counter() - started, cpu() - cpu_started
 assert engine.stats("bench").consistent
 latencies.sort()
-print(json.dumps({"rate": ops / elapsed, "p99_ms": latencies[int(0.99 * ops)] * 1000}))
+print(json.dumps({"rate": ops / elapsed, "cpu_us": cpu_used / ops * 1e6,
+                  "p99_ms": latencies[int(0.99 * ops)] * 1000}))
 engine.close()
 """
 
@@ -90,14 +96,20 @@ def main() -> None:
         try:
             trees = {"base": base, "head": ROOT}
             rates: dict[tuple[str, str, int], list[float]] = {}
+            cpu: dict[tuple[str, str, int], list[float]] = {}
             for round_ in range(args.rounds):
+                # Each version goes first in turns, so neither always meets the
+                # machine as the other left it.
+                order = list(trees.items())[::-1 if round_ % 2 else 1]
                 for backend in BACKENDS:
                     for callers in CALLERS:
-                        for name, tree in trees.items():
+                        for name, tree in order:
                             found = measure(tree, backend, callers, args.ops, server.url,
                                             workdir)
                             rates.setdefault((name, backend, callers), []).append(
                                 found["rate"])
+                            cpu.setdefault((name, backend, callers), []).append(
+                                found["cpu_us"])
                 print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
@@ -105,14 +117,18 @@ def main() -> None:
     print(f"stores/s, median of {args.rounds} rounds ({args.ops} stores each); "
           f"base {args.base}, head = working tree")
     print(f"{'backend':<8}{'callers':>8}{'base':>10}{'head':>10}{'head/base':>11}"
-          f"{'spread head':>14}")
+          f"{'spread head':>14}{'CPU µs/store base':>19}{'head':>6}{'base/head':>11}")
     for backend in BACKENDS:
         for callers in CALLERS:
             base_rate = statistics.median(rates[("base", backend, callers)])
             head = rates[("head", backend, callers)]
             spread = f"{min(head):,.0f}-{max(head):,.0f}"
+            # CPU per store: what the process spent, whatever else the machine ran.
+            cpu_base = statistics.median(cpu[("base", backend, callers)])
+            cpu_head = statistics.median(cpu[("head", backend, callers)])
             print(f"{backend:<8}{callers:>8}{base_rate:>10,.0f}{statistics.median(head):>10,.0f}"
-                  f"{statistics.median(head) / base_rate:>11.2f}{spread:>14}")
+                  f"{statistics.median(head) / base_rate:>11.2f}{spread:>14}"
+                  f"{cpu_base:>19,.0f}{cpu_head:>6,.0f}{cpu_base / cpu_head:>11.2f}")
 
 
 if __name__ == "__main__":
