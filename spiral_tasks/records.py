@@ -69,6 +69,9 @@ def _keys(tenant: str) -> TenantKeys:
     return TenantKeys(tenant)
 
 
+_ID = validation.MEMORY_ID_PATTERN.fullmatch
+
+
 def spiral(key: str, value: Any) -> Spiral:
     """The spiral stored at `key` (a `t:{T}:spiral:<id>` key)."""
     value = _readable(key, value)
@@ -92,6 +95,8 @@ def counter(key: str, value: Any) -> int:
 
 def sigil_owner(key: str, value: Any) -> str:
     """The memory id a sigil entry names."""
+    if type(value) is str and _ID(value) is not None:  # what validation.memory_id checks
+        return value
     value = _readable(key, value)
     try:
         return validation.memory_id("value", value)
