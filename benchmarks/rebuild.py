@@ -43,8 +43,10 @@ def tenant_names(nodes: int) -> list[str]:
 
 def load(storage: Storage, nodes: int) -> float:
     """Store `nodes` memories through the engine, 16 threads on one tenant at a time
-    (combined into the engine's batches), and return the seconds it took."""
-    engine = engine_over(storage)
+    (combined into the engine's batches), and return the seconds it took. The lock
+    lives longer than by default: on a loaded machine a batch of 16 can take longer
+    than 2 s, and a store that loses its lock fails (the rebuild keeps the default)."""
+    engine = engine_over(storage, ttl_s=30.0)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as pool:
         for tenant in tenant_names(nodes):
