@@ -44,6 +44,14 @@ class Pending(Generic[P, R]):
         self._error, self._done = error, True
         self._turn.set()
 
+    def adopt(self, other: Pending[P, R]) -> None:
+        """Answer as `other` was answered (a request served on a stand-in first)."""
+        if other._error is not None:
+            self.fail(other._error)
+        else:
+            assert other._result is not None, "adopt() of a request never served"
+            self.finish(other._result)
+
     def outcome(self) -> R:
         if self._error is not None:
             raise self._error
@@ -52,9 +60,11 @@ class Pending(Generic[P, R]):
 
 
 class Combiner(Generic[P, R]):
-    def __init__(self, serve: Callable[[str, list[Pending[P, R]]], None]) -> None:
+    def __init__(self, serve: Callable[[str, list[Pending[P, R]]], None],
+                 max_batch: int | None = None) -> None:
         """`serve(key, batch)` must answer every request in the batch or raise."""
         self._serve = serve
+        self._max_batch = max_batch
         self._queues: dict[str, deque[Pending[P, R]]] = {}
         self._leaders: set[str] = set()
         self._guard = threading.Lock()
@@ -86,8 +96,11 @@ class Combiner(Generic[P, R]):
     def _serve_queue(self, key: str) -> None:
         with self._guard:
             queue = self._queues[key]
-            batch = list(queue)
-            queue.clear()
+            if self._max_batch is None or len(queue) <= self._max_batch:
+                batch = list(queue)
+                queue.clear()
+            else:
+                batch = [queue.popleft() for _ in range(self._max_batch)]
         try:
             self._serve(key, batch)
         except BaseException as exc:

@@ -37,6 +37,20 @@ class Snapshot:
     unless_generation: str | None
 
 
+class Refused(Exception):
+    """An optimistic commit that wrote nothing: the tenant moved, is locked, or a key
+    the batch assumed absent (present) is not. `reason` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"optimistic commit refused: {reason}")
+        self.reason = reason
+
+
+class NotOptimistic(Exception):
+    """What an optimistic section cannot do without the lock (a commit that is not its
+    last, to make room; extending a lock it does not hold): it falls back to the lock."""
+
+
 def new_generation() -> str:
     """A generation token no commit has used before."""
     return uuid.uuid4().hex
@@ -74,6 +88,16 @@ class Fence(ABC):
 
 
 class Coordinator(ABC):
+    def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
+                   present: Sequence[str], known: dict[str, Any]) -> Fence | None:
+        """A fence that commits without the lock, in one step, if the tenant is still
+        at `generation`, unlocked, each of `absent` absent and each of `present`
+        present; else its commit raises `Refused` and writes nothing. `known` becomes
+        its `read`: what the caller decided on (values it holds for that generation).
+        None: this coordinator commits only under the lock (a local lock costs no
+        round trip worth saving)."""
+        return None
+
     @abstractmethod
     def claim(self, name: str, window_s: float) -> bool:
         """True for the first caller of `name` in each `window_s` seconds, across
