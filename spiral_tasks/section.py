@@ -29,7 +29,7 @@ from spiral_tasks.audit import actor as audit_actor
 from spiral_tasks.audit.actor import Actor
 from spiral_tasks.audit.journal import Event, Journal
 from spiral_tasks.cache import UNKNOWN, TenantCache, TenantState
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, SnapshotRequest
 from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
@@ -290,8 +290,8 @@ class Sections:
         present. Reads of those keys answer from the assumption; the audit log's head
         comes from the cache. None when the coordinator commits only under the lock or
         the cache cannot be trusted for it."""
-        cached = self.cache.get(tenant)
-        if cached is None or not cached.generation or self._skip(tenant):
+        cached = self._trusted(tenant)
+        if cached is None or self._skip(tenant):
             return None
         keys = TenantKeys(tenant)
         known: dict[str, Any] = dict.fromkeys(absent)
@@ -341,23 +341,28 @@ class Sections:
         for `StateUse.LOAD`, the tenant's state unless this process's cache of it is
         current, in the same step."""
         keys = TenantKeys(tenant)
-        # Captured once: another thread may replace the cache entry meanwhile, but
-        # this section decides by the entry whose generation it asked about.
-        cached = None if state is StateUse.IGNORE else self.cache.get(tenant)
-        # A tenant never committed to has no generation to tell its states apart (a
-        # Redis wiped since the state was cached is at "" too): such a state is never
-        # trusted.
-        if cached is not None and not cached.generation:
-            cached = None
         if self.journal is not None:
             read = [*read, keys.audit_head]  # the chain's end, in the lock's round trip
-        snapshot = None
-        if state is StateUse.LOAD:
+        # The cache entry the lock's last try asked about: read when the lock is about
+        # to be taken, so a section that waited for another (a commit of this process
+        # meanwhile) asks by the state that commit left, not the one it found first.
+        asked: list[TenantState | None] = [None]
+
+        def wanted() -> Snapshot:
+            cached = asked[0] = self._trusted(tenant)
             known = cached.spiral_keys(keys) if cached else ()
-            snapshot = Snapshot(prefix=keys.spirals,
-                                keys=(keys.memory_count, tenant_marker(tenant), *known),
-                                unless_generation=cached.generation if cached else None)
-        with self._locked(tenant, timeout_s, read, snapshot) as fence:
+            return Snapshot(prefix=keys.spirals,
+                            keys=(keys.memory_count, tenant_marker(tenant), *known),
+                            unless_generation=cached.generation if cached else None)
+
+        with self._locked(tenant, timeout_s, read,
+                          wanted if state is StateUse.LOAD else None) as fence:
+            cached = None
+            if state is StateUse.LOAD:
+                cached = asked[0]
+            elif state is StateUse.PRESERVE:
+                # It asked nothing: any entry at the generation the lock found will do.
+                cached = self._trusted(tenant)
             current = cached if cached and cached.generation == fence.generation else None
             working = None
             if state is StateUse.LOAD:
@@ -366,9 +371,16 @@ class Sections:
             yield Section(keys, fence, self.storage, self.cache, working, carried,
                           self.observer, self.journal)
 
+    def _trusted(self, tenant: str) -> TenantState | None:
+        """The cached state, unless it has no generation: a tenant never committed to
+        has none to tell its states apart (a Redis wiped since the state was cached is
+        at "" too), so such a state is never trusted."""
+        cached = self.cache.get(tenant)
+        return cached if cached is not None and cached.generation else None
+
     @contextmanager
     def _locked(self, tenant: str, timeout_s: float | None, read: Sequence[str],
-                snapshot: Snapshot | None) -> Iterator[Fence]:
+                snapshot: SnapshotRequest) -> Iterator[Fence]:
         """The coordinator's critical section, with its wait and its losses observed."""
         with ExitStack() as stack:
             started = time.perf_counter()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +49,15 @@ class Refused(Exception):
 class NotOptimistic(Exception):
     """What an optimistic section cannot do without the lock (a commit that is not its
     last, to make room; extending a lock it does not hold): it falls back to the lock."""
+
+
+#: A snapshot request, or what makes one when the lock is about to be taken: a section
+#: that waited for the lock then asks by the cache as the holder left it.
+SnapshotRequest = Snapshot | Callable[[], Snapshot] | None
+
+
+def resolve(request: SnapshotRequest) -> Snapshot | None:
+    return request() if callable(request) else request
 
 
 def new_generation() -> str:
@@ -106,8 +115,10 @@ class Coordinator(ABC):
     @abstractmethod
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: Snapshot | None = None) -> AbstractContextManager[Fence]:
+                 snapshot: SnapshotRequest = None) -> AbstractContextManager[Fence]:
         """Enter the tenant's critical section, waiting at most `timeout_s` (default:
         the configured wait), or raise `LockTimeout`; then `fence.read` holds the values
         of the keys in `read`, and `fence.snapshot` what `snapshot` asked for, if the
-        tenant is not at the generation it names."""
+        tenant is not at the generation it names. A callable `snapshot` is asked for
+        the request when the lock is about to be taken (again at each try after a
+        wait)."""

@@ -12,7 +12,10 @@ writes nothing. Every way of finding the lock gone (a commit, an extension) rais
 
 Round trips per store: one to take the lock (which also reads the tenant's generation,
 the keys the section asked for and, when this process's cache is stale, the snapshot),
-one to commit and release.
+one to commit and release; while the lock is held elsewhere, a waiter polls with a bare
+EXISTS and sends the acquire script again only once it is free. A store whose
+process's cache is current commits in one round trip without the lock
+(`OptimisticFence`), unless that is refused.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from spiral_tasks.coordination.base import (
     NotOptimistic,
     Refused,
     Snapshot,
+    SnapshotRequest,
     new_generation,
+    resolve,
 )
 from spiral_tasks.errors import LockLost, LockTimeout, StaleGeneration
 from spiral_tasks.keys import TenantKeys, claim_key, directory_of
@@ -74,21 +79,28 @@ class FencedLock(redis.lock.Lock):
     keys the section will need, in the same round trip."""
 
     def __init__(self, client: redis.Redis, name: str, generation_key: str,
-                 script: Script, read: Sequence[str] = (), snapshot: Snapshot | None = None,
+                 script: Script, read: Sequence[str] = (), snapshot: SnapshotRequest = None,
                  **options: Any) -> None:
         super().__init__(client, name, **options)
         self.generation_key = generation_key
         self.generation = ""
         self.read_keys = list(read)
         self.read_raw: list[bytes | None] = []
-        self.snapshot_request = snapshot
+        self._request = snapshot
+        self.snapshot_request: Snapshot | None = None
         self.snapshot_raw: dict[str, bytes | None] | None = None
         self.undeclared: list[str] = []
         self._script = script
+        self._polled = False
 
     def do_acquire(self, token: str | bytes) -> bool:
         assert self.timeout is not None
-        wanted = self.snapshot_request
+        # Waiting: ask whether the lock is still held, a few bytes, rather than send the
+        # acquire script every spiral key again, polls on end, to a Redis the holder needs.
+        if self._polled and self.redis.exists(self.name):
+            return False
+        self._polled = True
+        wanted = self.snapshot_request = resolve(self._request)
         keys = [self.name, self.generation_key,
                 directory_of(wanted.prefix) if wanted else self.generation_key,
                 *self.read_keys, *(wanted.keys if wanted else ())]
@@ -252,7 +264,7 @@ class RedisCoordinator(Coordinator):
     @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: Snapshot | None = None) -> Iterator[Fence]:
+                 snapshot: SnapshotRequest = None) -> Iterator[Fence]:
         keys = TenantKeys(tenant)
         wait = self._wait_s if timeout_s is None else max(0.0, timeout_s)
         lock = FencedLock(self._storage.client, keys.lock, keys.generation, self._acquire,

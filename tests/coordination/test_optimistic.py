@@ -6,16 +6,19 @@ the store goes the locked way instead, with nothing written twice."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from spiral_tasks.audit.verify import verify_locked
+from spiral_tasks.cache import TenantCache, TenantState
 from spiral_tasks.config import Settings
 from spiral_tasks.coordination.redis import RedisCoordinator
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import LockLost, StaleGeneration
 from spiral_tasks.keys import TenantKeys
-from spiral_tasks.storage.base import Delete, Put
+from spiral_tasks.section import StateUse
+from spiral_tasks.storage.base import Delete, Put, Storage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.waiting import wait_until
@@ -142,6 +145,9 @@ def test_after_refusals_a_contended_tenant_tries_less_often(redis_url: str) -> N
 
 def test_concurrent_writers_keep_the_invariant_and_the_audit_chain(redis_url: str) -> None:
     engines = [open_engine(redis_url) for _ in range(3)]
+    for turn in (0, 0, 1, 1, 0, 2, 2):  # optimistic and locked commits chain alike
+        engines[turn].store(f"turn {turn}")
+    assert sum(outcomes(e).get("committed", 0) for e in engines) == 3
 
     def store(i: int) -> None:
         engines[i % 3].store(f"m{i}", memory_id=f"id{i % 40}",
@@ -149,8 +155,7 @@ def test_concurrent_writers_keep_the_invariant_and_the_audit_chain(redis_url: st
 
     with ThreadPoolExecutor(max_workers=9) as pool:
         list(pool.map(store, range(300)))
-    assert assert_consistent(engines[0]) == 40
-    assert sum(outcomes(e).get("committed", 0) for e in engines) > 0
+    assert assert_consistent(engines[0]) == 47
     journal = engines[0].sections.journal
     assert journal is not None
     assert verify_locked(engines[0].sections, journal.signer, "default").ok
@@ -163,3 +168,38 @@ def test_optimistic_commits_can_be_turned_off(redis_url: str) -> None:
     for i in range(3):
         engine.store(f"m{i}")
     assert outcomes(engine) == {}
+
+
+class CountingCache(TenantCache):
+    """Counts reads, so a test can tell a waiting section has asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, tenant: str) -> TenantState | None:
+        self.reads += 1
+        return super().get(tenant)
+
+
+def test_a_section_that_waited_asks_by_the_state_the_holder_left(storage: Storage) -> None:
+    """A commit of this process while a section waits leaves the cache current: the
+    waiter then takes no snapshot."""
+    engine = engine_over(storage, sigil_secret="s")
+    cache = engine.sections.cache = CountingCache()
+    engine.store("warm-up")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with engine.sections.enter("default", state=StateUse.LOAD) as holder:
+            reads = cache.reads
+
+            def wait_then_enter() -> dict[str, Any] | None:
+                with engine.sections.enter("default", state=StateUse.LOAD) as waiter:
+                    waiter.commit(final=True)
+                    return waiter.fence.snapshot
+
+            waiter = pool.submit(wait_then_enter)
+            if storage.name == "redis":  # a local lock asks only once it is taken
+                wait_until(lambda: cache.reads > reads, 30, message="the waiter's try")
+            holder.stage(Put("t:{default}:x", "held"))
+            holder.commit(final=True)
+        assert waiter.result(30) is None
