@@ -1,6 +1,7 @@
 """Optimistic commits against the lock, with many writer processes: rate and conflicts.
 
     python3 -m uv run --frozen python -m benchmarks.coordination [--ops N] [--rounds N]
+        [--configs 2x1 8x50 ...]
 
 Each writer is a separate process with its own engine over one private redis-server
 (like a prefork child), storing with a memory id of its own (as the store task does,
@@ -88,11 +89,14 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", type=int, default=2000, help="stores per process")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--configs", nargs="+", default=[f"{p}x{t}" for p, t in CONFIGS],
+                        help="PROCESSESxTENANTS, e.g. 2x1 8x50")
     args = parser.parse_args()
+    configs = [(int(p), int(t)) for p, t in (c.split("x") for c in args.configs)]
     found: dict[tuple[int, int, bool], list[dict[str, Any]]] = {}
     with redis_server() as server:
         for round_ in range(args.rounds):
-            for processes, tenants in CONFIGS:
+            for processes, tenants in configs:
                 modes = (True, False) if round_ % 2 == 0 else (False, True)
                 for optimistic in modes:
                     found.setdefault((processes, tenants, optimistic), []).append(
@@ -102,7 +106,7 @@ def main() -> None:
           f"{args.ops} stores per process")
     print(f"{'procs':>5} {'tenants':>7} {'on':>8} {'off':>8} {'on/off':>7} {'spread on/off':>14}"
           f" {'p50 on/off ms':>14} {'p99 on/off ms':>14}  refused (share of attempts)")
-    for processes, tenants in CONFIGS:
+    for processes, tenants in configs:
         on, off = found[(processes, tenants, True)], found[(processes, tenants, False)]
         ratios = sorted(a["rate"] / b["rate"] for a, b in zip(on, off, strict=True))
         outcomes: Counter[str] = Counter()
