@@ -60,11 +60,9 @@ class Pending(Generic[P, R]):
 
 
 class Combiner(Generic[P, R]):
-    def __init__(self, serve: Callable[[str, list[Pending[P, R]]], None],
-                 max_batch: int | None = None) -> None:
+    def __init__(self, serve: Callable[[str, list[Pending[P, R]]], None]) -> None:
         """`serve(key, batch)` must answer every request in the batch or raise."""
         self._serve = serve
-        self._max_batch = max_batch
         self._queues: dict[str, deque[Pending[P, R]]] = {}
         self._leaders: set[str] = set()
         self._guard = threading.Lock()
@@ -96,11 +94,8 @@ class Combiner(Generic[P, R]):
     def _serve_queue(self, key: str) -> None:
         with self._guard:
             queue = self._queues[key]
-            if self._max_batch is None or len(queue) <= self._max_batch:
-                batch = list(queue)
-                queue.clear()
-            else:
-                batch = [queue.popleft() for _ in range(self._max_batch)]
+            batch = list(queue)
+            queue.clear()
         try:
             self._serve(key, batch)
         except BaseException as exc:

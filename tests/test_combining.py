@@ -120,3 +120,15 @@ def test_a_batch_sees_its_own_earlier_stores(engine: SpiralMemory) -> None:
         assert not again.result(5).created
         assert linked.result(5).stored.associations == ("first",)
     assert assert_consistent(engine) == 3
+
+
+def test_a_request_served_on_a_stand_in_answers_as_it_was_answered() -> None:
+    served, refused = Pending[int, int](1), Pending[int, int](2)
+    stand_ins = [Pending[int, int](1), Pending[int, int](2)]
+    stand_ins[0].finish(10)
+    stand_ins[1].fail(InvalidArgument("payload", "refused"))
+    served.adopt(stand_ins[0])
+    refused.adopt(stand_ins[1])
+    assert served.outcome() == 10
+    with pytest.raises(InvalidArgument, match="refused"):
+        refused.outcome()
