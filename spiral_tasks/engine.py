@@ -41,6 +41,10 @@ from spiral_tasks.security.keyring import DEFAULT_REFRESH_S, key_source
 from spiral_tasks.storage.base import IndexPut, Put, Storage
 from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, expected, prefetch
 
+#: At most this many concurrent stores into one tenant are combined in one batch: the
+#: bound that keeps the tail of a crowd of callers fair (`combining`).
+STORE_BATCH = 16
+
 
 def _new_id() -> str:
     return uuid.uuid4().hex
@@ -75,7 +79,8 @@ class SpiralMemory:
                                clock=clock,
                                new_id=new_id)
         #: Concurrent stores into one tenant, combined (see `combining`).
-        self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(self._store_batch)
+        self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(
+            self._store_batch, STORE_BATCH)
 
     @property
     def limits(self) -> Limits:
