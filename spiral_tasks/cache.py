@@ -20,6 +20,9 @@ from spiral_tasks import records
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Spiral
 
+#: `TenantState.audit_head` when the state does not know the audit log's head.
+UNKNOWN: Any = object()
+
 
 @dataclass
 class TenantState:
@@ -30,10 +33,13 @@ class TenantState:
     generation: str = ""
     #: The spirals' keys, kept as spirals are added (asked for on every entry).
     _spiral_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    #: The audit log's head at `generation` (UNKNOWN: not read with it), so a store
+    #: that commits optimistically can chain its entries without reading it.
+    audit_head: Any = field(default=UNKNOWN, repr=False, compare=False)
 
     def copy(self) -> TenantState:
         return TenantState(dict(self.spirals), self.memory_count, self.generation,
-                           self._spiral_keys)
+                           self._spiral_keys, self.audit_head)
 
     def put(self, spiral: Spiral) -> None:
         if spiral.id not in self.spirals:
