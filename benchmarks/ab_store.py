@@ -6,10 +6,12 @@ This machine's speed varies 2-3x from day to day, so a figure is only comparable
 another taken in the same run. This checks out `--base` into a temporary git worktree
 and measures it and the working tree alternately, round after round, through the API
 both share (`spiral_tasks.open_engine` configured by environment variables): stores
-into one tenant from 1 and 8 threads, per backend, each version first in turns. It
-prints the median stores/s of each version and their ratio (head / base), a ratio near
-1 being no regression, and the CPU time each spent per store (on a busy machine, less
-sensitive than stores/s to what else runs).
+into one tenant from 1 and 8 threads (`--callers`), per backend, the two versions
+alternating, each first in turns. It prints the median stores/s of each version and
+their ratio (head / base), a ratio near 1 being no regression, and the CPU time each
+spent per store (on a busy machine, less sensitive than stores/s to what else runs).
+Then each version's tails:
+the median over the rounds of p50, p99 and p99/p50 (with its spread).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import redis
 from benchmarks.common import BACKENDS, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
-CALLERS = (1, 8)
 
 #: Runs in a child process with PYTHONPATH set to the version under test.
 MEASURE = """
@@ -59,6 +60,7 @@ elapsed, cpu_used = time.perf_counter() - started, cpu() - cpu_started
 assert engine.stats("bench").consistent
 latencies.sort()
 print(json.dumps({"rate": ops / elapsed, "cpu_us": cpu_used / ops * 1e6,
+                  "p50_ms": latencies[ops // 2] * 1000,
                   "p99_ms": latencies[int(0.99 * ops)] * 1000}))
 engine.close()
 """
@@ -87,6 +89,8 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="git revision to compare against")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ops", type=int, default=3000)
+    parser.add_argument("--callers", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, redis_server() as server:
         workdir = Path(tmp)
@@ -95,21 +99,15 @@ def main() -> None:
                         str(base), args.base], check=True)
         try:
             trees = {"base": base, "head": ROOT}
-            rates: dict[tuple[str, str, int], list[float]] = {}
-            cpu: dict[tuple[str, str, int], list[float]] = {}
+            runs: dict[tuple[str, str, int], list[dict[str, float]]] = {}
             for round_ in range(args.rounds):
-                # Each version goes first in turns, so neither always meets the
-                # machine as the other left it.
-                order = list(trees.items())[::-1 if round_ % 2 else 1]
-                for backend in BACKENDS:
-                    for callers in CALLERS:
-                        for name, tree in order:
-                            found = measure(tree, backend, callers, args.ops, server.url,
-                                            workdir)
-                            rates.setdefault((name, backend, callers), []).append(
-                                found["rate"])
-                            cpu.setdefault((name, backend, callers), []).append(
-                                found["cpu_us"])
+                for backend in args.backends:
+                    for callers in args.callers:
+                        order = list(trees.items())
+                        for name, tree in order if round_ % 2 else order[::-1]:
+                            runs.setdefault((name, backend, callers), []).append(
+                                measure(tree, backend, callers, args.ops, server.url,
+                                        workdir))
                 print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
@@ -118,17 +116,29 @@ def main() -> None:
           f"base {args.base}, head = working tree")
     print(f"{'backend':<8}{'callers':>8}{'base':>10}{'head':>10}{'head/base':>11}"
           f"{'spread head':>14}{'CPU µs/store base':>19}{'head':>6}{'base/head':>11}")
-    for backend in BACKENDS:
-        for callers in CALLERS:
-            base_rate = statistics.median(rates[("base", backend, callers)])
-            head = rates[("head", backend, callers)]
+    for backend in args.backends:
+        for callers in args.callers:
+            base_rate = statistics.median(r["rate"] for r in runs[("base", backend, callers)])
+            head = [r["rate"] for r in runs[("head", backend, callers)]]
             spread = f"{min(head):,.0f}-{max(head):,.0f}"
             # CPU per store: what the process spent, whatever else the machine ran.
-            cpu_base = statistics.median(cpu[("base", backend, callers)])
-            cpu_head = statistics.median(cpu[("head", backend, callers)])
+            cpu_base = statistics.median(r["cpu_us"] for r in runs[("base", backend, callers)])
+            cpu_head = statistics.median(r["cpu_us"] for r in runs[("head", backend, callers)])
             print(f"{backend:<8}{callers:>8}{base_rate:>10,.0f}{statistics.median(head):>10,.0f}"
                   f"{statistics.median(head) / base_rate:>11.2f}{spread:>14}"
                   f"{cpu_base:>19,.0f}{cpu_head:>6,.0f}{cpu_base / cpu_head:>11.2f}")
+    print("tails, median of the rounds: p50 ms, p99 ms, p99/p50 (spread)")
+    for backend in args.backends:
+        for callers in args.callers:
+            cells = []
+            for name in ("base", "head"):
+                found = runs[(name, backend, callers)]
+                ratios = sorted(r["p99_ms"] / r["p50_ms"] for r in found)
+                cells.append(f"{name} {statistics.median(r['p50_ms'] for r in found):6.2f} "
+                             f"{statistics.median(r['p99_ms'] for r in found):6.2f} "
+                             f"{statistics.median(ratios):5.2f} "
+                             f"({ratios[0]:.2f}-{ratios[-1]:.2f})")
+            print(f"{backend:<8}{callers:>4}  " + "   ".join(cells))
 
 
 if __name__ == "__main__":

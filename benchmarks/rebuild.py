@@ -1,53 +1,165 @@
-"""rebuild_stats() time on LevelDB and Redis at 100k and 1M nodes.
+"""rebuild_stats() against a raw scan-and-decode of the same records, on LevelDB and
+Redis, at 100k and 1M nodes.
 
     python3 -m uv run --frozen python -m benchmarks.rebuild [--sizes 100000 1000000]
+        [--backends level redis] [--rounds 3]
 
-Nodes are stored through the engine (2,500 per tenant, inside the default limits),
-then a fresh engine, with nothing cached, rebuilds every tenant from storage. The
-store is clean, so the run measures the scan; a second run after corrupting one
-counter per tenant shows the cost of repairs.
+Nodes are stored through the engine (2,500 per tenant, inside the default limits,
+encryption off; stores into one tenant from many threads, which the engine combines
+into batches), then each round times, in turns first, a rebuild of every tenant by a
+fresh engine (nothing cached) and a raw scan-and-decode of every memory record with
+the same client: for LevelDB one plyvel iterator per tenant prefix and
+`orjson.loads`; for Redis SCAN over the key space (MATCH the memory keys, large COUNT)
+with an MGET per batch and `orjson.loads`. The store is clean, so a rebuild writes no
+correction: the ratio is what the rebuild's own work (locks, record checks, counting,
+reconciling) leaves of the raw read rate. Each is also timed in CPU seconds (this
+process, plus the Redis server's own), which a machine shared with other jobs
+inflates less than the wall clock. Last, one rebuild after corrupting one counter
+per tenant shows the cost of repairs.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks.common import engine_over, open_backend, redis_server
+import orjson
+
+from benchmarks.common import engine_over, median, open_backend, redis_server
 from spiral_tasks.keys import TenantKeys
+from spiral_tasks.storage.base import Storage
+from spiral_tasks.storage.level import LevelStorage
+from spiral_tasks.storage.redis import RedisStorage
 
 PER_TENANT = 2500
 DEPTHS = ["surface", "shallow", "deep", "core", "transcendent"]
+#: Keys a raw Redis SCAN asks for per call, and so the size of each MGET.
+RAW_SCAN_COUNT = 10_000
+#: Tenant locks live longer than by default (2 s): on a machine shared with other
+#: jobs a batch of stores, or one tenant's rebuild, can stall longer than that, and
+#: then fails with LockLost. How long a lock lives changes no work measured.
+LOCK_TTL_S = 30.0
 
 
-def load(storage: object, nodes: int) -> float:
-    engine = engine_over(storage)  # type: ignore[arg-type]
+def tenant_names(nodes: int) -> list[str]:
+    return [f"t{t}" for t in range(nodes // PER_TENANT)]
+
+
+def load(storage: Storage, nodes: int) -> float:
+    """Store `nodes` memories through the engine, 16 threads on one tenant at a time
+    (combined into the engine's batches), and return the seconds it took."""
+    engine = engine_over(storage, ttl_s=LOCK_TTL_S)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        for t in range(nodes // PER_TENANT):
-            tenant = f"t{t}"
+        for tenant in tenant_names(nodes):
             list(pool.map(lambda i, tenant=tenant: engine.store(
                 f"memory {i} of {tenant}", depth=DEPTHS[i % 5], tenant=tenant),
                 range(PER_TENANT)))
     return time.perf_counter() - started
 
 
-def measure(backend: str, url: str, nodes: int) -> str:
+def raw_level(storage: LevelStorage, tenants: list[str]) -> int:
+    """Every memory record decoded, straight from the plyvel iterator."""
+    loads, found = orjson.loads, 0
+    for tenant in tenants:
+        with storage.db.iterator(prefix=TenantKeys(tenant).memories.encode()) as it:
+            for _, raw in it:
+                loads(raw)
+                found += 1
+    return found
+
+
+def raw_redis(storage: RedisStorage, tenants: list[str]) -> int:
+    """Every memory record decoded: SCAN for their keys, MGET each batch."""
+    client, loads, found, cursor = storage.client, orjson.loads, 0, 0
+    while True:
+        cursor, batch = client.scan(cursor, match="t:{*}:mem:*", count=RAW_SCAN_COUNT,
+                                    _type="string")
+        if batch:
+            for raw in client.mget(batch):
+                if raw is not None:
+                    loads(raw)
+                    found += 1
+        if cursor == 0:
+            return found
+
+
+def raw_scan(storage: Storage) -> Callable[[list[str]], int]:
+    if isinstance(storage, LevelStorage):
+        return lambda tenants: raw_level(storage, tenants)
+    if isinstance(storage, RedisStorage):
+        return lambda tenants: raw_redis(storage, tenants)
+    raise ValueError(f"no raw scan for {storage.name}")
+
+
+def cpu_clock(storage: Storage) -> Callable[[], float]:
+    """CPU seconds spent so far by this process and, on Redis, by the server: on a
+    machine shared with other jobs, the work done, which waiting for a core does not
+    inflate as it inflates the wall clock."""
+    if isinstance(storage, RedisStorage):
+        client = storage.client
+
+        def with_server() -> float:
+            info = client.info("cpu")
+            return time.process_time() + float(info["used_cpu_user"]) \
+                + float(info["used_cpu_sys"])
+        return with_server
+    return time.process_time
+
+
+def timed(run: Callable[[], object], cpu: Callable[[], float]) -> tuple[float, float]:
+    """Wall and CPU seconds of `run()`."""
+    started, cpu_started = time.perf_counter(), cpu()
+    run()
+    return time.perf_counter() - started, cpu() - cpu_started
+
+
+def measure(backend: str, url: str, nodes: int, rounds: int) -> None:
+    tenants = tenant_names(nodes)
     with open_backend(backend, url) as storage:
         load_s = load(storage, nodes)
-        clean = engine_over(storage).rebuild_stats()
-        assert clean.clean
-        assert clean.total_nodes == nodes
-        engine = engine_over(storage)
-        for t in range(nodes // PER_TENANT):
-            storage.set(TenantKeys(f"t{t}").memory_count, 0)
-        repaired = engine.rebuild_stats()
-        assert len(repaired.corrected_counters) == nodes // PER_TENANT
-    return (f"{backend:<6} {nodes:>9,} nodes: rebuild {clean.duration_ms / 1000:6.2f} s "
-            f"({nodes / clean.duration_ms * 1000:,.0f} nodes/s), with "
-            f"{len(repaired.corrected_counters)} repairs {repaired.duration_ms / 1000:6.2f} s"
-            f"  [loaded in {load_s:.0f} s]")
+        raw = raw_scan(storage)
+        print(f"{backend:<6} {nodes:>9,} nodes in {len(tenants)} tenants "
+              f"[loaded in {load_s:.0f} s]", flush=True)
+
+        def rebuild() -> None:
+            report = engine_over(storage, ttl_s=LOCK_TTL_S).rebuild_stats()
+            assert report.clean, report.to_json()
+            assert report.total_nodes == nodes
+
+        def scan() -> None:
+            assert raw(tenants) == nodes
+
+        cpu = cpu_clock(storage)
+        ratios: list[float] = []
+        cpu_ratios: list[float] = []
+        for round_ in range(rounds):
+            # Each first in turns, so neither always runs on a warmer cache.
+            if round_ % 2 == 0:
+                (rebuild_s, rebuild_cpu), (raw_s, raw_cpu) = timed(rebuild, cpu), timed(scan, cpu)
+            else:
+                (raw_s, raw_cpu), (rebuild_s, rebuild_cpu) = timed(scan, cpu), timed(rebuild, cpu)
+            ratios.append(raw_s / rebuild_s)
+            cpu_ratios.append(raw_cpu / rebuild_cpu)
+            print(f"  round {round_ + 1}: rebuild {rebuild_s:6.2f} s "
+                  f"({nodes / rebuild_s:>9,.0f} nodes/s)   raw {raw_s:6.2f} s "
+                  f"({nodes / raw_s:>9,.0f} nodes/s)   rebuild/raw {ratios[-1]:.2f}   "
+                  f"CPU: rebuild {rebuild_cpu:6.2f} s, raw {raw_cpu:6.2f} s, "
+                  f"rebuild/raw {cpu_ratios[-1]:.2f}", flush=True)
+        print(f"  rebuild/raw (nodes/s) median {median(ratios):.2f} "
+              f"(spread {min(ratios):.2f}-{max(ratios):.2f}, {rounds} rounds); by CPU "
+              f"median {median(cpu_ratios):.2f} "
+              f"(spread {min(cpu_ratios):.2f}-{max(cpu_ratios):.2f})", flush=True)
+        for tenant in tenants:
+            storage.set(TenantKeys(tenant).memory_count, 0)
+        started = time.perf_counter()
+        repaired = engine_over(storage, ttl_s=LOCK_TTL_S).rebuild_stats()
+        repair_s = time.perf_counter() - started
+        assert len(repaired.corrected_counters) == len(tenants)
+        print(f"  with {len(tenants)} repairs: rebuild {repair_s:6.2f} s "
+              f"({nodes / repair_s:,.0f} nodes/s)", flush=True)
 
 
 def main() -> None:
@@ -55,12 +167,13 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--backends", nargs="+", default=["level", "redis"],
-                        choices=["memory", "level", "redis"])
+                        choices=["level", "redis"])
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with redis_server() as server:
         for nodes in args.sizes:
             for backend in args.backends:
-                print(measure(backend, server.url, nodes), flush=True)
+                measure(backend, server.url, nodes, args.rounds)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Spiral
 from spiral_tasks.placement import OpenSpirals
 
+#: `TenantState.audit_head` when the state does not know the audit log's head.
+UNKNOWN: Any = object()
+
 
 @dataclass
 class TenantState:
@@ -31,6 +34,9 @@ class TenantState:
     generation: str = ""
     #: The spirals' keys, kept as spirals are added (asked for on every entry).
     _spiral_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    #: The audit log's head at `generation` (UNKNOWN: not read with it), so a store
+    #: that commits optimistically can chain its entries without reading it.
+    audit_head: Any = field(default=UNKNOWN, repr=False, compare=False)
     #: The open spirals, kept as spirals are put (built when placement first asks).
     _open: OpenSpirals | None = field(default=None, repr=False, compare=False)
     #: Whether `spirals` and `_open` are shared with a copy: a section copies the state
@@ -41,7 +47,7 @@ class TenantState:
     def copy(self) -> TenantState:
         self._shared = True
         return TenantState(self.spirals, self.memory_count, self.generation,
-                           self._spiral_keys, self._open, True)
+                           self._spiral_keys, self.audit_head, self._open, True)
 
     def put(self, spiral: Spiral) -> None:
         if self._shared:

@@ -22,10 +22,10 @@ from spiral_tasks.audit.chain import Signer
 from spiral_tasks.audit.journal import Journal
 from spiral_tasks.cache import TenantCache
 from spiral_tasks.collect import collect
-from spiral_tasks.combining import Combiner
+from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.config import AuditSettings, GcPolicy, Limits, OldSecret
 from spiral_tasks.context import Context
-from spiral_tasks.coordination.base import Coordinator
+from spiral_tasks.coordination.base import Coordinator, NotOptimistic, Refused
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
@@ -38,7 +38,11 @@ from spiral_tasks.section import Sections, StateUse
 from spiral_tasks.security import capability, resign
 from spiral_tasks.security.keyring import DEFAULT_REFRESH_S, key_source
 from spiral_tasks.storage.base import IndexPut, Put, Storage
-from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, prefetch
+from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, expected, prefetch
+
+#: At most this many concurrent stores into one tenant are combined in one batch: the
+#: bound that keeps the tail of a crowd of callers fair (`combining`).
+STORE_BATCH = 16
 
 
 class SpiralMemory:
@@ -70,7 +74,8 @@ class SpiralMemory:
                                clock=clock,
                                new_id=new_id)
         #: Concurrent stores into one tenant, combined (see `combining`).
-        self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(self._store_batch)
+        self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(
+            self._store_batch, STORE_BATCH)
 
     @property
     def limits(self) -> Limits:
@@ -215,6 +220,33 @@ class SpiralMemory:
             self.observer.operation(operation, tenant, time.perf_counter() - started, ok)
 
     def _store_batch(self, tenant: str, batch: list[StorePending]) -> None:
+        if self._store_optimistically(tenant, batch):
+            return
         keys_read = prefetch(TenantKeys(tenant), batch)
         with self.sections.enter(tenant, read=keys_read, state=StateUse.LOAD) as section:
             StoreBatch(self.context, section).serve(batch)
+
+    def _store_optimistically(self, tenant: str, batch: list[StorePending]) -> bool:
+        """Serve the batch in one round trip, without the lock, if this process's cache
+        of the tenant is current and the batch's ids are new and its links exist;
+        False (nothing written, nobody answered) when it must take the lock instead.
+
+        The batch is served on stand-ins, answered only once its commit succeeded: a
+        refused commit leaves every request to the locked way, which decides afresh."""
+        absent, present = expected(TenantKeys(tenant), batch)
+        section = self.sections.optimistic(tenant, absent=absent, present=present)
+        if section is None:
+            return False
+        stand_ins: list[StorePending] = [Pending(p.payload) for p in batch]
+        try:
+            StoreBatch(self.context, section).serve(stand_ins)
+        except Refused as refused:
+            self.sections.optimistic_ended(tenant, f"refused:{refused.reason}")
+            return False
+        except NotOptimistic:
+            self.sections.optimistic_ended(tenant, "needs the lock")
+            return False
+        self.sections.optimistic_ended(tenant, "committed")
+        for pending, stand_in in zip(batch, stand_ins, strict=True):
+            pending.adopt(stand_in)
+        return True

@@ -30,7 +30,8 @@ def open_coordinator(storage: Storage, locks: LockPolicy | None = None) -> Coord
         from spiral_tasks.storage.redis import RedisStorage  # noqa: PLC0415
 
         assert isinstance(storage, RedisStorage)
-        return RedisCoordinator(storage, wait_s=locks.wait_s, ttl_s=locks.ttl_s)
+        return RedisCoordinator(storage, wait_s=locks.wait_s, ttl_s=locks.ttl_s,
+                                optimistic=locks.optimistic)
     return LocalCoordinator(storage, locks.wait_s)
 
 

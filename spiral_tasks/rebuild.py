@@ -27,12 +27,19 @@ from typing import Any
 
 from spiral_tasks import events, gc, geometry, records
 from spiral_tasks.context import Context
-from spiral_tasks.errors import QuarantineRefused
+from spiral_tasks.errors import CorruptRecord, QuarantineRefused
 from spiral_tasks.model import Depth, Spiral, SpiralStats, SpiralType
 from spiral_tasks.quarantine import Quarantine, Quarantined
 from spiral_tasks.section import Section, Sections
 from spiral_tasks.security.sigils import Keyring, index_name
-from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put, Write
+from spiral_tasks.storage.base import (
+    Delete,
+    IndexPut,
+    IndexRemove,
+    Put,
+    Unreadable,
+    Write,
+)
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,9 @@ def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> Spir
 
 #: Nodes scanned between two calls of the rebuild's heartbeat.
 HEARTBEAT_EVERY = 20_000
+#: By a record's depth (its JSON value): its weight, and whether GC may take it.
+_DEPTH_TENTHS = {depth.value: depth.tenths for depth in Depth}
+_COLLECTABLE = frozenset(depth.value for depth in Depth if not depth.protected)
 
 
 def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bool = False,
@@ -229,38 +239,7 @@ def rebuild_tenant(ctx: Context, section: Section,
         spiral = moves.read(records.spiral, key, value)
         if spiral is not None:
             spirals[spiral.id] = spiral
-    slots: dict[str, _Slots] = {}
-    sigil_of: dict[str, tuple[str, float]] = {}
-    deadlines: dict[str, float] = {}
-    retention = ctx.gc.retention_s
-    scanned = 0
-
-    for key, value in section.read_scan(keys.memories):
-        scanned += 1
-        if scanned % HEARTBEAT_EVERY == 0:
-            heartbeat()
-        node = moves.read_memory(records.memory_record, key, value)
-        if node is None:
-            continue
-        report.total_nodes += 1
-        memory_id, spiral_id = node["id"], node["spiral_id"]
-        depth = Depth(node["depth"])
-        index = node["position"]["index"]
-        group = slots.get(spiral_id)
-        if group is None:
-            group = slots[spiral_id] = _Slots(first_depth=depth)
-        if index in group.used:
-            group.duplicates.append(memory_id)
-        else:
-            group.used.add(index)
-        group.depth_tenths += depth.tenths
-        if spiral_id not in spirals:
-            group.radii.append((index, node["position"]["radius"]))
-        sigil_of[memory_id] = (node["sigil"], float(node["created"]))
-        if not depth.protected:
-            deadlines[memory_id] = gc.retention_deadline(
-                depth, node["strength"], node["access_count"], node["last_accessed"],
-                retention)
+    slots, sigil_of, deadlines = _read_nodes(ctx, section, moves, spirals, report, heartbeat)
     moves.check()
 
     truths = _true_spirals(section, spirals, slots, ctx.limits.spiral_turns, now, report,
@@ -271,6 +250,64 @@ def rebuild_tenant(ctx: Context, section: Section,
     restored = _restore_tombstones(ctx, section, moves)
     report.quarantined = moves.moved
     return report, moves.writes + restored + writes
+
+
+def _read_nodes(ctx: Context, section: Section, moves: Quarantine, spirals: dict[str, Spiral],
+                report: RebuildReport, heartbeat: Callable[[], None],
+                ) -> tuple[dict[str, _Slots], dict[str, tuple[str, float]], dict[str, float]]:
+    """What the tenant's nodes say: each spiral's slots (`_Slots`), each memory's sigil
+    and creation time, each collectable memory's GC deadline. A corrupt record is
+    moved to the quarantine (`moves`) and not counted."""
+    slots: dict[str, _Slots] = {}
+    sigil_of: dict[str, tuple[str, float]] = {}
+    deadlines: dict[str, float] = {}
+    retention = ctx.gc.retention_s
+    # What a node's depth, strength and access count add to its last access: the
+    # float `gc.retention_deadline` computes (its `last_accessed + retention_s * w`,
+    # with last_accessed 0.0, is exactly `retention_s * w`), once per combination
+    # rather than per node: most nodes share theirs.
+    offsets: dict[tuple[str, float, int], float] = {}
+    read_node = records.memory_record
+
+    # Every node passes here: only dict, set and tuple steps, no object of our own per
+    # node, and no call but the record's check (a rebuild should cost little more
+    # than reading and decoding the records).
+    scanned = 0
+    for key, value in section.read_scan(section.keys.memories):
+        scanned += 1
+        if scanned % HEARTBEAT_EVERY == 0:
+            heartbeat()
+        try:
+            node = read_node(key, value)
+        except CorruptRecord as exc:  # `moves.read_memory`, inline
+            moves.memories_unreadable += isinstance(value, Unreadable)
+            moves.move(key, value, exc.reason)
+            continue
+        memory_id, spiral_id, depth = node["id"], node["spiral_id"], node["depth"]
+        position = node["position"]
+        index = position["index"]
+        group = slots.get(spiral_id)
+        if group is None:
+            group = slots[spiral_id] = _Slots(first_depth=Depth(depth))
+        used = group.used
+        if index in used:
+            group.duplicates.append(memory_id)
+        else:
+            used.add(index)
+        group.depth_tenths += _DEPTH_TENTHS[depth]
+        if spiral_id not in spirals:
+            group.radii.append((index, position["radius"]))
+        sigil_of[memory_id] = (node["sigil"], float(node["created"]))
+        if depth in _COLLECTABLE:
+            kind = (depth, node["strength"], node["access_count"])
+            offset = offsets.get(kind)
+            if offset is None:
+                offset = offsets[kind] = gc.retention_deadline(
+                    Depth(depth), kind[1], kind[2], 0.0, retention)
+            deadlines[memory_id] = node["last_accessed"] + offset
+    moves.memories_read += scanned
+    report.total_nodes += len(sigil_of)
+    return slots, sigil_of, deadlines
 
 
 def _true_spirals(section: Section, spirals: dict[str, Spiral], slots: dict[str, _Slots],
@@ -376,11 +413,15 @@ def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
     keys = section.keys
     keyring, now = ctx.sigils.current(), ctx.clock()
     owner: dict[str, str] = {}
+    read_owner, start = records.sigil_owner, len(keys.sigils)
     for key, value in section.read_scan(keys.sigils):
-        memory_id = moves.read(records.sigil_owner, key, value)
-        if memory_id is not None:
-            owner[key[len(keys.sigils):]] = memory_id
+        try:
+            owner[key[start:]] = read_owner(key, value)
+        except CorruptRecord as exc:
+            moves.move(key, value, exc.reason)
     expected = {index_name(sigil): memory_id for memory_id, (sigil, _) in sigil_of.items()}
+    if owner == expected:
+        return  # every entry names its memory, and every memory has its entry
     for name, memory_id in owner.items():
         if expected.get(name) == memory_id or _kept_through_grace(
                 keyring, keys.tenant, sigil_of, name, memory_id, now):
@@ -407,12 +448,15 @@ def _reconcile_queue(section: Section, deadlines: dict[str, float], report: Rebu
                      writes: list[Write]) -> None:
     keys = section.keys
     queued = dict(section.index_range(keys.gc_queue))
+    if queued == deadlines:
+        return  # every score exactly what it should be (as a store leaves it)
     for member in queued.keys() - deadlines.keys():
         report.orphans.queue_entries.append(member)
         writes.append(IndexRemove(keys.gc_queue, member))
     for member, deadline in deadlines.items():
         score = queued.get(member)
-        if score is None or not math.isclose(score, deadline, rel_tol=1e-12, abs_tol=1e-6):
+        if score is None or (score != deadline and not math.isclose(
+                score, deadline, rel_tol=1e-12, abs_tol=1e-6)):
             report.queue_fixes += 1
             writes.append(IndexPut(keys.gc_queue, member, deadline))
 

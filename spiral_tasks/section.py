@@ -15,7 +15,9 @@ the generation that commit made. A failed commit leaves the cache as it was.
 from __future__ import annotations
 
 import enum
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -26,8 +28,8 @@ import orjson
 from spiral_tasks.audit import actor as audit_actor
 from spiral_tasks.audit.actor import Actor
 from spiral_tasks.audit.journal import Event, Journal
-from spiral_tasks.cache import TenantCache, TenantState
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.cache import UNKNOWN, TenantCache, TenantState
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, SnapshotRequest
 from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
@@ -38,6 +40,20 @@ from spiral_tasks.storage.base import CheckedPut, Delete, Increment, Put, Storag
 #: values, so one Redis script stays small whatever the memories' sizes.
 CHUNK_WRITES = 1000
 CHUNK_BYTES = 8 * 1024 * 1024
+#: At most this many of a tenant's stores in a row take the lock without trying to
+#: commit optimistically, after refusals (see `Sections.optimistic_ended`).
+MAX_SKIPS = 64
+
+
+class Assumed:
+    """The value an optimistic section holds for a key it assumes present (a memory a
+    store links to): existence is all it may be asked, and the commit checks it."""
+
+    def __repr__(self) -> str:
+        return "<assumed present>"
+
+
+ASSUMED_PRESENT = Assumed()
 
 
 class StateUse(enum.Enum):
@@ -228,14 +244,23 @@ class Section:
 
     def _refresh_cache(self) -> None:
         generation = self.fence.generation
+        head = self._audit_head()
         if self._state is not None:
             self._state.generation = generation
+            self._state.audit_head = head
             self._cache.put(self.tenant, self._state.copy())
             self._observer.tenant_counts(self.tenant, self._state.memory_count,
                                          len(self._state.spirals))
         elif self._carried is not None:
-            self._carried = replace(self._carried, generation=generation)
+            self._carried = replace(self._carried, generation=generation, audit_head=head)
             self._cache.put(self.tenant, self._carried)
+
+    def _audit_head(self) -> Any:
+        """The audit log's head as this section leaves it, if it knows it readable."""
+        if self._journal is None:
+            return UNKNOWN
+        head = self._known.get(self.keys.audit_head, UNKNOWN)
+        return UNKNOWN if isinstance(head, Unreadable) else head
 
     def _require_committed(self, what: str) -> None:
         if self.has_pending:
@@ -254,6 +279,64 @@ class Sections:
         self.observer = observer
         #: The audit log's writer (None: audit off).
         self.journal = journal
+        #: How optimistic sections ended ("committed", "refused:<why>", ...): counts for
+        #: measuring the conflict rate.
+        self.optimistic_outcomes: Counter[str] = Counter()
+        self._outcomes_guard = threading.Lock()
+        #: Per tenant: (optimistic attempts still to skip, how many to skip after the
+        #: next refusal).
+        self._backoff: dict[str, tuple[int, int]] = {}
+
+    def optimistic(self, tenant: str, *, absent: Sequence[str],
+                   present: Sequence[str]) -> Section | None:
+        """A section over this process's cached state of `tenant`, without its lock,
+        whose one commit is refused (`Refused`) unless the tenant is still at the
+        cached generation, unlocked, each of `absent` absent and each of `present`
+        present. Reads of those keys answer from the assumption; the audit log's head
+        comes from the cache. None when the coordinator commits only under the lock or
+        the cache cannot be trusted for it."""
+        cached = self._trusted(tenant)
+        if cached is None or self._skip(tenant):
+            return None
+        keys = TenantKeys(tenant)
+        known: dict[str, Any] = dict.fromkeys(absent)
+        known.update(dict.fromkeys(present, ASSUMED_PRESENT))
+        if self.journal is not None:
+            if cached.audit_head is UNKNOWN:
+                return None
+            known[keys.audit_head] = cached.audit_head
+        fence = self.coordinator.optimistic(tenant, cached.generation, absent, present,
+                                            known)
+        if fence is None:
+            return None
+        return Section(keys, fence, self.storage, self.cache, cached.copy(), None,
+                       self.observer, self.journal)
+
+    def optimistic_ended(self, tenant: str, outcome: str) -> None:
+        """How an optimistic section ended ("committed", or why it was not): counted,
+        and a refusal makes the next attempts on the tenant wait.
+
+        A refused attempt costs a round trip the locked way then pays again; where
+        other processes write the same tenant as often as this one, most attempts are
+        refused. So after each refusal the tenant's next attempts are skipped, twice as
+        many each time up to `MAX_SKIPS`, and a success starts over: a tenant this
+        process writes alone commits optimistically, a contended one rarely tries."""
+        with self._outcomes_guard:
+            self.optimistic_outcomes[outcome] += 1
+            if outcome == "committed":
+                self._backoff.pop(tenant, None)
+            else:
+                _, skips = self._backoff.get(tenant, (0, 1))
+                self._backoff[tenant] = (skips, min(MAX_SKIPS, skips * 2))
+
+    def _skip(self, tenant: str) -> bool:
+        with self._outcomes_guard:
+            left, skips = self._backoff.get(tenant, (0, 1))
+            if left <= 0:
+                return False
+            self._backoff[tenant] = (left - 1, skips)
+            self.optimistic_outcomes["skipped"] += 1
+            return True
 
     @contextmanager
     def enter(self, tenant: str, *, read: Sequence[str] = (),
@@ -263,23 +346,28 @@ class Sections:
         for `StateUse.LOAD`, the tenant's state unless this process's cache of it is
         current, in the same step."""
         keys = TenantKeys(tenant)
-        # Captured once: another thread may replace the cache entry meanwhile, but
-        # this section decides by the entry whose generation it asked about.
-        cached = None if state is StateUse.IGNORE else self.cache.get(tenant)
-        # A tenant never committed to has no generation to tell its states apart (a
-        # Redis wiped since the state was cached is at "" too): such a state is never
-        # trusted.
-        if cached is not None and not cached.generation:
-            cached = None
         if self.journal is not None:
             read = [*read, keys.audit_head]  # the chain's end, in the lock's round trip
-        snapshot = None
-        if state is StateUse.LOAD:
+        # The cache entry the lock's last try asked about: read when the lock is about
+        # to be taken, so a section that waited for another (a commit of this process
+        # meanwhile) asks by the state that commit left, not the one it found first.
+        asked: list[TenantState | None] = [None]
+
+        def wanted() -> Snapshot:
+            cached = asked[0] = self._trusted(tenant)
             known = cached.spiral_keys(keys) if cached else ()
-            snapshot = Snapshot(prefix=keys.spirals,
-                                keys=(keys.memory_count, tenant_marker(tenant), *known),
-                                unless_generation=cached.generation if cached else None)
-        with self._locked(tenant, timeout_s, read, snapshot) as fence:
+            return Snapshot(prefix=keys.spirals,
+                            keys=(keys.memory_count, tenant_marker(tenant), *known),
+                            unless_generation=cached.generation if cached else None)
+
+        with self._locked(tenant, timeout_s, read,
+                          wanted if state is StateUse.LOAD else None) as fence:
+            cached = None
+            if state is StateUse.LOAD:
+                cached = asked[0]
+            elif state is StateUse.PRESERVE:
+                # It asked nothing: any entry at the generation the lock found will do.
+                cached = self._trusted(tenant)
             current = cached if cached and cached.generation == fence.generation else None
             working = None
             if state is StateUse.LOAD:
@@ -288,9 +376,16 @@ class Sections:
             yield Section(keys, fence, self.storage, self.cache, working, carried,
                           self.observer, self.journal)
 
+    def _trusted(self, tenant: str) -> TenantState | None:
+        """The cached state, unless it has no generation: a tenant never committed to
+        has none to tell its states apart (a Redis wiped since the state was cached is
+        at "" too), so such a state is never trusted."""
+        cached = self.cache.get(tenant)
+        return cached if cached is not None and cached.generation else None
+
     @contextmanager
     def _locked(self, tenant: str, timeout_s: float | None, read: Sequence[str],
-                snapshot: Snapshot | None) -> Iterator[Fence]:
+                snapshot: SnapshotRequest) -> Iterator[Fence]:
         """The coordinator's critical section, with its wait and its losses observed."""
         with ExitStack() as stack:
             started = time.perf_counter()

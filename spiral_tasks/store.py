@@ -65,13 +65,21 @@ StorePending = Pending[StoreRequest, StoreResult]
 def prefetch(keys: TenantKeys, batch: Sequence[StorePending]) -> list[str]:
     """What the batch will ask about, read in the lock's own round trip: the record and
     tombstone of every id it names, the record of every memory it links to."""
+    named, linked = expected(keys, batch)
+    return named + linked
+
+
+def expected(keys: TenantKeys, batch: Sequence[StorePending]) -> tuple[list[str], list[str]]:
+    """The keys the batch will ask about, split by what the usual answer is: absent
+    (the record and tombstone of every id it names: a new memory) and present (the
+    record of every memory it links to). An optimistic commit assumes these answers."""
     if not any(p.payload.memory_id or p.payload.associations for p in batch):
-        return []  # most stores: nothing to ask about
+        return [], []  # most stores: nothing to ask about
     given = dict.fromkeys(p.payload.memory_id for p in batch if p.payload.memory_id)
     linked = dict.fromkeys(a for p in batch for a in p.payload.associations
                            if a not in given)
-    return ([keys.memory(i) for i in given] + [keys.tombstone(i) for i in given]
-            + [keys.memory(i) for i in linked])
+    return ([keys.memory(i) for i in given] + [keys.tombstone(i) for i in given],
+            [keys.memory(i) for i in linked])
 
 
 class StoreBatch:

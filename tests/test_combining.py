@@ -120,3 +120,42 @@ def test_a_batch_sees_its_own_earlier_stores(engine: SpiralMemory) -> None:
         assert not again.result(5).created
         assert linked.result(5).stored.associations == ("first",)
     assert assert_consistent(engine) == 3
+
+
+def test_a_request_served_on_a_stand_in_answers_as_it_was_answered() -> None:
+    served, refused = Pending[int, int](1), Pending[int, int](2)
+    stand_ins = [Pending[int, int](1), Pending[int, int](2)]
+    stand_ins[0].finish(10)
+    stand_ins[1].fail(InvalidArgument("payload", "refused"))
+    served.adopt(stand_ins[0])
+    refused.adopt(stand_ins[1])
+    assert served.outcome() == 10
+    with pytest.raises(InvalidArgument, match="refused"):
+        refused.outcome()
+
+
+def test_batches_are_bounded_and_served_oldest_first() -> None:
+    batches: list[list[int]] = []
+    first_entered, release = threading.Event(), threading.Event()
+
+    def serve(key: str, batch: list[Pending[int, int]]) -> None:
+        batches.append([p.payload for p in batch])
+        if len(batches) == 1:
+            first_entered.set()
+            release.wait(5)
+        for pending in batch:
+            pending.finish(pending.payload)
+
+    combiner: Combiner[int, int] = Combiner(serve, max_batch=3)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        leader = pool.submit(combiner.run, "k", 0)
+        assert first_entered.wait(5)
+        waiters = []
+        for i in range(1, 8):  # queued one by one, so their order is known
+            waiters.append(pool.submit(combiner.run, "k", i))
+            wait_until(lambda i=i: combiner.waiting("k") == i, 30, message=f"{i} queued")
+        release.set()
+        assert leader.result(5) == 0
+        assert [w.result(5) for w in waiters] == list(range(1, 8))
+    assert batches == [[0], [1, 2, 3], [4, 5, 6], [7]]
+    assert not combiner.leading("k")

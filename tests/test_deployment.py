@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "workers").glob("*.sh"))
 #: Where each worker node serves its metrics (METRICS_PORT's default).
 METRICS_PORT = "9099"
+#: Where compose publishes the ports of ours on the host.
+LOOPBACK = "127.0.0.1"
 #: A variable read by a script or interpolated by compose: ${NAME...}; or by Python.
 SHELL_VARIABLE = r"\$\{([A-Z][A-Z0-9_]*)"
 PYTHON_VARIABLE = r"environ(?:\.get\(|\[)\"([A-Z][A-Z0-9_]*)\""
@@ -60,7 +62,7 @@ def test_every_service_has_a_healthcheck_of_its_own_kind() -> None:
         if kind == "worker":
             assert check[4:] == [node_option(service["command"])], name
         elif kind == "flower":
-            assert service["ports"] == [f"{check[4]}:{check[4]}"]
+            assert service["ports"] == [f"{LOOPBACK}:{check[4]}:{check[4]}"]
         else:
             assert check[4:] == [], name
     nodes = [node_option(s["command"]) for s in app_services().values()
@@ -69,10 +71,12 @@ def test_every_service_has_a_healthcheck_of_its_own_kind() -> None:
 
 
 def test_each_worker_publishes_its_metrics_on_a_host_port_of_its_own() -> None:
+    """On the host's loopback only: the metrics name tenants and ask no password."""
     workers = [s for s in app_services().values() if s["command"][0] == "workers/worker.sh"]
     published = [port.split(":") for s in workers for port in s["ports"]]
-    assert [inside for _, inside in published] == [METRICS_PORT] * len(workers)
-    assert len({host for host, _ in published}) == len(workers)
+    assert [inside for _, _, inside in published] == [METRICS_PORT] * len(workers)
+    assert {address for address, _, _ in published} == {LOOPBACK}
+    assert len({host for _, host, _ in published}) == len(workers)
 
 
 def test_redis_runs_as_the_readme_recommends() -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from typing import Any
 
 import orjson
 
 from spiral_tasks.keys import AUDIT_KEY
+from spiral_tasks.security.keyring import kept_secret
 from spiral_tasks.storage.base import Storage
 
 #: What the first entry's `prev` holds.
@@ -48,12 +48,7 @@ class Signer:
         once by whichever process comes first (atomic set-if-absent)."""
         if configured:
             return cls(configured.encode())
-        stored = storage.get(AUDIT_KEY)
-        if not isinstance(stored, str):
-            stored = storage.set_if_absent(AUDIT_KEY, secrets.token_hex(32))
-        if not isinstance(stored, str):
-            raise ValueError(f"{AUDIT_KEY} does not hold a key")
-        return cls(stored.encode())
+        return cls(kept_secret(storage, AUDIT_KEY, storage.get(AUDIT_KEY)).encode())
 
     def sign(self, *parts: object) -> str:
         message = "\x00".join(map(str, parts)).encode()

@@ -64,11 +64,14 @@ class GcPolicy:
 @dataclass(frozen=True)
 class LockPolicy:
     """A tenant's lock: how long a section waits for it, how long it lives unextended
-    (the runbook's 2 s), and whether locking is off (benchmarks only)."""
+    (the runbook's 2 s), whether locking is off (benchmarks only), and whether a store
+    whose process's cache is current may commit without it, in one round trip, if
+    nothing moved (Redis; SPIRAL_OPTIMISTIC_COMMITS=0 turns that off)."""
 
     wait_s: float = 2.0
     ttl_s: float = 2.0
     unsafe_unlocked: bool = False
+    optimistic: bool = True
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,7 @@ class Settings:
                 ttl_s=read.number("SPIRAL_LOCK_TTL_S", locks.ttl_s, minimum=MIN_LOCK_TTL_S,
                                   unit="seconds"),
                 unsafe_unlocked=read.flag("SPIRAL_UNSAFE_UNLOCKED"),
+                optimistic=not read.flag_off("SPIRAL_OPTIMISTIC_COMMITS"),
             ),
             tasks=_task_settings(read, redis_url),
             beat=BeatSettings(

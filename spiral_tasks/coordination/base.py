@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,29 @@ class Snapshot:
     prefix: str
     keys: tuple[str, ...]
     unless_generation: str | None
+
+
+class Refused(Exception):
+    """An optimistic commit that wrote nothing: the tenant moved, is locked, or a key
+    the batch assumed absent (present) is not. `reason` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"optimistic commit refused: {reason}")
+        self.reason = reason
+
+
+class NotOptimistic(Exception):
+    """What an optimistic section cannot do without the lock (a commit that is not its
+    last, to make room; extending a lock it does not hold): it falls back to the lock."""
+
+
+#: A snapshot request, or what makes one when the lock is about to be taken: a section
+#: that waited for the lock then asks by the cache as the holder left it.
+SnapshotRequest = Snapshot | Callable[[], Snapshot] | None
+
+
+def resolve(request: SnapshotRequest) -> Snapshot | None:
+    return request() if callable(request) else request
 
 
 def new_generation() -> str:
@@ -74,6 +97,16 @@ class Fence(ABC):
 
 
 class Coordinator(ABC):
+    def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
+                   present: Sequence[str], known: dict[str, Any]) -> Fence | None:
+        """A fence that commits without the lock, in one step, if the tenant is still
+        at `generation`, unlocked, each of `absent` absent and each of `present`
+        present; else its commit raises `Refused` and writes nothing. `known` becomes
+        its `read`: what the caller decided on (values it holds for that generation).
+        None: this coordinator commits only under the lock (a local lock costs no
+        round trip worth saving)."""
+        return None
+
     @abstractmethod
     def claim(self, name: str, window_s: float) -> bool:
         """True for the first caller of `name` in each `window_s` seconds, across
@@ -82,8 +115,10 @@ class Coordinator(ABC):
     @abstractmethod
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: Snapshot | None = None) -> AbstractContextManager[Fence]:
+                 snapshot: SnapshotRequest = None) -> AbstractContextManager[Fence]:
         """Enter the tenant's critical section, waiting at most `timeout_s` (default:
         the configured wait), or raise `LockTimeout`; then `fence.read` holds the values
         of the keys in `read`, and `fence.snapshot` what `snapshot` asked for, if the
-        tenant is not at the generation it names."""
+        tenant is not at the generation it names. A callable `snapshot` is asked for
+        the request when the lock is about to be taken (again at each try after a
+        wait)."""

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.coordination.base import Coordinator, Fence, SnapshotRequest, resolve
 from spiral_tasks.errors import LockTimeout
 from spiral_tasks.storage.base import Storage, Write
 
@@ -56,13 +56,14 @@ class DirectFence(Fence):
     the tenant a new generation, kept in this process's memory."""
 
     def __init__(self, storage: Storage, tenant: str, read: Sequence[str],
-                 snapshot: Snapshot | None) -> None:
+                 request: SnapshotRequest) -> None:
         self._storage = storage
         self._tenant = tenant
         self._generations = process_state(storage).generations
         self._generation = self._generations.get(tenant, "")
         # Tolerant reads: a bad value stays `Unreadable` until a section reads it.
         self.read = dict(zip(read, storage.read_many(read), strict=True)) if read else {}
+        snapshot = resolve(request)  # the lock is held: asked once, now
         if snapshot is not None and snapshot.unless_generation != self._generation:
             taken = dict(storage.read_scan(snapshot.prefix))
             taken.update(zip(snapshot.keys, storage.read_many(snapshot.keys), strict=True))
@@ -98,7 +99,7 @@ class LocalCoordinator(Coordinator):
     @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: Snapshot | None = None) -> Iterator[Fence]:
+                 snapshot: SnapshotRequest = None) -> Iterator[Fence]:
         wait = self._timeout_s if timeout_s is None else max(0.0, timeout_s)
         lock = self._shared.lock_for(tenant)
         if not lock.acquire(timeout=wait):

@@ -12,7 +12,10 @@ writes nothing. Every way of finding the lock gone (a commit, an extension) rais
 
 Round trips per store: one to take the lock (which also reads the tenant's generation,
 the keys the section asked for and, when this process's cache is stale, the snapshot),
-one to commit and release.
+one to commit and release; while the lock is held elsewhere, a waiter polls with a bare
+EXISTS and sends the acquire script again only once it is free. A store whose
+process's cache is current commits in one round trip without the lock
+(`OptimisticFence`), unless that is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from redis.commands.core import Script
 from redis.exceptions import LockError
 
 from spiral_tasks.coordination import lua as coordination_lua
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, new_generation
+from spiral_tasks.coordination.base import (
+    Coordinator,
+    Fence,
+    NotOptimistic,
+    Refused,
+    Snapshot,
+    SnapshotRequest,
+    new_generation,
+    resolve,
+)
 from spiral_tasks.errors import LockLost, LockTimeout, StaleGeneration
 from spiral_tasks.keys import TenantKeys, claim_key, directory_of
 from spiral_tasks.storage import codec, lua
@@ -50,6 +62,8 @@ LOCK_POLL_S = 0.0005
 #: Error replies of the commit script.
 COMMIT_ERRORS: dict[str, ErrorReply] = {
     **WRITE_ERRORS, "LOCKLOST ": LockLost, "STALE ": StaleGeneration}
+#: Error replies of the optimistic commit script.
+OPTIMISTIC_ERRORS: dict[str, ErrorReply] = {**WRITE_ERRORS, "REFUSED ": Refused}
 
 
 def _snapshot_mode(wanted: Snapshot | None) -> str:
@@ -65,21 +79,28 @@ class FencedLock(redis.lock.Lock):
     keys the section will need, in the same round trip."""
 
     def __init__(self, client: redis.Redis, name: str, generation_key: str,
-                 script: Script, read: Sequence[str] = (), snapshot: Snapshot | None = None,
+                 script: Script, read: Sequence[str] = (), snapshot: SnapshotRequest = None,
                  **options: Any) -> None:
         super().__init__(client, name, **options)
         self.generation_key = generation_key
         self.generation = ""
         self.read_keys = list(read)
         self.read_raw: list[bytes | None] = []
-        self.snapshot_request = snapshot
+        self._request = snapshot
+        self.snapshot_request: Snapshot | None = None
         self.snapshot_raw: dict[str, bytes | None] | None = None
         self.undeclared: list[str] = []
         self._script = script
+        self._polled = False
 
     def do_acquire(self, token: str | bytes) -> bool:
         assert self.timeout is not None
-        wanted = self.snapshot_request
+        # Waiting: ask whether the lock is still held, a few bytes, rather than send the
+        # acquire script every spiral key again, polls on end, to a Redis the holder needs.
+        if self._polled and self.redis.exists(self.name):
+            return False
+        self._polled = True
+        wanted = self.snapshot_request = resolve(self._request)
         keys = [self.name, self.generation_key,
                 directory_of(wanted.prefix) if wanted else self.generation_key,
                 *self.read_keys, *(wanted.keys if wanted else ())]
@@ -174,15 +195,66 @@ class RedisFence(Fence):
             self._lock.release()
 
 
+class OptimisticFence(Fence):
+    """A commit without the lock (`lua/optimistic.lua`): one round trip instead of two,
+    for a writer whose cache is current. It proves nothing until it commits, so it
+    commits once: a section that needs a second commit (making room) or a longer hold
+    raises `NotOptimistic` and goes the locked way."""
+
+    def __init__(self, storage: RedisStorage, script: Script, keys: TenantKeys,
+                 generation: str, absent: Sequence[str], present: Sequence[str],
+                 known: dict[str, Any]) -> None:
+        self._storage = storage
+        self._script = script
+        self._keys = keys
+        self._generation = generation
+        self._assumed = [*(check_key(k) for k in absent), *(check_key(k) for k in present)]
+        self._counts = [len(absent), len(present)]
+        self.read = known
+        self.committed = False
+
+    @property
+    def generation(self) -> str:
+        return self._generation
+
+    def commit(self, writes: Sequence[Write], final: bool = False) -> int | None:
+        if not final or self.committed:
+            raise NotOptimistic("an optimistic section commits once, at its end")
+        self.committed = True
+        encoded = prepare(writes, self._storage.codec)
+        if not encoded and not self._assumed:
+            return None
+        generation = codec.encode(new_generation()).decode() if encoded else self._generation
+        lock_key = self._keys.lock
+        keys, argv = write_args(encoded, placeholder=lock_key)
+        (last,) = run_script(
+            self._script, [lock_key, self._keys.generation, *self._assumed, *keys],
+            [self._generation, generation, *self._counts, *argv], OPTIMISTIC_ERRORS)
+        self._generation = generation
+        return None if last is None else int(last)
+
+    def extend(self) -> None:
+        raise NotOptimistic("an optimistic section holds no lock to extend")
+
+
 class RedisCoordinator(Coordinator):
     def __init__(self, storage: RedisStorage, wait_s: float = 2.0,
-                 ttl_s: float = LOCK_TTL_S) -> None:
+                 ttl_s: float = LOCK_TTL_S, optimistic: bool = True) -> None:
         self._storage = storage
         self._wait_s = wait_s
         self._ttl_s = ttl_s
+        self._optimistic_on = optimistic
         package = coordination_lua.__name__
         self._acquire = storage.script(lua.load("acquire", package))
         self._commit = storage.script(lua.load("commit", package))
+        self._optimistic = storage.script(lua.load("optimistic", package))
+
+    def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
+                   present: Sequence[str], known: dict[str, Any]) -> Fence | None:
+        if not self._optimistic_on:
+            return None
+        return OptimisticFence(self._storage, self._optimistic, TenantKeys(tenant),
+                               generation, absent, present, known)
 
     def claim(self, name: str, window_s: float) -> bool:
         claimed = self._storage.client.set(claim_key(name), os.getpid(), nx=True,
@@ -192,7 +264,7 @@ class RedisCoordinator(Coordinator):
     @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: Snapshot | None = None) -> Iterator[Fence]:
+                 snapshot: SnapshotRequest = None) -> Iterator[Fence]:
         keys = TenantKeys(tenant)
         wait = self._wait_s if timeout_s is None else max(0.0, timeout_s)
         lock = FencedLock(self._storage.client, keys.lock, keys.generation, self._acquire,

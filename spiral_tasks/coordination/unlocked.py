@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
+from spiral_tasks.coordination.base import Coordinator, Fence, SnapshotRequest
 from spiral_tasks.coordination.local import DirectFence
 from spiral_tasks.storage.base import Storage
 
@@ -24,5 +24,5 @@ class UnlockedCoordinator(Coordinator):
     @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: Snapshot | None = None) -> Iterator[Fence]:
+                 snapshot: SnapshotRequest = None) -> Iterator[Fence]:
         yield DirectFence(self._storage, tenant, read, snapshot)

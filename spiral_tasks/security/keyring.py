@@ -92,11 +92,17 @@ class StoredKeys(KeySource):
 def read_stored(storage: Storage) -> tuple[str, list[SigilKey]]:
     """The stored signing secret (created if absent) and the other accepted keys."""
     secret, ring = storage.get_many([SIGIL_SECRET_KEY, SIGIL_KEYRING_KEY])
-    if secret is None:
-        secret = storage.set_if_absent(SIGIL_SECRET_KEY, new_secret())
+    return kept_secret(storage, SIGIL_SECRET_KEY, secret), others_from_json(ring)
+
+
+def kept_secret(storage: Storage, key: str, found: Any) -> str:
+    """`found` (what `key` held when read), or when it held nothing, a new secret kept
+    there by whichever process comes first: storage's atomic set-if-absent makes every
+    process that races to create it use the winner's."""
+    secret = found if found is not None else storage.set_if_absent(key, new_secret())
     if not isinstance(secret, str) or not secret:
-        raise ValueError(f"{SIGIL_SECRET_KEY} does not hold a secret")
-    return secret, others_from_json(ring)
+        raise ValueError(f"{key} does not hold a secret")
+    return secret
 
 
 def others_from_json(ring: Any) -> list[SigilKey]:

@@ -19,12 +19,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.frozen import quick_init
+from spiral_tasks.security import envelope
 from spiral_tasks.storage import codec
 from spiral_tasks.storage.codec import PLAIN, Codec
 
 MAX_KEY_BYTES = 1024
+#: What `read_scan` holds for a value not decoded yet (None is a value).
+_UNDECODED = object()
 
 
 @quick_init
@@ -384,8 +389,23 @@ class Storage(ABC):
     def read_scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         """Like `scan`, but a value that does not decode comes as `Unreadable` and the
         scan goes on: the rebuild reads storage so, to quarantine what is bad."""
+        values = self.codec
+        if type(values) is not Codec:  # a sealing codec: every value through it
+            for key, raw in self._scan(check_prefix(prefix)):
+                yield key, decode_or_unreadable(key, raw, values)
+            return
+        # The plain codec reads JSON, and refuses a sealed value (its first byte, LEAD,
+        # starts no JSON). Here JSON is read straight, without the calls of the codec's
+        # layers, and anything else (a sealed value, broken bytes) still goes through
+        # the codec: the rebuild reads every record so.
+        loads, lead = orjson.loads, envelope.LEAD
         for key, raw in self._scan(check_prefix(prefix)):
-            yield key, decode_or_unreadable(key, raw, self.codec)
+            try:
+                value = loads(raw) if raw[:1] != lead else _UNDECODED
+            except orjson.JSONDecodeError:
+                value = _UNDECODED
+            yield key, (decode_or_unreadable(key, raw, values) if value is _UNDECODED
+                        else value)
 
     def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """Every (key, bytes as stored) under `prefix`, unopened: for the key rotation

@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,15 @@ def sortable(score: float) -> bytes:
     return struct.pack(">Q", bits)
 
 
-def unsortable(raw: bytes) -> float:
-    (bits,) = struct.unpack(">Q", raw)
+_U64 = struct.Struct(">Q")
+_F64 = struct.Struct(">d")
+
+
+def unsortable(raw: bytes, offset: int = 0) -> float:
+    """The score `sortable` wrote at `offset` of `raw`."""
+    (bits,) = _U64.unpack_from(raw, offset)
     bits = bits ^ _SIGN if bits & _SIGN else bits ^ _ALL
-    value: float = struct.unpack(">d", struct.pack(">Q", bits))[0]
+    value: float = _F64.unpack(_U64.pack(bits))[0]
     return value
 
 
@@ -206,14 +212,11 @@ class LevelStorage(Storage):
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
         head = _INDEX_ENTRY + index.encode() + b"\x00"
-        found: list[tuple[str, float]] = []
+        start, member = len(head), len(head) + 8
         with self.db.iterator(prefix=head, include_value=False) as it:
-            for key in it:
-                if limit is not None and len(found) >= limit:
-                    break
-                rest = key[len(head):]
-                found.append((rest[8:].decode(), unsortable(rest[:8])))
-        return found
+            # The whole index (GC's queue) for a rebuild: no slicing per entry.
+            entries = it if limit is None else islice(it, limit)
+            return [(key[member:].decode(), unsortable(key, start)) for key in entries]
 
     def _index_size(self, index: str) -> int:
         head = _INDEX_MEMBER + index.encode() + b"\x00"

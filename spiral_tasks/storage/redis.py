@@ -204,15 +204,17 @@ class RedisStorage(Storage):
             directory = directory_of(prefix)
             low = b"[" + prefix.encode()
             high = b"(" + prefix.encode() + b"\xff"  # no UTF-8 key holds byte 0xff
-            offset = 0
             while True:
+                # Each page starts after the last name of the one before, not at an
+                # offset, which Redis would walk from the start again (a tenant's
+                # rebuild would be quadratic in its keys).
                 batch: list[bytes] = client.zrangebylex(  # type: ignore[assignment]
-                    directory, low, high, start=offset, num=SCAN_COUNT)
+                    directory, low, high, start=0, num=SCAN_COUNT)
                 if batch:
                     yield batch
                 if len(batch) < SCAN_COUNT:
                     return
-                offset += len(batch)
+                low = b"(" + batch[-1]
         cursor = 0
         while True:
             found: tuple[int, list[bytes]] = client.scan(  # type: ignore[assignment]

@@ -9,6 +9,7 @@ import base64
 import itertools
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
@@ -45,9 +46,14 @@ def test_worker_probe_pings_its_own_node_and_fails_when_it_hangs(
         wait_until(lambda: "ready." in node.log(), 90, interval=0.2,
                    message=lambda: describe(node))
         wait_until(pod.probe, 60, interval=1, message=lambda: describe(node))
-        scrape_as_annotated(pod, node, redis_url)
-        # Another pod's probe does not count this node: each pod answers for itself.
-        assert not pod.probe(env={"POD_NAME": "spiral-worker-5d8f9c-other"})
+        # Another pod's probe does not count this node, up and answering meanwhile:
+        # each pod answers for itself. That probe waits its full timeout for nothing,
+        # so it runs while the node works for the scrape.
+        with ThreadPoolExecutor(1) as other_pod:
+            others_probe = other_pod.submit(
+                pod.probe, env={"POD_NAME": "spiral-worker-5d8f9c-other"})
+            scrape_as_annotated(pod, node, redis_url)
+            assert not others_probe.result()
         # A node whose main process hangs (here: stopped) fails its probe.
         os.kill(node.pid, signal.SIGSTOP)
         wait_until(lambda: process_state(node.pid) == "T", 10, message="the node stopped")

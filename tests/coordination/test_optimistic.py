@@ -1,0 +1,205 @@
+"""Optimistic commits (Redis): a store whose process's cache is current commits in one
+round trip without the lock, and anything that could make its decisions wrong (another
+writer's commit, a lock held, an id that exists, a link that does not) refuses it, so
+the store goes the locked way instead, with nothing written twice."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from spiral_tasks.audit.verify import verify_locked
+from spiral_tasks.cache import TenantCache, TenantState
+from spiral_tasks.config import Settings
+from spiral_tasks.coordination.redis import RedisCoordinator
+from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import LockLost, StaleGeneration
+from spiral_tasks.keys import TenantKeys
+from spiral_tasks.section import StateUse
+from spiral_tasks.storage.base import Delete, Put, Storage
+from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.waiting import wait_until
+from tests.invariants import assert_consistent
+
+KEYS = TenantKeys("default")
+
+
+def open_engine(url: str, **settings: float | bool) -> SpiralMemory:
+    """An engine with its own connection, as another process would have."""
+    storage = RedisStorage(url)
+    storage.init()
+    return engine_over(storage, sigil_secret="s", **settings)
+
+
+def outcomes(engine: SpiralMemory) -> dict[str, int]:
+    return dict(engine.sections.optimistic_outcomes)
+
+
+def test_a_store_with_a_current_cache_commits_without_the_lock(redis_url: str) -> None:
+    engine = open_engine(redis_url)
+    first = engine.store("first")  # no cache yet: the locked way
+    assert outcomes(engine) == {}
+    stored = [engine.store(f"m{i}", associations=[first.stored.id], memory_id=f"id{i}")
+              for i in range(5)]
+    assert outcomes(engine) == {"committed": 5}
+    assert all(s.created for s in stored)
+    assert assert_consistent(engine) == 6
+    other = open_engine(redis_url)
+    assert [m.id for m in other.stats().spirals] == [m.id for m in engine.stats().spirals]
+    assert engine.retrieve("id3") is not None
+
+
+def test_a_store_after_another_writers_commit_is_refused_and_takes_the_lock(
+        redis_url: str) -> None:
+    one, two = open_engine(redis_url), open_engine(redis_url)
+    one.store("a")
+    one.store("b")
+    two.store("c")  # moves the tenant past `one`'s cache
+    one.store("d")
+    assert outcomes(one) == {"committed": 1, "refused:moved": 1}
+    assert assert_consistent(one) == 4
+    assert one.stats().total_memories == two.stats().total_memories == 4
+
+
+def test_a_resent_id_is_refused_and_answered_from_storage(redis_url: str) -> None:
+    engine = open_engine(redis_url)
+    engine.store("warm-up")
+    created = engine.store("original", memory_id="same")
+    again = engine.store("resent", memory_id="same")
+    assert created.created
+    assert not again.created
+    assert again.stored is not None
+    assert again.stored.content == "original"
+    assert outcomes(engine) == {"committed": 1, "refused:assumed": 1}
+    assert assert_consistent(engine) == 2
+
+
+def test_a_link_to_a_memory_gone_behind_the_cache_is_refused(redis_url: str) -> None:
+    """The generation covers every commit; the check of linked records also covers a
+    record removed outside any commit."""
+    engine = open_engine(redis_url)
+    linked = engine.store("linked").stored.id
+    engine.store("warm-up")
+    engine.storage.apply([Delete(KEYS.memory(linked))])
+    with pytest.raises(Exception, match="no memory"):
+        engine.store("dangling", associations=[linked])
+    assert outcomes(engine)["refused:assumed"] == 1
+
+
+def test_no_optimistic_commit_lands_inside_a_held_section(redis_url: str) -> None:
+    engine = open_engine(redis_url)
+    engine.store("warm-up")
+    holder = RedisCoordinator(engine.storage, ttl_s=30)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with holder.critical("default") as fence:
+            before = fence.generation
+            store = pool.submit(engine.store, "waits")
+            wait_until(lambda: outcomes(engine).get("refused:locked") == 1, 30,
+                       message="the optimistic commit refused")
+            # The holder still commits: nothing moved under it.
+            fence.commit([Put("t:{default}:x", "held")], final=True)
+            assert before != fence.generation
+        assert store.result(30).created
+    assert assert_consistent(engine) == 2
+
+
+def test_a_holder_whose_lock_expired_cannot_write_after_an_optimistic_commit(
+        redis_url: str) -> None:
+    engine = open_engine(redis_url)
+    engine.store("warm-up")
+    slow = RedisCoordinator(engine.storage, ttl_s=0.2)  # type: ignore[arg-type]
+    with slow.critical("default") as stale:
+        wait_until(lambda: not engine.storage.client.exists(KEYS.lock), 10,  # type: ignore[attr-defined]
+                   message="the lock to expire")
+        engine.store("while the holder was stopped")
+        assert outcomes(engine) == {"committed": 1}
+        with pytest.raises((LockLost, StaleGeneration)):
+            stale.commit([Put("t:{default}:x", "stale")])
+    assert engine.storage.get("t:{default}:x") is None
+    assert assert_consistent(engine) == 2
+
+
+def test_a_store_that_must_make_room_takes_the_lock(redis_url: str) -> None:
+    engine = open_engine(redis_url, max_memory_nodes=3)
+    for i in range(3):
+        engine.store(f"m{i}", depth="surface")
+    engine.store("evicts", depth="surface")
+    assert outcomes(engine)["needs the lock"] == 1
+    assert assert_consistent(engine) == 3
+
+
+def test_after_refusals_a_contended_tenant_tries_less_often(redis_url: str) -> None:
+    one, two = open_engine(redis_url), open_engine(redis_url)
+    one.store("warm-up")
+    for i in range(12):  # every store of `one` follows one of `two`: always moved
+        two.store(f"two {i}")
+        one.store(f"one {i}")
+    seen = outcomes(one)
+    assert seen.get("committed", 0) == 0
+    assert seen["skipped"] > seen["refused:moved"]
+    assert assert_consistent(one) == 25
+
+
+def test_concurrent_writers_keep_the_invariant_and_the_audit_chain(redis_url: str) -> None:
+    engines = [open_engine(redis_url) for _ in range(3)]
+    for turn in (0, 0, 1, 1, 0, 2, 2):  # optimistic and locked commits chain alike
+        engines[turn].store(f"turn {turn}")
+    assert sum(outcomes(e).get("committed", 0) for e in engines) == 3
+
+    def store(i: int) -> None:
+        engines[i % 3].store(f"m{i}", memory_id=f"id{i % 40}",
+                             depth=("surface", "deep")[i % 2])
+
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        list(pool.map(store, range(300)))
+    assert assert_consistent(engines[0]) == 47
+    journal = engines[0].sections.journal
+    assert journal is not None
+    assert verify_locked(engines[0].sections, journal.signer, "default").ok
+
+
+def test_optimistic_commits_can_be_turned_off(redis_url: str) -> None:
+    assert Settings.from_env({}).locks.optimistic
+    assert not Settings.from_env({"SPIRAL_OPTIMISTIC_COMMITS": "0"}).locks.optimistic
+    engine = open_engine(redis_url, optimistic=False)
+    for i in range(3):
+        engine.store(f"m{i}")
+    assert outcomes(engine) == {}
+
+
+class CountingCache(TenantCache):
+    """Counts reads, so a test can tell a waiting section has asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, tenant: str) -> TenantState | None:
+        self.reads += 1
+        return super().get(tenant)
+
+
+def test_a_section_that_waited_asks_by_the_state_the_holder_left(storage: Storage) -> None:
+    """A commit of this process while a section waits leaves the cache current: the
+    waiter then takes no snapshot."""
+    engine = engine_over(storage, sigil_secret="s")
+    cache = engine.sections.cache = CountingCache()
+    engine.store("warm-up")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with engine.sections.enter("default", state=StateUse.LOAD) as holder:
+            reads = cache.reads
+
+            def wait_then_enter() -> dict[str, Any] | None:
+                with engine.sections.enter("default", state=StateUse.LOAD) as waiter:
+                    waiter.commit(final=True)
+                    return waiter.fence.snapshot
+
+            waiter = pool.submit(wait_then_enter)
+            if storage.name == "redis":  # a local lock asks only once it is taken
+                wait_until(lambda: cache.reads > reads, 30, message="the waiter's try")
+            holder.stage(Put("t:{default}:x", "held"))
+            holder.commit(final=True)
+        assert waiter.result(30) is None
