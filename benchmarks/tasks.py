@@ -2,6 +2,7 @@
 
     python3 -m uv run --frozen python -m benchmarks.tasks [--rounds 3] [--tasks N]
         [--latency-tasks N] [--tenants 1,50] [--setups shipped,flower]
+        [--cases shipped:1,engine0:1]
 
 A private redis-server is the broker, result backend, store and lock service; one
 `celery -A spiral_tasks worker -P prefork -c 2` node runs the tasks, configured as
@@ -231,10 +232,16 @@ def main() -> None:
                         help="comma-separated: stores go round robin over this many "
                              "tenants (1: every store contends for one lock)")
     parser.add_argument("--setups", default="shipped,flower",
-                        help=f"comma-separated, of {', '.join(SETUPS)}")
+                        help=f"comma-separated, of {', '.join(SETUPS)}: each is measured "
+                             "with each number of tenants")
+    parser.add_argument("--cases", default="",
+                        help="instead of --setups and --tenants: SETUP:TENANTS pairs, "
+                             "comma-separated (e.g. shipped:1,flower:50,engine0:1)")
     args = parser.parse_args()
-    cases = [(SETUPS[name], int(tenants)) for tenants in args.tenants.split(",")
-             for name in args.setups.split(",")]
+    pairs = ([tuple(case.split(":")) for case in args.cases.split(",")] if args.cases
+             else [(name, tenants) for tenants in args.tenants.split(",")
+                   for name in args.setups.split(",")])
+    cases = [(SETUPS[name], int(tenants)) for name, tenants in pairs]
     results: dict[tuple[str, int], list[Figures]] = {}
     for round_number in range(args.rounds):
         shift = round_number % len(cases)
