@@ -52,7 +52,7 @@ def task_peak(redis_url: str, workdir: Path, tasks: int, **settings: str) -> flo
         for _ in range(2):  # warm up: connections, scripts, caches
             finished_at(app, client, [app.send_task("spiral.store_memory",
                                                     kwargs=next(stores)).id])
-        return peak(app, client, "spiral.store_memory", stores, tasks)
+        return peak(app, client, "spiral.store_memory", stores, tasks)[0]
     finally:
         worker.stop()
         app.close()

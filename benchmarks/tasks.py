@@ -48,10 +48,11 @@ from typing import Any
 import redis
 from celery import Celery
 
-from benchmarks.common import Run, redis_server
+from benchmarks.common import Run, cpu_seconds, redis_server
 from spiral_tasks.tasks.app import create_app
 from spiral_tasks.testing.celery_worker import (
     CeleryProcess,
+    child_pids,
     node_name,
     start_worker,
     wait_for_workers,
@@ -95,6 +96,10 @@ class Figures:
     noop: Run
     store: Run
     rate: float
+    #: CPU ms per task of the peak runs: the worker (main process and children),
+    #: redis-server and Flower, summed.
+    noop_cpu_ms: float
+    store_cpu_ms: float
 
     @property
     def peak_ratio(self) -> float:
@@ -103,6 +108,12 @@ class Figures:
     @property
     def p95_ratio(self) -> float:
         return self.store.percentile(95) / self.noop.percentile(95)
+
+    @property
+    def cpu_ratio(self) -> float:
+        """No-op over store CPU per task: the peak ratio of a machine whose cores are
+        the limit, unmoved by what else runs on it."""
+        return self.noop_cpu_ms / self.store_cpu_ms
 
 
 def store_kwargs(tenants: int) -> Iterator[dict[str, Any]]:
@@ -130,13 +141,18 @@ def finished_at(app: Celery, client: redis.Redis, ids: list[str]) -> dict[str, f
 
 
 def peak(app: Celery, client: redis.Redis, name: str, kwargs: Iterator[dict[str, Any]],
-         count: int) -> float:
+         count: int, watched: tuple[int, ...] = ()) -> tuple[float, float]:
+    """Tasks a second, and CPU ms per task of the `watched` processes (and their
+    children), while the node consumes `count` queued tasks."""
     destination = [node_name(NODE)]
     app.control.cancel_consumer("spiral", destination=destination, reply=True)
     ids = [app.send_task(name, kwargs=next(kwargs)).id for _ in range(count)]
+    pids = [*watched, *(child for pid in watched for child in child_pids(pid))]
+    cpu = sum(cpu_seconds(pid) for pid in pids)
     started = time.time()
     app.control.add_consumer("spiral", destination=destination, reply=True)
-    return count / (max(finished_at(app, client, ids).values()) - started)
+    rate = count / (max(finished_at(app, client, ids).values()) - started)
+    return rate, (sum(cpu_seconds(pid) for pid in pids) - cpu) * 1000 / count
 
 
 def open_loop(app: Celery, client: redis.Redis, name: str, kwargs: Iterator[dict[str, Any]],
@@ -181,9 +197,12 @@ def run_setup(setup: Setup, tenants: int, tasks: int, latency_tasks: int,
         app = create_app(env)
         client = redis.Redis.from_url(server.url)
         wait_for_workers(app, [NODE])
+        assert server.process is not None
+        processes = [worker.pid, server.process.pid]
         if setup.flower:
-            watched(stack.enter_context(running_flower(env, workdir / "flower", FLOWER_USER)),
-                    app, client)
+            flower = stack.enter_context(running_flower(env, workdir / "flower", FLOWER_USER))
+            watched(flower, app, client)
+            processes.append(flower.process.pid)
         # Warm up: connections, scripts, each tenant's spirals in both children.
         finished_at(app, client, [app.send_task(STORE, kwargs=next(stores)).id
                                   for _ in range(2 * tenants)]
@@ -191,11 +210,13 @@ def run_setup(setup: Setup, tenants: int, tasks: int, latency_tasks: int,
         order = [(NOOP, nothing), (STORE, stores)]
         if not noop_first:
             order.reverse()
-        peaks = {name: peak(app, client, name, kw, tasks) for name, kw in order}
-        rate = peaks[STORE] / 2
+        peaks = {name: peak(app, client, name, kw, tasks, tuple(processes))
+                 for name, kw in order}
+        rate = peaks[STORE][0] / 2
         runs = {name: open_loop(app, client, name, kw, latency_tasks, rate)
                 for name, kw in order}
-    return Figures(peaks[NOOP], peaks[STORE], runs[NOOP], runs[STORE], rate)
+    return Figures(peaks[NOOP][0], peaks[STORE][0], runs[NOOP], runs[STORE], rate,
+                   peaks[NOOP][1], peaks[STORE][1])
 
 
 def spread(values: list[float], digits: int = 2) -> str:
@@ -218,7 +239,10 @@ def report(label: str, figures: list[Figures]) -> None:
           f"store {spread(column(lambda f: f.store.percentile(95)), 3)}")
     print(f"   p50 ms noop {spread(column(lambda f: f.noop.percentile(50)), 3)}   "
           f"store {spread(column(lambda f: f.store.percentile(50)), 3)}")
-    print(f"   store/noop p95   {spread(column(lambda f: f.p95_ratio))}", flush=True)
+    print(f"   store/noop p95   {spread(column(lambda f: f.p95_ratio))}")
+    print(f"   CPU ms per task  noop {spread(column(lambda f: f.noop_cpu_ms))}   "
+          f"store {spread(column(lambda f: f.store_cpu_ms))}   "
+          f"noop/store {spread(column(lambda f: f.cpu_ratio))}", flush=True)
 
 
 def main() -> None:
@@ -254,8 +278,9 @@ def main() -> None:
                   f"{figures.noop_peak:,.0f}/s store {figures.store_peak:,.0f}/s "
                   f"({figures.peak_ratio:.2f}); at {figures.rate:,.0f}/s p95 noop "
                   f"{figures.noop.percentile(95):.3f} ms store "
-                  f"{figures.store.percentile(95):.3f} ms ({figures.p95_ratio:.2f})",
-                  flush=True)
+                  f"{figures.store.percentile(95):.3f} ms ({figures.p95_ratio:.2f}); CPU ms "
+                  f"per task noop {figures.noop_cpu_ms:.2f} store {figures.store_cpu_ms:.2f} "
+                  f"({figures.cpu_ratio:.2f})", flush=True)
     for (name, tenants), runs in results.items():
         report(f"{name}, {tenants} tenant(s)", runs)
 
