@@ -24,8 +24,10 @@ mean the same with task events on or off. Setups:
 - flower: the same with Flower attached, started as `workers/flower.sh` starts it, and
   seeing the tasks (measured once Flower listed a task as succeeded);
 - events: task events switched on from the start (`celery worker -E`), no Flower;
-- engine0: the engine at next to no cost (in-memory storage in each child, no locks):
-  the Celery layer's own ceiling for the store/no-op ratio.
+- engine0: the engine on the in-memory backend in each child, no locks: no I/O, the
+  engine's Python only;
+- instant: the engine answers a store at once (`benchmarks/instant_engine.py`): the
+  Celery layer's own ceiling for the store/no-op ratio.
 
 Rounds alternate which task goes first and rotate the setups' order; ratios are
 taken within one setup's run, then their median and spread over the rounds.
@@ -62,8 +64,11 @@ from spiral_tasks.testing.flower import Flower, running_flower
 from spiral_tasks.testing.waiting import wait_until
 
 NODE = "bench"
+ROOT = Path(__file__).resolve().parent.parent
 NOOP, STORE = "spiral.noop", "spiral.store_memory"
 FLOWER_USER = "bench:bench-secret"
+#: Seconds a worker may take to answer its first ping on a loaded machine.
+STARTUP_S = 300.0
 #: Seconds to wait for a batch of tasks to finish.
 FINISH_S = 600.0
 
@@ -84,6 +89,8 @@ SETUPS = {
     "events": Setup("events", worker_args=("-E",)),
     "engine0": Setup("engine0", env={"SPIRAL_STORAGE": "memory",
                                      "SPIRAL_UNSAFE_UNLOCKED": "1"}),
+    "instant": Setup("instant", env={"PYTHONPATH": str(ROOT)},
+                     worker_args=("-I", "benchmarks.instant_engine")),
 }
 
 
@@ -196,7 +203,7 @@ def run_setup(setup: Setup, tenants: int, tasks: int, latency_tasks: int,
         stack.callback(worker.stop)
         app = create_app(env)
         client = redis.Redis.from_url(server.url)
-        wait_for_workers(app, [NODE])
+        wait_for_workers(app, [NODE], timeout=STARTUP_S)
         assert server.process is not None
         processes = [worker.pid, server.process.pid]
         if setup.flower:
