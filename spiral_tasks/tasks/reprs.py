@@ -36,24 +36,24 @@ def quick_repr(value: Any, maxlen: int = 1024) -> str:
 
 def _small(value: Any, depth: int, budget: list[int]) -> bool:
     budget[0] -= 1
-    if budget[0] < 0:
-        return False
     kind = type(value)
-    if kind is str:
+    if budget[0] < 0:
+        small = False
+    elif kind is str:
         # saferepr always quotes with ' and writes control characters and backslashes
         # as they are; repr switches to " and escapes them. Ids, tenants and sigils
         # have none of these.
-        return value.isprintable() and "'" not in value and "\\" not in value
-    if kind in _SCALARS:
-        return True
-    if depth >= MAX_DEPTH:
-        return False
-    if kind is dict:
-        return all(type(k) is str and _small(k, depth + 1, budget)
-                   and _small(v, depth + 1, budget) for k, v in value.items())
-    if kind is list:
-        return all(_small(v, depth + 1, budget) for v in value)
-    return False
+        small = value.isprintable() and "'" not in value and "\\" not in value
+    elif kind in _SCALARS:
+        small = True
+    elif depth >= MAX_DEPTH:
+        small = False
+    elif kind is dict:
+        small = all(type(k) is str and _small(k, depth + 1, budget)
+                    and _small(v, depth + 1, budget) for k, v in value.items())
+    else:
+        small = kind is list and all(_small(v, depth + 1, budget) for v in value)
+    return small
 
 
 def install() -> None:
