@@ -3,6 +3,7 @@ percentiles (`spiral_tasks.perf.measure`, which `spiral perf` uses too)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 
 BACKENDS = ("memory", "level", "redis")
-__all__ = ["BACKENDS", "Run", "drive", "engine_over", "median", "open_backend", "redis_server"]
+__all__ = ["BACKENDS", "Run", "cpu_seconds", "drive", "engine_over", "median", "open_backend",
+           "redis_server"]
 
 
 @contextmanager
@@ -53,3 +55,13 @@ def open_backend(name: str, redis_url: str | None = None,
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time `pid` has used so far (0 once it is gone): what a
+    process costs, whatever else the machine is running."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

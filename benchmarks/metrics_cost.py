@@ -7,7 +7,7 @@ private redis-server, started with metrics on (`METRICS_PORT` set: the exporter,
 multiprocess files, every observer call) and off (`METRICS_PORT=0`), alternately,
 round after round; each round measures the store task's peak throughput as
 `benchmarks.tasks` does (N stores queued while the node does not consume, timed to the
-last task-succeeded event). In process: `engine.store` from 8 threads with the
+last result written). In process: `engine.store` from 8 threads with the
 Prometheus observer (multiprocess mode, files in a temporary folder) against none, per
 backend, alternately too. Prints the medians and the ratio on/off; the target is a
 cost under 5% (a ratio above 0.95).
@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
 from benchmarks.common import BACKENDS, drive, engine_over, median, open_backend, redis_server
-from benchmarks.tasks import NODE, Finished, listen, peak, store_kwargs, wait_done
+from benchmarks.tasks import NODE, finished_at, peak, store_kwargs
 from spiral_tasks.metrics.folder import ensure_multiprocess
 from spiral_tasks.metrics.observer import PrometheusObserver
 from spiral_tasks.observe import NO_OBSERVER, Observer
@@ -46,17 +45,18 @@ def task_peak(redis_url: str, workdir: Path, tasks: int, **settings: str) -> flo
     env = worker_env(redis_url, SPIRAL_MAX_MEMORY_NODES="1000000", **settings)
     worker = start_worker(env, workdir, NODE, "-l", "WARNING")
     app = create_app(env)
-    finished = Finished({}, threading.Lock())
-    listen(app, finished)
+    client = redis.Redis.from_url(redis_url)
     stores = store_kwargs(1)
     try:
         wait_for_workers(app, [NODE])
         for _ in range(2):  # warm up: connections, scripts, caches
-            wait_done(finished, [app.send_task("spiral.store_memory", kwargs=next(stores)).id])
-        return peak(app, finished, "spiral.store_memory", stores, tasks)
+            finished_at(app, client, [app.send_task("spiral.store_memory",
+                                                    kwargs=next(stores)).id])
+        return peak(app, client, "spiral.store_memory", stores, tasks)[0]
     finally:
         worker.stop()
         app.close()
+        client.close()
 
 
 def in_process_rate(backend: str, redis_url: str, observer: Observer, ops: int) -> float:

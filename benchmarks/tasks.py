@@ -1,42 +1,126 @@
-"""Store task against a no-op task: throughput and end-to-end latency, same workers.
+"""Store task against a no-op task: peak throughput and open-loop latency, same worker.
 
-    python3 -m uv run --frozen python -m benchmarks.tasks [--tasks N] [--latency-tasks N]
+    python3 -m uv run --frozen python -m benchmarks.tasks [--rounds 3] [--tasks N]
+        [--latency-tasks N] [--tenants 1,50] [--setups shipped,flower]
+        [--cases shipped:1,engine0:1]
 
 A private redis-server is the broker, result backend, store and lock service; one
-`celery -A spiral_tasks worker -P prefork -c 2` node runs the tasks. For each of
-spiral.noop and spiral.store_memory (one tenant, so the lock is contended):
+`celery -A spiral_tasks worker -P prefork -c 2` node runs the tasks, configured as
+deployed (metrics on, the app's settings). Each setup is measured on a fresh
+redis-server and worker, for spiral.noop and spiral.store_memory (stores round robin
+over `--tenants` tenants: one tenant contends for one lock):
 
 - peak throughput: N tasks are queued while the node does not consume, then it
-  consumes them; measured from the moment consuming starts to the last
-  task-succeeded event;
-- latency at half that peak: tasks are sent at a fixed rate, and each one's latency
-  runs from just before it is sent to its task-succeeded event.
+  consumes them; timed from the moment consuming starts to the last result written;
+- latency at half the store's peak (open loop): tasks are sent at a fixed rate, whatever
+  the worker does, and each one's latency runs from just before it is sent to its
+  result written (`date_done`, the worker's clock on the same machine).
 
-Then the same with SPIRAL_UNSAFE_UNLOCKED=1 (no locks), to measure the lock's share of
-the store's p95 latency. Ratios are taken within one run.
+Completion is read from the results in Redis, not from task events, so the figures
+mean the same with task events on or off. Setups:
+
+- shipped: the worker as `workers/worker.sh` starts it, task events as the app ships
+  them;
+- flower: the same with Flower attached, started as `workers/flower.sh` starts it, and
+  seeing the tasks (measured once Flower listed a task as succeeded);
+- events: task events switched on from the start (`celery worker -E`), no Flower;
+- engine0: the engine on the in-memory backend in each child, no locks: no I/O, the
+  engine's Python only;
+- instant: the engine answers a store at once (`benchmarks/instant_engine.py`): the
+  Celery layer's own ceiling for the store/no-op ratio.
+
+Rounds alternate which task goes first and rotate the setups' order; ratios are
+taken within one setup's run, then their median and spread over the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
-import socket
+import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 
-from benchmarks.common import Run, redis_server
+from benchmarks.common import Run, cpu_seconds, redis_server
 from spiral_tasks.tasks.app import create_app
-from spiral_tasks.testing.celery_worker import start_worker, wait_for_workers, worker_env
+from spiral_tasks.testing.celery_worker import (
+    CeleryProcess,
+    child_pids,
+    node_name,
+    start_worker,
+    wait_for_workers,
+    worker_env,
+)
+from spiral_tasks.testing.flower import Flower, running_flower
+from spiral_tasks.testing.waiting import wait_until
 
 NODE = "bench"
+ROOT = Path(__file__).resolve().parent.parent
+NOOP, STORE = "spiral.noop", "spiral.store_memory"
+FLOWER_USER = "bench:bench-secret"
+#: Seconds a worker may take to answer its first ping on a loaded machine.
+STARTUP_S = 300.0
+#: Seconds to wait for a batch of tasks to finish.
+FINISH_S = 600.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How the worker runs: extra environment and `celery worker` arguments, Flower."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    worker_args: tuple[str, ...] = ()
+    flower: bool = False
+
+
+SETUPS = {
+    "shipped": Setup("shipped"),
+    "flower": Setup("flower", flower=True),
+    "events": Setup("events", worker_args=("-E",)),
+    "engine0": Setup("engine0", env={"SPIRAL_STORAGE": "memory",
+                                     "SPIRAL_UNSAFE_UNLOCKED": "1"}),
+    "instant": Setup("instant", env={"PYTHONPATH": str(ROOT)},
+                     worker_args=("-I", "benchmarks.instant_engine")),
+}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One setup's run: both peaks, and both latency runs at the same rate."""
+
+    noop_peak: float
+    store_peak: float
+    noop: Run
+    store: Run
+    rate: float
+    #: CPU ms per task of the peak runs: the worker (main process and children),
+    #: redis-server and Flower, summed.
+    noop_cpu_ms: float
+    store_cpu_ms: float
+
+    @property
+    def peak_ratio(self) -> float:
+        return self.store_peak / self.noop_peak
+
+    @property
+    def p95_ratio(self) -> float:
+        return self.store.percentile(95) / self.noop.percentile(95)
+
+    @property
+    def cpu_ratio(self) -> float:
+        """No-op over store CPU per task: the peak ratio of a machine whose cores are
+        the limit, unmoved by what else runs on it."""
+        return self.noop_cpu_ms / self.store_cpu_ms
 
 
 def store_kwargs(tenants: int) -> Iterator[dict[str, Any]]:
@@ -45,54 +129,42 @@ def store_kwargs(tenants: int) -> Iterator[dict[str, Any]]:
         yield {"content": f"benchmark memory {i} " + "x" * 100, "tenant": f"t{i % tenants}"}
 
 
-@dataclass
-class Finished:
-    """task id -> worker timestamp of its task-succeeded event."""
+def finished_at(app: Celery, client: redis.Redis, ids: list[str]) -> dict[str, float]:
+    """Wait until every task in `ids` has its result, then when each was written."""
+    backend: Any = app.backend  # the Redis backend: its keys, its decoding
+    keys = [backend.get_key_for_task(i) for i in ids]
 
-    at: dict[str, float]
-    lock: threading.Lock
+    def all_written() -> bool:
+        return sum(client.exists(*keys[n:n + 1000]) for n in range(0, len(keys), 1000)
+                   ) == len(keys)
 
-
-def listen(app: Celery, finished: Finished) -> threading.Thread:
-    """Record every task-succeeded event, until the broker goes away."""
-
-    def on_succeeded(event: dict[str, Any]) -> None:
-        with finished.lock:
-            finished.at[event["uuid"]] = event["timestamp"]
-
-    def run() -> None:
-        with contextlib.suppress(Exception), app.connection_for_read() as connection:
-            app.events.Receiver(connection, handlers={"task-succeeded": on_succeeded}
-                                ).capture(limit=None, timeout=None, wakeup=True)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    wait_until(all_written, FINISH_S, interval=0.02, message=f"{len(ids)} results")
+    done: dict[str, float] = {}
+    for n in range(0, len(keys), 1000):
+        for task_id, raw in zip(ids[n:n + 1000], client.mget(keys[n:n + 1000]), strict=True):
+            meta = backend.decode_result(raw)
+            done[task_id] = datetime.fromisoformat(meta["date_done"]).timestamp()
+    return done
 
 
-def wait_done(finished: Finished, ids: list[str], timeout: float = 300) -> float:
-    deadline = time.monotonic() + timeout
-    while True:
-        with finished.lock:
-            if all(i in finished.at for i in ids):
-                return max(finished.at[i] for i in ids)
-        if time.monotonic() > deadline:
-            raise TimeoutError("tasks did not finish")
-        time.sleep(0.01)
-
-
-def peak(app: Celery, finished: Finished, name: str, kwargs: Iterator[dict[str, Any]],
-         count: int) -> float:
-    destination = [f"{NODE}@{socket.gethostname()}"]
+def peak(app: Celery, client: redis.Redis, name: str, kwargs: Iterator[dict[str, Any]],
+         count: int, watched: tuple[int, ...] = ()) -> tuple[float, float]:
+    """Tasks a second, and CPU ms per task of the `watched` processes (and their
+    children), while the node consumes `count` queued tasks."""
+    destination = [node_name(NODE)]
     app.control.cancel_consumer("spiral", destination=destination, reply=True)
     ids = [app.send_task(name, kwargs=next(kwargs)).id for _ in range(count)]
+    pids = [*watched, *(child for pid in watched for child in child_pids(pid))]
+    cpu = sum(cpu_seconds(pid) for pid in pids)
     started = time.time()
     app.control.add_consumer("spiral", destination=destination, reply=True)
-    return count / (wait_done(finished, ids) - started)
+    rate = count / (max(finished_at(app, client, ids).values()) - started)
+    return rate, (sum(cpu_seconds(pid) for pid in pids) - cpu) * 1000 / count
 
 
-def latency(app: Celery, finished: Finished, name: str, kwargs: Iterator[dict[str, Any]],
-            count: int, rate: float) -> Run:
+def open_loop(app: Celery, client: redis.Redis, name: str, kwargs: Iterator[dict[str, Any]],
+              count: int, rate: float) -> Run:
+    """`count` tasks sent at `rate` a second, on schedule whatever the worker does."""
     sent: dict[str, float] = {}
     started = time.time()
     for i in range(count):
@@ -101,59 +173,123 @@ def latency(app: Celery, finished: Finished, name: str, kwargs: Iterator[dict[st
             time.sleep(delay)
         now = time.time()
         sent[app.send_task(name, kwargs=next(kwargs)).id] = now
-    wait_done(finished, list(sent))
-    with finished.lock:
-        return Run(count, time.time() - started,
-                   [(finished.at[i] - t) * 1000 for i, t in sent.items()])
+    done = finished_at(app, client, list(sent))
+    return Run(count, max(done.values()) - started,
+               [(done[i] - t) * 1000 for i, t in sent.items()])
 
 
-def measure(label: str, tasks: int, latency_tasks: int, tenants: int,
-            **extra: str) -> dict[str, Any]:
-    stores, nothing = store_kwargs(tenants), itertools.repeat({})
-    with redis_server() as server, tempfile.TemporaryDirectory() as workdir:
-        env = worker_env(server.url, SPIRAL_MAX_MEMORY_NODES="1000000", **extra)
-        worker = start_worker(env, Path(workdir), NODE, "-l", "WARNING")
+def watched(flower: Flower, app: Celery, client: redis.Redis) -> None:
+    """Until Flower lists a no-op as succeeded: it is attached and sees the tasks (with
+    task events off by default, that is once it switched them on)."""
+
+    def seen() -> bool:
+        app.send_task(NOOP)  # one more each time, until events flow
+        return any(task.get("state") == "SUCCESS"
+                   for task in flower.api("/api/tasks").values())
+
+    wait_until(seen, 120, interval=0.5, message="Flower to see a task succeed")
+
+
+def run_setup(setup: Setup, tenants: int, tasks: int, latency_tasks: int,
+              noop_first: bool) -> Figures:
+    stores = store_kwargs(tenants)
+    nothing: Iterator[dict[str, Any]] = itertools.repeat({})
+    with ExitStack() as stack:
+        server = stack.enter_context(redis_server())
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        env = worker_env(server.url, SPIRAL_MAX_MEMORY_NODES="1000000", **setup.env)
+        worker: CeleryProcess = start_worker(env, workdir, NODE, *setup.worker_args,
+                                             "-l", "WARNING")
+        stack.callback(worker.stop)
         app = create_app(env)
-        finished = Finished({}, threading.Lock())
-        listen(app, finished)
-        try:
-            wait_for_workers(app, [NODE])
-            for _ in range(2):  # warm up: connections, scripts, caches
-                wait_done(finished, [app.send_task("spiral.store_memory",
-                                                   kwargs=next(stores)).id,
-                                     app.send_task("spiral.noop").id])
-            noop_peak = peak(app, finished, "spiral.noop", nothing, tasks)
-            store_peak = peak(app, finished, "spiral.store_memory", stores, tasks)
-            rate = store_peak / 2
-            noop_run = latency(app, finished, "spiral.noop", nothing, latency_tasks, rate)
-            store_run = latency(app, finished, "spiral.store_memory", stores,
-                                latency_tasks, rate)
-        finally:
-            worker.stop()
-    print(f"[{label}] peak: noop {noop_peak:,.0f}/s, store {store_peak:,.0f}/s, "
-          f"store/noop {store_peak / noop_peak:.2f}")
-    print(f"[{label}] at {rate:,.0f}/s (half the store peak): noop {noop_run.summary()}")
-    print(f"[{label}] at {rate:,.0f}/s (half the store peak): store {store_run.summary()}",
-          flush=True)
-    return {"store_p95": store_run.percentile(95), "rate": rate}
+        client = redis.Redis.from_url(server.url)
+        wait_for_workers(app, [NODE], timeout=STARTUP_S)
+        assert server.process is not None
+        processes = [worker.pid, server.process.pid]
+        if setup.flower:
+            flower = stack.enter_context(running_flower(env, workdir / "flower", FLOWER_USER))
+            watched(flower, app, client)
+            processes.append(flower.process.pid)
+        # Warm up: connections, scripts, each tenant's spirals in both children.
+        finished_at(app, client, [app.send_task(STORE, kwargs=next(stores)).id
+                                  for _ in range(2 * tenants)]
+                    + [app.send_task(NOOP).id for _ in range(20)])
+        order = [(NOOP, nothing), (STORE, stores)]
+        if not noop_first:
+            order.reverse()
+        peaks = {name: peak(app, client, name, kw, tasks, tuple(processes))
+                 for name, kw in order}
+        rate = peaks[STORE][0] / 2
+        runs = {name: open_loop(app, client, name, kw, latency_tasks, rate)
+                for name, kw in order}
+    return Figures(peaks[NOOP][0], peaks[STORE][0], runs[NOOP], runs[STORE], rate,
+                   peaks[NOOP][1], peaks[STORE][1])
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
+
+
+def report(label: str, figures: list[Figures]) -> None:
+    """Medians and spreads over the rounds (ratios taken within each run first)."""
+
+    def column(get: Any) -> list[float]:
+        return [get(f) for f in figures]
+
+    print(f"== {label}: {len(figures)} runs, median (min-max)")
+    print(f"   peak/s      noop {spread(column(lambda f: f.noop_peak), 0)}   "
+          f"store {spread(column(lambda f: f.store_peak), 0)}")
+    print(f"   store/noop peak  {spread(column(lambda f: f.peak_ratio))}")
+    print(f"   open loop at half the store peak ({spread(column(lambda f: f.rate), 0)}/s): "
+          f"p95 ms noop {spread(column(lambda f: f.noop.percentile(95)), 3)}   "
+          f"store {spread(column(lambda f: f.store.percentile(95)), 3)}")
+    print(f"   p50 ms noop {spread(column(lambda f: f.noop.percentile(50)), 3)}   "
+          f"store {spread(column(lambda f: f.store.percentile(50)), 3)}")
+    print(f"   store/noop p95   {spread(column(lambda f: f.p95_ratio))}")
+    print(f"   CPU ms per task  noop {spread(column(lambda f: f.noop_cpu_ms))}   "
+          f"store {spread(column(lambda f: f.store_cpu_ms))}   "
+          f"noop/store {spread(column(lambda f: f.cpu_ratio))}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=3000, help="tasks per peak run")
-    parser.add_argument("--latency-tasks", type=int, default=2000,
-                        help="tasks per latency run")
-    parser.add_argument("--tenants", type=int, default=1,
-                        help="stores go round robin over this many tenants (default 1: "
-                             "every store contends for one lock)")
+    parser.add_argument("--latency-tasks", type=int, default=1500,
+                        help="tasks per open-loop latency run")
+    parser.add_argument("--tenants", default="1,50",
+                        help="comma-separated: stores go round robin over this many "
+                             "tenants (1: every store contends for one lock)")
+    parser.add_argument("--setups", default="shipped,flower",
+                        help=f"comma-separated, of {', '.join(SETUPS)}: each is measured "
+                             "with each number of tenants")
+    parser.add_argument("--cases", default="",
+                        help="instead of --setups and --tenants: SETUP:TENANTS pairs, "
+                             "comma-separated (e.g. shipped:1,flower:50,engine0:1)")
     args = parser.parse_args()
-    locked = measure("locks", args.tasks, args.latency_tasks, args.tenants)
-    unlocked = measure("no locks", args.tasks, args.latency_tasks, args.tenants,
-                       SPIRAL_UNSAFE_UNLOCKED="1")
-    share = (locked["store_p95"] - unlocked["store_p95"]) / locked["store_p95"]
-    print(f"lock's share of store p95: {share:.1%} "
-          f"({locked['store_p95']:.3f} ms with locks, {unlocked['store_p95']:.3f} ms without)")
+    pairs = ([tuple(case.split(":")) for case in args.cases.split(",")] if args.cases
+             else [(name, tenants) for tenants in args.tenants.split(",")
+                   for name in args.setups.split(",")])
+    cases = [(SETUPS[name], int(tenants)) for name, tenants in pairs]
+    results: dict[tuple[str, int], list[Figures]] = {}
+    for round_number in range(args.rounds):
+        shift = round_number % len(cases)
+        for n, (setup, tenants) in enumerate(cases[shift:] + cases[:shift]):
+            noop_first = (round_number + n) % 2 == 0
+            figures = run_setup(setup, tenants, args.tasks, args.latency_tasks, noop_first)
+            results.setdefault((setup.name, tenants), []).append(figures)
+            print(f"round {round_number + 1} {setup.name}, {tenants} tenant(s), "
+                  f"{'noop' if noop_first else 'store'} first: peak noop "
+                  f"{figures.noop_peak:,.0f}/s store {figures.store_peak:,.0f}/s "
+                  f"({figures.peak_ratio:.2f}); at {figures.rate:,.0f}/s p95 noop "
+                  f"{figures.noop.percentile(95):.3f} ms store "
+                  f"{figures.store.percentile(95):.3f} ms ({figures.p95_ratio:.2f}); CPU ms "
+                  f"per task noop {figures.noop_cpu_ms:.2f} store {figures.store_cpu_ms:.2f} "
+                  f"({figures.cpu_ratio:.2f})", flush=True)
+    for (name, tenants), runs in results.items():
+        report(f"{name}, {tenants} tenant(s)", runs)
 
 
 if __name__ == "__main__":

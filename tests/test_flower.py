@@ -1,10 +1,10 @@
-"""Flower, started as workers/flower.sh starts it (`--enable_events=False`, basic auth
+"""Flower, started as workers/flower.sh starts it (`--enable_events=True`, basic auth
 from FLOWER_BASIC_AUTH), watching real workers of both deployments.
 
-Flower never switches task events on here: what it shows comes from the events the
-workers and producers send by configuration (worker_send_task_events,
-task_send_sent_event), from remote control (inspect) and, on Redis, from the queues'
-lengths read off the broker.
+Workers send no task events by default (README, "Task events"): Flower switches them
+on itself, by broadcasting `enable_events`, and what it shows comes from those events,
+from remote control (inspect) and, on Redis, from the queues' lengths read off the
+broker.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from tests.tasks.test_embedded import start_embedded
 
 WAIT = 60
 TENANT = "flower"
+#: The tenant of the tasks sent once Flower has switched task events on.
+WATCHED = "flower-watched"
 
 
 #: Tasks sent, by id: (task name, result).
@@ -42,23 +44,43 @@ def send(producer: Celery, sent: Sent, name: str, **kwargs: object) -> AsyncResu
     return result
 
 
-def send_stores_and_gc(producer: Celery) -> Sent:
+def send_stores_and_gc(producer: Celery, tenant: str = TENANT) -> Sent:
     """Three stores and a GC: both queues."""
     sent: Sent = {}
     for n in range(3):
-        send(producer, sent, "spiral.store_memory", content=f"memory {n}", tenant=TENANT)
-    send(producer, sent, "spiral.gc", tenant=TENANT)
+        send(producer, sent, "spiral.store_memory", content=f"memory {n}", tenant=tenant)
+    send(producer, sent, "spiral.gc", tenant=tenant)
     return sent
 
 
-def finish(producer: Celery, sent: Sent) -> None:
+def finish(producer: Celery, sent: Sent, tenant: str = TENANT) -> None:
     """Wait for every answer, then ask for the tenant's stats (sent last, so they count
     every store) and check them."""
     for _, result in sent.values():
         result.get(timeout=WAIT)
-    stats = send(producer, sent, "spiral.stats", tenant=TENANT).get(timeout=WAIT)
+    stats = send(producer, sent, "spiral.stats", tenant=tenant).get(timeout=WAIT)
     assert stats["consistent"]
     assert stats["total_memories"] == 3
+
+
+def wait_for_task_events(flower: Flower, producer: Celery) -> None:
+    """Until Flower has switched the workers' task events on (its `enable_events`
+    broadcast, every 5 s): a no-op is sent each time until Flower lists one succeeded."""
+
+    def seen() -> bool:
+        result = producer.send_task("spiral.noop")
+        result.get(timeout=WAIT)
+        return task_states(flower).get(result.id) == ("spiral.noop", "SUCCESS")
+
+    wait_until(seen, WAIT, interval=0.5, message="Flower to switch task events on")
+
+
+def watch_stores_and_gc(flower: Flower, producer: Celery) -> None:
+    """Once Flower gets task events: stores and a GC, each listed by Flower, succeeded."""
+    wait_for_task_events(flower, producer)
+    sent = send_stores_and_gc(producer, WATCHED)
+    finish(producer, sent, WATCHED)
+    wait_for_tasks(flower, sent)
 
 
 def task_states(flower: Flower) -> dict[str, tuple[str, str]]:
@@ -109,7 +131,7 @@ def test_flower_shows_the_queues_the_worker_and_the_spiral_tasks(
     with running_workers(producer, worker_env(worker_redis.url), tmp_path, ["flw1"]):
         finish(producer, sent)
         wait_for_status(flower, node, online=True)
-        wait_for_tasks(flower, sent)
+        watch_stores_and_gc(flower, producer)
         wait_until(lambda: queue_lengths(flower) == {DEFAULT_QUEUE: 0, MAINTENANCE_QUEUE: 0},
                    WAIT, interval=0.2, message="Flower to show the queues empty")
         inspected = flower.api("/api/workers?refresh=true")[node]
@@ -166,7 +188,7 @@ def test_flower_watches_the_embedded_deployment_but_not_its_queues(tmp_path: Pat
             finish(producer, sent)
             node = node_name("embedded")
             wait_for_status(flower, node, online=True)
-            wait_for_tasks(flower, sent)
+            watch_stores_and_gc(flower, producer)
             assert node in flower.api("/api/workers?refresh=true")
             queues = flower.get("/api/queues/length")
         finally:

@@ -4,8 +4,10 @@
 # SPIRAL_EMBEDDED_DIR (there Flower shows no queue lengths). Basic auth is required:
 # FLOWER_BASIC_AUTH=user:password, several pairs separated by commas; without it the
 # script refuses to start, since Flower's API can revoke tasks and shut workers down.
-# --enable_events=False: the workers send task events themselves
-# (worker_send_task_events), so Flower never has to switch them on.
+# Workers send no task events by default (each is a publish in the worker's main
+# process, README "Task events"): Flower switches them on (`enable_events`, every 5 s)
+# while it runs; they stay on after it stops, until `celery -A spiral_tasks control
+# disable_events` or the workers restart.
 # Extra arguments go to Flower (e.g. --port=5556 --address=127.0.0.1).
 set -euo pipefail
 pair='[^:,]+:[^,]+'
@@ -14,5 +16,5 @@ if [[ ! "${FLOWER_BASIC_AUTH:-}" =~ ^${pair}(,${pair})*$ ]]; then
         "set FLOWER_BASIC_AUTH=user:password[,user2:password2]" >&2
     exit 2
 fi
-exec celery -A spiral_tasks flower --enable_events=False \
+exec celery -A spiral_tasks flower --enable_events=True \
     --logging="${SPIRAL_LOG_LEVEL:-INFO}" "$@"

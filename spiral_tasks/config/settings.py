@@ -100,6 +100,11 @@ class TaskSettings:
     rebuild_time_limit_s: float = 1800.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     startup_rebuild_window_s: float = 60.0
+    #: Whether workers send task events (received, started, succeeded, failed...) and
+    #: producers `task-sent` from the start. Off: each event is a synchronous publish in
+    #: the worker's main process; Flower and `celery control enable_events` switch the
+    #: worker's on while they are wanted (README, "Task events").
+    task_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -382,6 +387,7 @@ def _task_settings(read: Environment, redis_url: str | None) -> TaskSettings:
         startup_rebuild_window_s=read.number("SPIRAL_STARTUP_REBUILD_WINDOW_S",
                                              defaults.startup_rebuild_window_s,
                                              unit="seconds"),
+        task_events=read.flag("SPIRAL_TASK_EVENTS"),
     )
 
 

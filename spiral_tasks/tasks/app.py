@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from celery import Celery
 
 from spiral_tasks.config import Settings, current
+from spiral_tasks.tasks import results
 from spiral_tasks.tasks.config import celery_config
 
 
@@ -17,6 +18,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Celery:
     settings = current() if env is None else Settings.from_env(env)
     app = Celery("spiral_tasks", include=["spiral_tasks.tasks.tasks"])
     app.config_from_object(celery_config(settings))
+    # Redis results in one round trip (spiral_tasks/tasks/results.py), for this app only.
+    app.loader.override_backends = {"redis": results.BACKEND, "rediss": results.BACKEND}
     embedded_dir = settings.tasks.embedded_dir
 
     @app.on_after_configure.connect(weak=False)

@@ -82,8 +82,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": tasks.visibility_timeout_s},
         "result_backend_transport_options": {"retry_policy": {"max_retries": 5}},
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events only when asked for (SPIRAL_TASK_EVENTS, `celery control
+        # enable_events`, Flower): each costs the worker's main process a publish.
+        "worker_send_task_events": tasks.task_events,
+        "task_send_sent_event": tasks.task_events,
         # Celery's name for beat's max interval; the beat lock's timeout follows it.
         "beat_max_loop_interval": beat.max_interval_s,
         "beat_schedule": {

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from spiral_tasks.config import current
-from spiral_tasks.tasks import runtime, signals  # noqa: F401 - signals: connects handlers
+from spiral_tasks.tasks import reprs, runtime, signals  # noqa: F401 - signals: connects handlers
 from spiral_tasks.tasks.app import app
 from spiral_tasks.tasks.base import SpiralTask
 from spiral_tasks.tasks.config import TimeLimits
 
+reprs.install()  # each task's result repr'd cheaply (spiral_tasks/tasks/reprs.py)
 GC_LIMITS = TimeLimits.of(current().tasks.gc_time_limit_s)
 REBUILD_LIMITS = TimeLimits.of(current().tasks.rebuild_time_limit_s)
 

@@ -3,6 +3,7 @@ to end through a real worker beside no-op tasks; figures and the invariant print
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,13 +78,29 @@ def test_through_celery_compares_stores_with_noops_on_a_real_worker(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "60 tasks, then as many spiral.noop, 4 in flight" in out
+    assert "store (round trips as the producer sees them, 4 in flight)" in out
     assert "noop (the yardstick" in out
-    assert "ratio        store/noop throughput " in out
-    assert "invariant    total 60 == sum of spiral node counts 60 == node records 60: " \
+    assert "at half the store throughput (" in out
+    assert re.search(r"^  store +p50 [\d.]+ ms   p95 [\d.]+ ms   p99 [\d.]+ ms   errors 0$",
+                     out, re.MULTILINE), out
+    assert re.search(r"^  noop +p50 [\d.]+ ms   p95 [\d.]+ ms   p99 [\d.]+ ms   errors 0$",
+                     out, re.MULTILINE), out
+    assert re.search(r"^ratio        store/noop throughput \d+\.\d\d, p95 at half the store "
+                     r"throughput \d+\.\d\d$", out, re.MULTILINE), out
+    # The measured stores, then as many sent on schedule.
+    assert "invariant    total 120 == sum of spiral node counts 120 == node records 120: " \
            "holds" in out
     assert as_json.returncode == 0, as_json.stderr
     report = json_out(as_json)
     assert report["ops"] == 60
     assert report["noop"]["ops"] == 60  # type: ignore[index]
     assert report["ratio_to_noop"] > 0  # type: ignore[operator]
-    assert report["invariant"]["total_memories"] == 60  # type: ignore[index]
+    paced = report["at_half_throughput"]
+    assert paced["ops"] == paced["noop"]["ops"] == 60  # type: ignore[index]
+    assert paced["rate_per_s"] > 0  # type: ignore[index]
+    assert paced["p95_ratio_to_noop"] > 0  # type: ignore[index]
+    assert paced["errors"] == {}  # type: ignore[index]
+    # Collect prepares an id for each measured collect and each paced one, and collects
+    # them all: what is left is what the store run stored.
+    assert report["prepared"] == 120
+    assert report["invariant"]["total_memories"] == 120  # type: ignore[index]

@@ -40,6 +40,23 @@ def test_embedded_and_redis_settings() -> None:
     assert config["task_acks_late"] is True
 
 
+@pytest.mark.parametrize(("value", "on"), [(None, False), ("0", False), ("1", True)])
+def test_task_events_are_off_unless_asked_for(value: str | None, on: bool) -> None:
+    """Off by default (each costs the worker's main process a publish); SPIRAL_TASK_EVENTS=1
+    turns on the workers' and the producers' task-sent alike. Heartbeats are not
+    configured here: Celery always sends them."""
+    env = {"REDIS_URL": "redis://h:1/0"} | ({} if value is None else
+                                           {"SPIRAL_TASK_EVENTS": value})
+    config = celery_config(Settings.from_env(env))
+    assert config["worker_send_task_events"] is on
+    assert config["task_send_sent_event"] is on
+
+
+def test_a_bad_task_events_flag_is_refused() -> None:
+    with pytest.raises(ConfigError, match="SPIRAL_TASK_EVENTS='maybe'"):
+        Settings.from_env({"SPIRAL_TASK_EVENTS": "maybe"})
+
+
 def test_a_call_that_does_not_fit_names_the_argument_briefly() -> None:
     def task(content: str, tenant: str = "default") -> None: ...
 

@@ -434,6 +434,20 @@ class EventLog:
         return [e for e in self.check() if match(e)]
 
 
+def enable_task_events(app: Celery, workers: list[CeleryProcess]) -> None:
+    """Switch the workers' task events on as an operator does (`celery control
+    enable_events`; they are off by default, README "Task events"), until every node
+    answered."""
+    nodes = {node_name(w.name) for w in workers}
+
+    def answered() -> bool:
+        replies = app.control.broadcast("enable_events", reply=True, timeout=1.0,
+                                        destination=sorted(nodes)) or []
+        return nodes <= {node for reply in replies for node in reply}
+
+    wait_until(answered, WAIT, interval=0.1, message=f"{sorted(nodes)} to enable events")
+
+
 def is_trigger_gc(event: dict[str, Any]) -> bool:
     return (event["type"] == "task-received" and event["name"] == "spiral.gc"
             and "'trigger'" in event["kwargs"])
@@ -442,6 +456,7 @@ def is_trigger_gc(event: dict[str, Any]) -> bool:
 def test_every_hundredth_store_enqueues_one_gc(
         producer: Celery, workers: list[CeleryProcess], engine: SpiralMemory) -> None:
     """300 stores to one tenant: exactly three GC tasks for it were received."""
+    enable_task_events(producer, workers)
     with EventLog(producer) as events:
         stores = [producer.send_task(STORE, kwargs={"content": f"t{i}", "tenant": "trigger"})
                   for i in range(300)]
