@@ -1,23 +1,31 @@
 """A GC run: eligible memories collected in short locked batches, within a time budget.
 
-Each batch holds the tenant's lock only briefly: it is sized from the cost per memory
-measured so far in this run to take a third of the time left, and a batch that would
-not finish in time is not started.
+Each batch is sized from what batches cost in this run, and a batch that would not end
+before the budget (less a reserve for the run's closing writes) is not started: the
+run stops before its budget rather than after it. A tenant's first batch in a run is
+one memory, a probe: what it costs bounds the cost of the next, larger one. From then
+on a batch of `m` memories is predicted from every recent batch `i` (of `n_i` memories,
+taking `t_i`) as `t_i * max(1, m / n_i)`, the smallest such bound: a batch costs a
+fixed part (round trips) plus a part per memory, so scaling a measured batch up by the
+ratio of sizes never underestimates it. No constant guesses how long a memory takes:
+on a slow round trip, a loaded machine or big records, batches come out smaller.
+
+The wait for a tenant's lock is part of the pause, so it is bounded by the time left
+less the predicted cost of a batch of one (at most a quarter of the time left); a
+tenant whose lock stays busy that long is passed over (its turn comes in the next
+rotation) rather than spending the run's budget waiting at it.
 
 Fair across tenants: a run over every tenant starts after the tenant where the last
 run stopped (a cursor kept in storage, `meta:gc_cursor`) and walks the tenants in
 name order from there, wrapping around. The cursor moves past every tenant the run
-touched, finished or not, and every run works on at least the tenant it starts with,
-so with N tenants each one is reached within N runs whatever the budget (in practice a
-run covers many). Without the cursor, runs that always started from the first tenant
-name never reached the later ones once the budget ran out earlier. A tenant whose lock
-stays busy for a quarter of the time left is passed over (its turn comes in the next
-rotation) rather than spending the run's budget waiting at it; so is a tenant whose
-spirals, total or counters are corrupt (logged; a rebuild quarantines them), and a
-corrupt memory record at the head of the queue loses its queue entry rather than
-block the ones behind it. A run's first
-batch starts even when the budget is already spent (a tiny budget, a slow round
-trip), so no run is wasted.
+worked on, finished or not, and every run works on at least the tenant it starts with
+(its first batch starts whatever the budget: a tiny budget, a slow round trip), so
+with N tenants each one is reached within N runs, and no run is wasted. Without the
+cursor, runs that always started from the first tenant name never reached the later
+ones once the budget ran out earlier. A tenant whose spirals, total or counters are
+corrupt is passed over too (logged; a rebuild quarantines them), and a corrupt memory
+record at the head of the queue loses its queue entry rather than block the ones
+behind it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import bisect
 import enum
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from spiral_tasks import events
@@ -39,11 +48,57 @@ from spiral_tasks.storage.base import Delete, IndexRemove
 
 log = logging.getLogger(__name__)
 
-#: GC batches: the first is small, to measure; none holds the lock for long.
-FIRST_BATCH = 8
+#: No batch holds the lock for more memories than this, whatever the budget.
 MAX_BATCH = 256
 #: The longest a run waits for one tenant's lock, as a share of the time left.
 LOCK_WAIT_SHARE = 0.25
+#: The share of the time left one batch may be planned to take: a batch twice as slow
+#: as predicted (a descheduled thread, a slow round trip) still ends in time.
+BATCH_SHARE = 0.5
+#: How many recent batches of a tenant predict the next one: old ones may have run on
+#: a quieter machine.
+RECENT = 4
+
+
+class Costs:
+    """What batches cost in this run: the basis of every batch's size."""
+
+    def __init__(self) -> None:
+        #: (memories, seconds) of the tenant's recent batches, the lock wait excluded.
+        self.batches: deque[tuple[int, float]] = deque(maxlen=RECENT)
+        #: The cheapest entry to a tenant's section in this run (0: none yet): one
+        #: round trip, the unit of the run's closing steps.
+        self.round_trip = 0.0
+
+    def observe(self, memories: int, seconds: float) -> None:
+        self.batches.append((memories, seconds))
+
+    def predict(self, memories: int) -> float:
+        """An upper bound on a batch of `memories` (0: nothing measured yet). A batch
+        that handled nothing measured the fixed part alone, assumed no cheaper than a
+        memory."""
+        bounds = [t * (1 + memories) if n == 0 else t * max(1.0, memories / n)
+                  for n, t in self.batches]
+        return min(bounds, default=0.0)
+
+    def fitting(self, seconds: float) -> int:
+        """The largest batch predicted to take at most `seconds` (0: none)."""
+        best = 0
+        for n, measured in self.batches:
+            t = max(measured, 1e-6)
+            if n == 0:
+                best = max(best, int(seconds / t) - 1)
+            elif t <= seconds:
+                best = max(best, int(n * seconds / t))
+        return min(best, MAX_BATCH)
+
+    def reserve(self) -> float:
+        """Time kept back for the run's closing steps (the cursor, the totals, the
+        announcement: a round trip each)."""
+        return 3 * self.round_trip
+
+    def entered(self, seconds: float) -> None:
+        self.round_trip = min(self.round_trip, seconds) if self.round_trip else seconds
 
 
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
@@ -66,14 +121,19 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     order = (rotated(tenants, storage.read_many([GC_CURSOR_KEY])[0]) if resume
              else list(tenants))
     last_touched = None
+    previous = Costs()
     for position, tenant in enumerate(order):
-        outcome = _tenant(ctx, sections, tenant, deadline, report,
+        costs = Costs()
+        costs.round_trip = previous.round_trip
+        outcome = _tenant(ctx, sections, tenant, deadline, report, costs, previous,
                           first_of_run=position == 0)
+        if costs.batches:
+            previous = costs
         if outcome is not Outcome.OUT_OF_TIME:
             last_touched = tenant
         if outcome is not Outcome.DONE:
             report.complete = False
-        if outcome is Outcome.OUT_OF_TIME:
+        if outcome in (Outcome.OUT_OF_TIME, Outcome.PARTIAL):
             break
     if resume and last_touched is not None:
         # A hint, not tenant data: two runs racing to set it cost fairness, not safety.
@@ -91,24 +151,41 @@ class Outcome(enum.Enum):
     #: The tenant's lock stayed busy (a rebuild, a hot tenant): passed over, it gets
     #: its turn in the next rotation, and the run goes on with the next tenant.
     SKIPPED = "skipped"
-    #: The budget ran out (after some batches of the tenant, or before any).
+    #: The budget ran out after some batches of the tenant: the next run starts with
+    #: the next tenant, and this one resumes in its turn.
+    PARTIAL = "partial"
+    #: The budget ran out before any batch of the tenant.
     OUT_OF_TIME = "out of time"
 
 
 def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
-            report: GcReport, first_of_run: bool) -> Outcome:
-    """GC one tenant in batches. The first batch of a run starts whatever the budget:
-    every run makes progress."""
-    batch, per_item, touched = FIRST_BATCH, 0.0, False
+            report: GcReport, costs: Costs, previous: Costs, first_of_run: bool) -> Outcome:
+    """GC one tenant in batches, each sized to end before `deadline`. Its first batch is
+    a probe of one memory, predicted from the previous tenant's batches (`previous`);
+    the first batch of a run starts whatever the budget: every run makes progress."""
+    touched, purge = False, True
     while True:
+        forced = first_of_run and not touched
         started = time.perf_counter()
-        if started + per_item * batch > deadline and not (first_of_run and not touched):
-            return Outcome.OUT_OF_TIME
+        left = deadline - started - costs.reserve()
+        if not forced and _size(costs, previous, touched, left - costs.round_trip) == 0:
+            return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
+        # What a batch of one needs is kept back from the wait.
+        need = (costs if touched else previous).predict(1) / BATCH_SHARE
+        wait = max(0.0, min(left * LOCK_WAIT_SHARE, left - need))
         try:
-            with sections.enter(tenant, state=StateUse.LOAD,
-                                timeout_s=(deadline - started) * LOCK_WAIT_SHARE) as section:
-                if not touched:
-                    _purge_tombstones(ctx, section)
+            with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
+                entered = time.perf_counter()
+                costs.entered(entered - started)
+                # Sized now, with the lock: what the wait took is known.
+                batch = 1 if forced else _size(costs, previous, touched,
+                                               deadline - entered - costs.reserve())
+                if batch == 0:
+                    return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
+                handled = 0
+                if purge:
+                    handled = _purge_tombstones(ctx, section, batch)
+                    purge = handled >= batch
                 touched = True
                 over = section.state.memory_count - ctx.limits.max_memory_nodes
                 chosen, collected = collect_lowest(ctx, section, over=over, limit=batch)
@@ -122,23 +199,33 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             # other tenants are collected as usual.
             log.warning("GC passed over tenant %r: %s", tenant, exc)
             return Outcome.SKIPPED
-        if chosen < batch:
+        costs.observe(handled + chosen, time.perf_counter() - entered)
+        if chosen < batch and not purge:
             return Outcome.DONE
-        now = time.perf_counter()
-        per_item = max(per_item, (now - started) / batch)
-        batch = max(1, min(MAX_BATCH, int((deadline - now) / 3 / per_item)))
 
 
-def _purge_tombstones(ctx: Context, section: Section) -> None:
-    """Forget tombstones whose time is up (no redelivery can come that late)."""
+def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:
+    """How many memories the next batch takes, `left` seconds before the deadline: a
+    probe of one at a tenant not touched yet (if the previous tenant's batches say one
+    fits), else as many as this tenant's batches say fit in a share of `left`."""
+    planned = left * BATCH_SHARE
+    if not touched:
+        return 1 if previous.predict(1) <= planned else 0
+    return costs.fitting(planned)
+
+
+def _purge_tombstones(ctx: Context, section: Section, limit: int) -> int:
+    """Forget up to `limit` tombstones whose time is up (no redelivery can come that
+    late); how many went."""
     keys = section.keys
     now = ctx.clock()
-    expired = [m for m, expiry in section.index_range(keys.tombstone_queue, MAX_BATCH)
+    expired = [m for m, expiry in section.index_range(keys.tombstone_queue, limit)
                if expiry <= now]
     if expired:
         section.stage(*(w for m in expired for w in (Delete(keys.tombstone(m)),
                                                      IndexRemove(keys.tombstone_queue, m))))
         section.commit()
+    return len(expired)
 
 
 __all__ = ["rotated", "run"]
