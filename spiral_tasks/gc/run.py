@@ -2,13 +2,15 @@
 
 Each batch is sized from what batches cost in this run, and a batch that would not end
 before the budget (less a reserve for the run's closing writes) is not started: the
-run stops before its budget rather than after it. A tenant's first batch in a run is
-one memory, a probe: what it costs bounds the cost of the next, larger one. From then
-on a batch of `m` memories is predicted from every recent batch `i` (of `n_i` memories,
-taking `t_i`) as `t_i * max(1, m / n_i)`, the smallest such bound: a batch costs a
-fixed part (round trips) plus a part per memory, so scaling a measured batch up by the
-ratio of sizes never underestimates it. No constant guesses how long a memory takes:
-on a slow round trip, a loaded machine or big records, batches come out smaller.
+run stops before its budget rather than after it. A run's first batch is one memory, a
+probe. Every batch is timed, and so is every entry to a tenant's section (the
+cheapest entry is the run's round trip); a batch's cost is split into a fixed part
+(its round trips) and a part per memory, and the next batch is as large as the
+costlier of the last two batches' lines says fits in half the time left. No constant
+guesses how long a memory or a round trip takes: on a slow round trip, a loaded
+machine or big records, batches come out smaller; half the time left lets a batch
+twice as slow as predicted still end in time. A tenant's first batch is sized from
+the previous tenant's batches, the best measure the run has.
 
 The wait for a tenant's lock is part of the pause, so it is bounded by the time left
 less the predicted cost of a batch of one (at most a quarter of the time left); a
@@ -57,48 +59,54 @@ LOCK_WAIT_SHARE = 0.25
 BATCH_SHARE = 0.5
 #: How many recent batches of a tenant predict the next one: old ones may have run on
 #: a quieter machine.
-RECENT = 4
+RECENT = 2
+#: A batch's fixed part, in round trips: the GC queue, the records, the commit.
+FIXED_ROUND_TRIPS = 3
+#: The least share of a measured batch counted as the memories' own cost.
+MIN_PER_MEMORY_SHARE = 0.25
 
 
 class Costs:
     """What batches cost in this run: the basis of every batch's size."""
 
-    def __init__(self) -> None:
+    def __init__(self, round_trip: float = 0.0) -> None:
         #: (memories, seconds) of the tenant's recent batches, the lock wait excluded.
         self.batches: deque[tuple[int, float]] = deque(maxlen=RECENT)
         #: The cheapest entry to a tenant's section in this run (0: none yet): one
-        #: round trip, the unit of the run's closing steps.
-        self.round_trip = 0.0
+        #: round trip, the unit of a batch's fixed part and of the run's closing steps.
+        self.round_trip = round_trip
 
     def observe(self, memories: int, seconds: float) -> None:
         self.batches.append((memories, seconds))
 
+    def entered(self, seconds: float) -> None:
+        self.round_trip = min(self.round_trip, seconds) if self.round_trip else seconds
+
+    def _lines(self) -> list[tuple[float, float]]:
+        """(fixed, per memory) seconds, one line through each recent batch. A batch's
+        fixed part is its round trips (the queue, the records, the commit), at most
+        the whole batch; its part per memory is the rest, and at least a share of the
+        batch per memory, so a batch whose round trips seemed to take it all does
+        not make the next one unbounded."""
+        lines = []
+        for n, t in self.batches:
+            fixed = min(FIXED_ROUND_TRIPS * self.round_trip, t)
+            lines.append((fixed, max(t - fixed, t * MIN_PER_MEMORY_SHARE) / max(n, 1)))
+        return lines
+
     def predict(self, memories: int) -> float:
-        """An upper bound on a batch of `memories` (0: nothing measured yet). A batch
-        that handled nothing measured the fixed part alone, assumed no cheaper than a
-        memory."""
-        bounds = [t * (1 + memories) if n == 0 else t * max(1.0, memories / n)
-                  for n, t in self.batches]
-        return min(bounds, default=0.0)
+        """A batch of `memories`, as the costliest of the recent batches' lines puts
+        it (0: nothing measured yet)."""
+        return max((fixed + per * memories for fixed, per in self._lines()), default=0.0)
 
     def fitting(self, seconds: float) -> int:
         """The largest batch predicted to take at most `seconds` (0: none)."""
-        best = 0
-        for n, measured in self.batches:
-            t = max(measured, 1e-6)
-            if n == 0:
-                best = max(best, int(seconds / t) - 1)
-            elif t <= seconds:
-                best = max(best, int(n * seconds / t))
-        return min(best, MAX_BATCH)
-
-    def reserve(self) -> float:
-        """Time kept back for the run's closing steps (the cursor, the totals, the
-        announcement: a round trip each)."""
-        return 3 * self.round_trip
-
-    def entered(self, seconds: float) -> None:
-        self.round_trip = min(self.round_trip, seconds) if self.round_trip else seconds
+        lines = self._lines()
+        if not lines:
+            return 0
+        fits = min(MAX_BATCH if per <= 0 else int((seconds - fixed) / per)
+                   for fixed, per in lines)
+        return max(0, min(fits, MAX_BATCH))
 
 
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
@@ -122,11 +130,14 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
              else list(tenants))
     last_touched = None
     previous = Costs()
+    # The closing steps, a round trip each: the cursor, the totals not known from a
+    # section, the announcement.
+    closing = 3 if resume else 1
+    counts: dict[str, int] = {}
     for position, tenant in enumerate(order):
-        costs = Costs()
-        costs.round_trip = previous.round_trip
+        costs = Costs(previous.round_trip)
         outcome = _tenant(ctx, sections, tenant, deadline, report, costs, previous,
-                          first_of_run=position == 0)
+                          closing, counts, first_of_run=position == 0)
         if costs.batches:
             previous = costs
         if outcome is not Outcome.OUT_OF_TIME:
@@ -138,8 +149,10 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     if resume and last_touched is not None:
         # A hint, not tenant data: two runs racing to set it cost fairness, not safety.
         storage.set(GC_CURSOR_KEY, last_touched)
-    counts = storage.read_many([TenantKeys(t).memory_count for t in tenants])
-    report.remaining = sum(c for c in counts if isinstance(c, int))
+    unknown = [t for t in tenants if t not in counts]
+    read = storage.read_many([TenantKeys(t).memory_count for t in unknown]) if unknown else []
+    report.remaining = (sum(counts.get(t, 0) for t in tenants)
+                        + sum(c for c in read if isinstance(c, int)))
     report.duration_ms = (time.perf_counter() - started) * 1000
     storage.apply([events.event(events.GC_TICK, report.to_json())])
     return report
@@ -159,15 +172,16 @@ class Outcome(enum.Enum):
 
 
 def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
-            report: GcReport, costs: Costs, previous: Costs, first_of_run: bool) -> Outcome:
+            report: GcReport, costs: Costs, previous: Costs, closing: int,
+            counts: dict[str, int], first_of_run: bool) -> Outcome:
     """GC one tenant in batches, each sized to end before `deadline`. Its first batch is
-    a probe of one memory, predicted from the previous tenant's batches (`previous`);
-    the first batch of a run starts whatever the budget: every run makes progress."""
+    sized from the previous tenant's batches (`previous`), or is a probe of one; the
+    first batch of a run starts whatever the budget: every run makes progress."""
     touched, purge = False, True
     while True:
         forced = first_of_run and not touched
         started = time.perf_counter()
-        left = deadline - started - costs.reserve()
+        left = deadline - started - closing * costs.round_trip
         if not forced and _size(costs, previous, touched, left - costs.round_trip) == 0:
             return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
         # What a batch of one needs is kept back from the wait.
@@ -179,7 +193,7 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
                 costs.entered(entered - started)
                 # Sized now, with the lock: what the wait took is known.
                 batch = 1 if forced else _size(costs, previous, touched,
-                                               deadline - entered - costs.reserve())
+                                               deadline - entered - closing * costs.round_trip)
                 if batch == 0:
                     return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
                 handled = 0
@@ -188,9 +202,14 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
                     purge = handled >= batch
                 touched = True
                 over = section.state.memory_count - ctx.limits.max_memory_nodes
-                chosen, collected = collect_lowest(ctx, section, over=over, limit=batch)
+                # Tombstones purged take their share of the batch (but a run's first
+                # batch collects a memory, if one is eligible, whatever it purged).
+                limit = max(1 if forced else 0, batch - handled)
+                chosen, collected, more = collect_lowest(ctx, section, over=over,
+                                                         limit=limit)
                 section.commit(final=True)
                 report.collected_ids += collected
+                counts[tenant] = section.state.memory_count
         except LockTimeout:
             return Outcome.SKIPPED
         except CorruptRecord as exc:
@@ -200,18 +219,18 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             log.warning("GC passed over tenant %r: %s", tenant, exc)
             return Outcome.SKIPPED
         costs.observe(handled + chosen, time.perf_counter() - entered)
-        if chosen < batch and not purge:
+        if not more and not purge:
             return Outcome.DONE
 
 
 def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:
-    """How many memories the next batch takes, `left` seconds before the deadline: a
-    probe of one at a tenant not touched yet (if the previous tenant's batches say one
-    fits), else as many as this tenant's batches say fit in a share of `left`."""
-    planned = left * BATCH_SHARE
-    if not touched:
-        return 1 if previous.predict(1) <= planned else 0
-    return costs.fitting(planned)
+    """How many memories the next batch takes, `left` seconds before the deadline: as
+    many as this tenant's batches (before its first: the previous tenant's) say fit in
+    a share of `left`; a probe of one when the run has measured nothing yet."""
+    measured = costs if touched else previous
+    if not measured.batches:
+        return 1
+    return measured.fitting(left * BATCH_SHARE)
 
 
 def _purge_tombstones(ctx: Context, section: Section, limit: int) -> int:
