@@ -42,10 +42,6 @@ class MemoryStorage(Storage):
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
-        #: Every key of `_data`, in order, so a prefix scan reads only what is under it
-        #: (a tenant's spirals are read whenever its cached state went stale; scanning
-        #: every key of the store made that grow with the number of memories).
-        self._names: SortedList = SortedList()
         self._indexes: dict[str, _OrderedIndex] = {}
         #: Append-only logs: (position, value) in order; a position is the entry's
         #: seq in 20 digits, so positions sort as numbers.
@@ -67,49 +63,31 @@ class MemoryStorage(Storage):
 
     def _keys(self, prefix: str) -> list[str]:
         with self._lock:
-            return self._under(prefix)
+            return [k for k in self._data if k.startswith(prefix)]
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         with self._lock:
-            data = self._data
-            snapshot = [(k, data[k]) for k in self._under(prefix)]
+            snapshot = [(k, v) for k, v in self._data.items() if k.startswith(prefix)]
         yield from snapshot
-
-    def _under(self, prefix: str) -> list[str]:
-        names: list[str] = []
-        for key in self._names.irange(minimum=prefix):
-            if not key.startswith(prefix):
-                break
-            names.append(key)
-        return names
 
     def _incr(self, key: str, delta: int) -> int:
         with self._lock:
-            found = self._data.get(key)
-            value = parse_counter(key, found) + delta
-            if found is None:
-                self._names.add(key)
+            value = parse_counter(key, self._data.get(key)) + delta
             self._data[key] = str(value).encode()
             return value
 
     def _set_if_absent_raw(self, key: str, raw: bytes) -> bytes:
         with self._lock:
-            if key not in self._data:
-                self._names.add(key)
             return self._data.setdefault(key, raw)
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         with self._lock:
-            data, names = self._data, self._names
-            staged, last = stage_values(writes, data.get)
+            staged, last = stage_values(writes, self._data.get)
             for key, raw in staged.items():
                 if raw is None:
-                    if data.pop(key, None) is not None:
-                        names.remove(key)
+                    self._data.pop(key, None)
                 else:
-                    if key not in data:
-                        names.add(key)
-                    data[key] = raw
+                    self._data[key] = raw
             for write in writes:
                 if isinstance(write, IndexPut):
                     self._indexes.setdefault(write.index, _OrderedIndex()).put(
