@@ -61,14 +61,18 @@ def remove(ctx: Context, section: Section, memories: Sequence[Memory],
 
 
 def collect_lowest(ctx: Context, section: Section, *, over: int,
-                   limit: int) -> tuple[int, list[str]]:
+                   limit: int) -> tuple[int, list[str], bool]:
     """Stage the removal of up to `limit` eligible memories from the head of the GC
-    queue (see `gc.select`). Returns how many queue entries were eligible (stale ones
-    included) and the ids of the memories removed."""
+    queue (see `gc.select`). Returns how many queue entries were handled (stale ones
+    included), the ids of the memories removed, and whether more are eligible (one
+    entry past the batch is looked at, so a caller knows it is done without another
+    batch: another lock and round trips)."""
     keys = section.keys
-    chosen = gc.select(section.index_range(keys.gc_queue, limit), ctx.clock(), over)
+    chosen = gc.select(section.index_range(keys.gc_queue, limit + 1), ctx.clock(), over)
+    more = len(chosen) > limit
+    chosen = chosen[:limit]
     if not chosen:
-        return 0, []
+        return 0, [], more
     memories: list[Memory] = []
     stale: list[str] = []
     for memory_id, found in zip(chosen, section.read_many([keys.memory(m) for m in chosen]),
@@ -84,7 +88,7 @@ def collect_lowest(ctx: Context, section: Section, *, over: int,
             log.warning("GC passed by a corrupt record: %s", exc)
         stale.append(memory_id)
     remove(ctx, section, memories, stale, audit_as="gc")
-    return len(chosen), [m.id for m in memories]
+    return len(chosen), [m.id for m in memories], more
 
 
 def collect(ctx: Context, section: Section, memory_id: str) -> bool:

@@ -190,3 +190,22 @@ def test_a_run_over_every_tenant_passes_a_busy_tenant_by(make_engine: EngineFact
     assert engine.stats("c").total_memories == 0
     assert engine.stats("a").total_memories == 3
     assert engine.gc(time_budget_ms=20).collected == 3  # its turn, once free
+
+
+def test_a_tenant_too_big_for_one_run_does_not_hold_the_cursor(
+        make_engine: EngineFactory, clock: Clock) -> None:
+    """A run that ends inside a tenant moves the cursor past it: the next run starts
+    with the next tenant, so a tenant with more than a run can collect does not keep
+    the others waiting until it is empty."""
+    engine = make_engine()
+    for i in range(20):
+        engine.store(f"a{i}", tenant="a", depth="surface")
+    for tenant in ("b", "c"):
+        engine.store("old", tenant=tenant, depth="surface")
+    clock.advance(HOUR)
+    reports = [engine.gc(time_budget_ms=0.05) for _ in range(3)]
+    assert all(not r.complete for r in reports[:2])
+    assert engine.stats("b").total_memories == 0
+    assert engine.stats("c").total_memories == 0
+    assert 1 <= engine.stats("a").total_memories < 20
+    assert assert_consistent(engine, "a") >= 1

@@ -1,23 +1,33 @@
 """A GC run: eligible memories collected in short locked batches, within a time budget.
 
-Each batch holds the tenant's lock only briefly: it is sized from the cost per memory
-measured so far in this run to take a third of the time left, and a batch that would
-not finish in time is not started.
+Each batch is sized from what batches cost in this run, and a batch that would not end
+before the budget (less a reserve for the run's closing writes) is not started: the
+run stops before its budget rather than after it. A run's first batch is one memory, a
+probe. Every batch is timed, and so is every entry to a tenant's section (the
+cheapest entry is the run's round trip); a batch's cost is split into a fixed part
+(its round trips) and a part per memory, and the next batch is as large as the
+costlier of the last two batches' lines says fits in half the time left. No constant
+guesses how long a memory or a round trip takes: on a slow round trip, a loaded
+machine or big records, batches come out smaller; half the time left lets a batch
+twice as slow as predicted still end in time. A tenant's first batch is sized from
+the previous tenant's batches, the best measure the run has.
+
+The wait for a tenant's lock is part of the pause, so it is bounded by the time left
+less the predicted cost of a batch of one (at most a quarter of the time left); a
+tenant whose lock stays busy that long is passed over (its turn comes in the next
+rotation) rather than spending the run's budget waiting at it.
 
 Fair across tenants: a run over every tenant starts after the tenant where the last
 run stopped (a cursor kept in storage, `meta:gc_cursor`) and walks the tenants in
 name order from there, wrapping around. The cursor moves past every tenant the run
-touched, finished or not, and every run works on at least the tenant it starts with,
-so with N tenants each one is reached within N runs whatever the budget (in practice a
-run covers many). Without the cursor, runs that always started from the first tenant
-name never reached the later ones once the budget ran out earlier. A tenant whose lock
-stays busy for a quarter of the time left is passed over (its turn comes in the next
-rotation) rather than spending the run's budget waiting at it; so is a tenant whose
-spirals, total or counters are corrupt (logged; a rebuild quarantines them), and a
-corrupt memory record at the head of the queue loses its queue entry rather than
-block the ones behind it. A run's first
-batch starts even when the budget is already spent (a tiny budget, a slow round
-trip), so no run is wasted.
+worked on, finished or not, and every run works on at least the tenant it starts with
+(its first batch starts whatever the budget: a tiny budget, a slow round trip), so
+with N tenants each one is reached within N runs, and no run is wasted. Without the
+cursor, runs that always started from the first tenant name never reached the later
+ones once the budget ran out earlier. A tenant whose spirals, total or counters are
+corrupt is passed over too (logged; a rebuild quarantines them), and a corrupt memory
+record at the head of the queue loses its queue entry rather than block the ones
+behind it.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import bisect
 import enum
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from spiral_tasks import events
@@ -39,11 +50,69 @@ from spiral_tasks.storage.base import Delete, IndexRemove
 
 log = logging.getLogger(__name__)
 
-#: GC batches: the first is small, to measure; none holds the lock for long.
-FIRST_BATCH = 8
+#: No batch holds the lock for more memories than this, whatever the budget.
 MAX_BATCH = 256
 #: The longest a run waits for one tenant's lock, as a share of the time left.
 LOCK_WAIT_SHARE = 0.25
+#: The share of the time left one batch may be planned to take: a batch twice as slow
+#: as predicted (a descheduled thread, a slow round trip) still ends in time.
+BATCH_SHARE = 0.5
+#: How many recent batches of a tenant predict the next one: old ones may have run on
+#: a quieter machine.
+RECENT = 2
+#: How much larger than the largest measured batch the next one may be.
+GROWTH = 4
+#: A batch's fixed part, in round trips: the GC queue, the records, the commit.
+FIXED_ROUND_TRIPS = 3
+#: The least share of a measured batch counted as the memories' own cost.
+MIN_PER_MEMORY_SHARE = 0.25
+
+
+class Costs:
+    """What batches cost in this run: the basis of every batch's size."""
+
+    def __init__(self, round_trip: float = 0.0) -> None:
+        #: (memories, seconds) of the tenant's recent batches, the lock wait excluded.
+        self.batches: deque[tuple[int, float]] = deque(maxlen=RECENT)
+        #: The cheapest entry to a tenant's section in this run (0: none yet): one
+        #: round trip, the unit of a batch's fixed part and of the run's closing steps.
+        self.round_trip = round_trip
+
+    def observe(self, memories: int, seconds: float) -> None:
+        self.batches.append((memories, seconds))
+
+    def entered(self, seconds: float) -> None:
+        self.round_trip = min(self.round_trip, seconds) if self.round_trip else seconds
+
+    def _lines(self) -> list[tuple[float, float]]:
+        """(fixed, per memory) seconds, one line through each recent batch. A batch's
+        fixed part is its round trips (the queue, the records, the commit), at most
+        the whole batch; its part per memory is the rest, and at least a share of the
+        batch per memory, so a batch whose round trips seemed to take it all does
+        not make the next one unbounded."""
+        lines = []
+        for n, t in self.batches:
+            fixed = min(FIXED_ROUND_TRIPS * self.round_trip, t)
+            lines.append((fixed, max(t - fixed, t * MIN_PER_MEMORY_SHARE) / max(n, 1)))
+        return lines
+
+    def predict(self, memories: int) -> float:
+        """A batch of `memories`, as the costliest of the recent batches' lines puts
+        it (0: nothing measured yet)."""
+        return max((fixed + per * memories for fixed, per in self._lines()), default=0.0)
+
+    def fitting(self, seconds: float) -> int:
+        """The largest batch predicted to take at most `seconds` (0: none)."""
+        lines = self._lines()
+        if not lines:
+            return 0
+        fits = min(MAX_BATCH if per <= 0 else int((seconds - fixed) / per)
+                   for fixed, per in lines)
+        # A line drawn through small batches is trusted only so far: measured on a
+        # loaded machine, a batch of 128 cost up to three times as much per memory as
+        # one of 16 (LevelDB, Redis), so the next batch grows at most `GROWTH` times.
+        largest = max(n for n, _ in self.batches)
+        return max(0, min(fits, MAX_BATCH, GROWTH * max(largest, 1)))
 
 
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
@@ -66,20 +135,30 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     order = (rotated(tenants, storage.read_many([GC_CURSOR_KEY])[0]) if resume
              else list(tenants))
     last_touched = None
+    previous = Costs()
+    # The closing steps, a round trip each: the cursor, the totals not known from a
+    # section, the announcement.
+    closing = 3 if resume else 1
+    counts: dict[str, int] = {}
     for position, tenant in enumerate(order):
-        outcome = _tenant(ctx, sections, tenant, deadline, report,
-                          first_of_run=position == 0)
+        costs = Costs(previous.round_trip)
+        outcome = _tenant(ctx, sections, tenant, deadline, report, costs, previous,
+                          closing, counts, first_of_run=position == 0)
+        if costs.batches:
+            previous = costs
         if outcome is not Outcome.OUT_OF_TIME:
             last_touched = tenant
         if outcome is not Outcome.DONE:
             report.complete = False
-        if outcome is Outcome.OUT_OF_TIME:
+        if outcome in (Outcome.OUT_OF_TIME, Outcome.PARTIAL):
             break
     if resume and last_touched is not None:
         # A hint, not tenant data: two runs racing to set it cost fairness, not safety.
         storage.set(GC_CURSOR_KEY, last_touched)
-    counts = storage.read_many([TenantKeys(t).memory_count for t in tenants])
-    report.remaining = sum(c for c in counts if isinstance(c, int))
+    unknown = [t for t in tenants if t not in counts]
+    read = storage.read_many([TenantKeys(t).memory_count for t in unknown]) if unknown else []
+    report.remaining = (sum(counts.get(t, 0) for t in tenants)
+                        + sum(c for c in read if isinstance(c, int)))
     report.duration_ms = (time.perf_counter() - started) * 1000
     storage.apply([events.event(events.GC_TICK, report.to_json())])
     return report
@@ -91,29 +170,52 @@ class Outcome(enum.Enum):
     #: The tenant's lock stayed busy (a rebuild, a hot tenant): passed over, it gets
     #: its turn in the next rotation, and the run goes on with the next tenant.
     SKIPPED = "skipped"
-    #: The budget ran out (after some batches of the tenant, or before any).
+    #: The budget ran out after some batches of the tenant: the next run starts with
+    #: the next tenant, and this one resumes in its turn.
+    PARTIAL = "partial"
+    #: The budget ran out before any batch of the tenant.
     OUT_OF_TIME = "out of time"
 
 
 def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
-            report: GcReport, first_of_run: bool) -> Outcome:
-    """GC one tenant in batches. The first batch of a run starts whatever the budget:
-    every run makes progress."""
-    batch, per_item, touched = FIRST_BATCH, 0.0, False
+            report: GcReport, costs: Costs, previous: Costs, closing: int,
+            counts: dict[str, int], first_of_run: bool) -> Outcome:
+    """GC one tenant in batches, each sized to end before `deadline`. Its first batch is
+    sized from the previous tenant's batches (`previous`), or is a probe of one; the
+    first batch of a run starts whatever the budget: every run makes progress."""
+    touched, purge = False, True
     while True:
+        forced = first_of_run and not touched
         started = time.perf_counter()
-        if started + per_item * batch > deadline and not (first_of_run and not touched):
-            return Outcome.OUT_OF_TIME
+        left = deadline - started - closing * costs.round_trip
+        if not forced and _size(costs, previous, touched, left - costs.round_trip) == 0:
+            return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
+        # What a batch of one needs is kept back from the wait.
+        need = (costs if touched else previous).predict(1) / BATCH_SHARE
+        wait = max(0.0, min(left * LOCK_WAIT_SHARE, left - need))
         try:
-            with sections.enter(tenant, state=StateUse.LOAD,
-                                timeout_s=(deadline - started) * LOCK_WAIT_SHARE) as section:
-                if not touched:
-                    _purge_tombstones(ctx, section)
+            with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
+                entered = time.perf_counter()
+                costs.entered(entered - started)
+                # Sized now, with the lock: what the wait took is known.
+                batch = 1 if forced else _size(costs, previous, touched,
+                                               deadline - entered - closing * costs.round_trip)
+                if batch == 0:
+                    return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
+                handled = 0
+                if purge:
+                    handled = _purge_tombstones(ctx, section, batch)
+                    purge = handled >= batch
                 touched = True
                 over = section.state.memory_count - ctx.limits.max_memory_nodes
-                chosen, collected = collect_lowest(ctx, section, over=over, limit=batch)
+                # Tombstones purged take their share of the batch (but a run's first
+                # batch collects a memory, if one is eligible, whatever it purged).
+                limit = max(1 if forced else 0, batch - handled)
+                chosen, collected, more = collect_lowest(ctx, section, over=over,
+                                                         limit=limit)
                 section.commit(final=True)
                 report.collected_ids += collected
+                counts[tenant] = section.state.memory_count
         except LockTimeout:
             return Outcome.SKIPPED
         except CorruptRecord as exc:
@@ -122,23 +224,33 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             # other tenants are collected as usual.
             log.warning("GC passed over tenant %r: %s", tenant, exc)
             return Outcome.SKIPPED
-        if chosen < batch:
+        costs.observe(handled + chosen, time.perf_counter() - entered)
+        if not more and not purge:
             return Outcome.DONE
-        now = time.perf_counter()
-        per_item = max(per_item, (now - started) / batch)
-        batch = max(1, min(MAX_BATCH, int((deadline - now) / 3 / per_item)))
 
 
-def _purge_tombstones(ctx: Context, section: Section) -> None:
-    """Forget tombstones whose time is up (no redelivery can come that late)."""
+def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:
+    """How many memories the next batch takes, `left` seconds before the deadline: as
+    many as this tenant's batches (before its first: the previous tenant's) say fit in
+    a share of `left`; a probe of one when the run has measured nothing yet."""
+    measured = costs if touched else previous
+    if not measured.batches:
+        return 1
+    return measured.fitting(left * BATCH_SHARE)
+
+
+def _purge_tombstones(ctx: Context, section: Section, limit: int) -> int:
+    """Forget up to `limit` tombstones whose time is up (no redelivery can come that
+    late); how many went."""
     keys = section.keys
     now = ctx.clock()
-    expired = [m for m, expiry in section.index_range(keys.tombstone_queue, MAX_BATCH)
+    expired = [m for m, expiry in section.index_range(keys.tombstone_queue, limit)
                if expiry <= now]
     if expired:
         section.stage(*(w for m in expired for w in (Delete(keys.tombstone(m)),
                                                      IndexRemove(keys.tombstone_queue, m))))
         section.commit()
+    return len(expired)
 
 
 __all__ = ["rotated", "run"]
