@@ -13,9 +13,11 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from spiral_tasks.audit.verify import verify_locked
 from spiral_tasks.cache import TenantCache, TenantState
@@ -28,6 +30,7 @@ from spiral_tasks.section import StateUse
 from spiral_tasks.storage.base import Delete, Put, Storage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.redis_server import RedisServer
 from spiral_tasks.testing.waiting import wait_until
 from tests.invariants import assert_consistent
 
@@ -342,3 +345,38 @@ def test_processes_whose_caches_show_one_free_slot_fill_it_once(
     assert optimistic == 1
     assert assert_consistent(engine) == room + 1
     assert engine.rebuild_stats().clean
+
+
+def test_after_redis_went_back_to_a_snapshot_only_a_cache_of_that_snapshot_commits(
+        tmp_path: Path) -> None:
+    """Redis restarts from an older snapshot: a process whose cache was taken at the
+    snapshot's generation is current again and commits optimistically (storage holds
+    exactly what its cache shows); one whose cache is newer is refused, and an id it
+    created after the snapshot is created again, once."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        ahead, behind = open_engine(server.url), open_engine(server.url)
+        for i in range(3):
+            ahead.store(f"kept {i}")
+        behind.collect("absent")  # a locked no-op: its cache is at the tenant's generation
+        behind.storage.client.save()  # type: ignore[attr-defined]
+        ahead.store("lost", memory_id="lost")
+        ahead.store("lost too")
+        assert server.process is not None
+        server.process.kill()  # no shutdown save: the last two commits are gone
+        server.process.wait()
+        server.start()
+        wait_until(ahead.storage.client.ping, 30,  # type: ignore[attr-defined]
+                   ignoring=(redis.ConnectionError,), message="the clients to reconnect")
+        assert behind.store("from the snapshot's cache").created
+        assert outcomes(behind) == {"committed": 1}
+        again = ahead.store("lost, sent again", memory_id="lost")
+        assert again.created
+        assert outcomes(ahead)["refused:moved"] == 1
+        assert assert_consistent(ahead) == 5
+        journal = ahead.sections.journal
+        assert journal is not None
+        assert verify_locked(ahead.sections, journal.signer, "default").ok
+        assert ahead.rebuild_stats().clean
+    finally:
+        server.stop()
