@@ -5,22 +5,32 @@ the store goes the locked way instead, with nothing written twice."""
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from spiral_tasks.audit.verify import verify_locked
 from spiral_tasks.cache import TenantCache, TenantState
 from spiral_tasks.config import Settings
 from spiral_tasks.coordination.redis import RedisCoordinator
 from spiral_tasks.engine import SpiralMemory
-from spiral_tasks.errors import LockLost, StaleGeneration
+from spiral_tasks.errors import CapacityExceeded, LockLost, StaleGeneration
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.section import StateUse
 from spiral_tasks.storage.base import Delete, Put, Storage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.redis_server import RedisServer
 from spiral_tasks.testing.waiting import wait_until
 from tests.invariants import assert_consistent
 
@@ -203,3 +213,170 @@ def test_a_section_that_waited_asks_by_the_state_the_holder_left(storage: Storag
             holder.stage(Put("t:{default}:x", "held"))
             holder.commit(final=True)
         assert waiter.result(30) is None
+
+
+STORE_STOPPED_IN_A_CHILD = """
+import json, os, signal, sys
+from spiral_tasks.combining import Pending
+from spiral_tasks.errors import LockLost
+from spiral_tasks.section import StateUse
+from spiral_tasks.storage.redis import RedisStorage
+from spiral_tasks.store import StoreBatch, StoreRequest
+from spiral_tasks.testing.engines import engine_over
+storage = RedisStorage(sys.argv[1])
+storage.init()
+engine = engine_over(storage, sigil_secret="s")
+with engine.sections.enter("default", state=StateUse.LOAD) as section:
+    batch = StoreBatch(engine.context, section)
+    request = StoreRequest.validated("stale", "general", "shallow", None, "default", "x")
+    pending = Pending(request)
+    batch._stage(pending)  # decided on the tenant as the lock found it
+    print("staged", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # stopped past the lock's 2 s
+    try:
+        batch._flush(final=True)
+        print(json.dumps({"outcome": "committed"}), flush=True)
+    except LockLost:
+        print(json.dumps({"outcome": "LockLost"}), flush=True)
+"""
+
+
+def test_a_stopped_holder_cannot_commit_after_an_optimistic_commit_moved_the_tenant(
+        redis_url: str) -> None:
+    """A real process takes the lock, stages a store of id "x", and stops (SIGSTOP)
+    past the lock's lifetime; meanwhile another process's store of the same id commits
+    optimistically. Resumed, the stopped holder's commit is refused: "x" is created
+    once, and the invariant and the audit chain hold."""
+    engine = open_engine(redis_url)
+    engine.store("warm-up")  # the cache is current: the next store may go optimistic
+    child = subprocess.Popen([sys.executable, "-c", STORE_STOPPED_IN_A_CHILD, redis_url],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "staged"
+        wait_until(lambda: not engine.storage.client.exists(KEYS.lock), 30,  # type: ignore[attr-defined]
+                   message="the stopped child's lock to expire")
+        mine = engine.store("mine", memory_id="x")
+        assert mine.created
+        assert outcomes(engine) == {"committed": 1}
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+    out, _ = child.communicate(timeout=60)
+    assert json.loads(out)["outcome"] == "LockLost"
+    stored = engine.retrieve("x")
+    assert stored is not None
+    assert stored.content == "mine"
+    assert assert_consistent(engine) == 2
+    journal = engine.sections.journal
+    assert journal is not None
+    assert verify_locked(engine.sections, journal.signer, "default").ok
+    assert engine.rebuild_stats().clean
+
+
+def _store_at_once(url: str, barrier: Barrier, rounds: int, depth: str,
+                   same_id: bool, results: Any, settings: dict[str, int]) -> None:
+    """Each round: bring the cache to the tenant's generation (a locked no-op), wait
+    for every process to be there, then store at once."""
+    engine = open_engine(url, **settings)
+    for turn in range(rounds):
+        barrier.wait(60)
+        engine.collect("absent")
+        engine.sections._backoff.clear()  # every process tries optimistically
+        barrier.wait(60)
+        try:
+            stored = engine.store(f"{turn} from {os.getpid()}", depth=depth,
+                                  memory_id=f"same{turn}" if same_id else None)
+            results.put((turn, stored.created))
+        except CapacityExceeded:
+            results.put((turn, False))
+    results.put(("outcomes", outcomes(engine).get("committed", 0)))
+
+
+def _race(url: str, processes: int, rounds: int, depth: str, same_id: bool,
+          **settings: int) -> tuple[dict[int, int], int]:
+    """Stores of `processes` processes whose caches are all current, at once; how many
+    were created per round, and how many committed optimistically."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    children = [context.Process(target=_store_at_once, args=(
+        url, barrier, rounds, depth, same_id, results, settings)) for _ in range(processes)]
+    for child in children:
+        child.start()
+    created: dict[int, int] = dict.fromkeys(range(rounds), 0)
+    optimistic = 0
+    try:
+        for _ in range(processes * (rounds + 1)):
+            turn, value = results.get(timeout=120)
+            if turn == "outcomes":
+                optimistic += value
+            else:
+                created[turn] += bool(value)
+    finally:
+        for child in children:
+            child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
+    assert all(child.exitcode == 0 for child in children)
+    return created, optimistic
+
+
+def test_the_same_id_sent_by_processes_at_once_is_created_once(redis_url: str) -> None:
+    engine = open_engine(redis_url)
+    engine.store("warm-up")
+    created, optimistic = _race(redis_url, 4, 20, "shallow", same_id=True)
+    assert created == dict.fromkeys(range(20), 1)
+    assert optimistic >= 1  # the race was between optimistic commits
+    assert assert_consistent(engine) == 21
+
+
+@pytest.mark.parametrize(("limits", "depth", "room"), [
+    ({"max_memory_nodes": 10}, "core", 9),           # the tenant's limit
+    ({"max_memory_spirals": 1}, "core", 143),        # a full spiral, no other allowed
+])
+def test_processes_whose_caches_show_one_free_slot_fill_it_once(
+        redis_url: str, limits: dict[str, int], depth: str, room: int) -> None:
+    """Every process's cache shows room for one more (protected, so nothing can be
+    collected to make more): the generation check lets one optimistic commit take it."""
+    engine = open_engine(redis_url, **limits)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: engine.store(f"fill {i}", depth=depth), range(room)))
+    created, optimistic = _race(redis_url, 4, 2, depth, same_id=False, **limits)
+    assert sum(created.values()) == 1
+    assert optimistic == 1
+    assert assert_consistent(engine) == room + 1
+    assert engine.rebuild_stats().clean
+
+
+def test_after_redis_went_back_to_a_snapshot_only_a_cache_of_that_snapshot_commits(
+        tmp_path: Path) -> None:
+    """Redis restarts from an older snapshot: a process whose cache was taken at the
+    snapshot's generation is current again and commits optimistically (storage holds
+    exactly what its cache shows); one whose cache is newer is refused, and an id it
+    created after the snapshot is created again, once."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        ahead, behind = open_engine(server.url), open_engine(server.url)
+        for i in range(3):
+            ahead.store(f"kept {i}")
+        behind.collect("absent")  # a locked no-op: its cache is at the tenant's generation
+        behind.storage.client.save()  # type: ignore[attr-defined]
+        ahead.store("lost", memory_id="lost")
+        ahead.store("lost too")
+        assert server.process is not None
+        server.process.kill()  # no shutdown save: the last two commits are gone
+        server.process.wait()
+        server.start()
+        wait_until(ahead.storage.client.ping, 30,  # type: ignore[attr-defined]
+                   ignoring=(redis.ConnectionError,), message="the clients to reconnect")
+        assert behind.store("from the snapshot's cache").created
+        assert outcomes(behind) == {"committed": 1}
+        again = ahead.store("lost, sent again", memory_id="lost")
+        assert again.created
+        assert outcomes(ahead)["refused:moved"] == 1
+        assert assert_consistent(ahead) == 5
+        journal = ahead.sections.journal
+        assert journal is not None
+        assert verify_locked(ahead.sections, journal.signer, "default").ok
+        assert ahead.rebuild_stats().clean
+    finally:
+        server.stop()
