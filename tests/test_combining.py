@@ -14,28 +14,37 @@ from spiral_tasks.testing.waiting import wait_until
 from tests.invariants import assert_consistent
 
 
-def test_waiters_are_served_in_one_batch_by_the_next_leader() -> None:
-    batches: list[list[int]] = []
-    first_entered, release = threading.Event(), threading.Event()
+class FirstBatchHeld:
+    """A serve function that records each batch and holds the first one until
+    `release` is set, so that the test can queue waiters behind its leader; each
+    request is answered `factor` times its payload."""
 
-    def serve(key: str, batch: list[Pending[int, int]]) -> None:
-        batches.append([p.payload for p in batch])
-        if len(batches) == 1:
-            first_entered.set()
-            release.wait(5)
+    def __init__(self, factor: int = 1) -> None:
+        self.batches: list[list[int]] = []
+        self.first_entered, self.release = threading.Event(), threading.Event()
+        self.factor = factor
+
+    def __call__(self, key: str, batch: list[Pending[int, int]]) -> None:
+        self.batches.append([p.payload for p in batch])
+        if len(self.batches) == 1:
+            self.first_entered.set()
+            self.release.wait(5)
         for pending in batch:
-            pending.finish(pending.payload * 10)
+            pending.finish(pending.payload * self.factor)
 
+
+def test_waiters_are_served_in_one_batch_by_the_next_leader() -> None:
+    serve = FirstBatchHeld(factor=10)
     combiner: Combiner[int, int] = Combiner(serve)
     with ThreadPoolExecutor(max_workers=6) as pool:
         leader = pool.submit(combiner.run, "k", 0)
-        assert first_entered.wait(5)
+        assert serve.first_entered.wait(5)
         waiters = [pool.submit(combiner.run, "k", i) for i in range(1, 6)]
         wait_until(lambda: combiner.waiting("k") == 5, 30, message="five queued waiters")
-        release.set()
+        serve.release.set()
         assert leader.result(5) == 0
         assert [w.result(5) for w in waiters] == [10, 20, 30, 40, 50]
-    assert batches == [[0], [1, 2, 3, 4, 5]]
+    assert serve.batches == [[0], [1, 2, 3, 4, 5]]
     assert not combiner.leading("k")
 
 
@@ -135,27 +144,17 @@ def test_a_request_served_on_a_stand_in_answers_as_it_was_answered() -> None:
 
 
 def test_batches_are_bounded_and_served_oldest_first() -> None:
-    batches: list[list[int]] = []
-    first_entered, release = threading.Event(), threading.Event()
-
-    def serve(key: str, batch: list[Pending[int, int]]) -> None:
-        batches.append([p.payload for p in batch])
-        if len(batches) == 1:
-            first_entered.set()
-            release.wait(5)
-        for pending in batch:
-            pending.finish(pending.payload)
-
+    serve = FirstBatchHeld()
     combiner: Combiner[int, int] = Combiner(serve, max_batch=3)
     with ThreadPoolExecutor(max_workers=8) as pool:
         leader = pool.submit(combiner.run, "k", 0)
-        assert first_entered.wait(5)
+        assert serve.first_entered.wait(5)
         waiters = []
         for i in range(1, 8):  # queued one by one, so their order is known
             waiters.append(pool.submit(combiner.run, "k", i))
             wait_until(lambda i=i: combiner.waiting("k") == i, 30, message=f"{i} queued")
-        release.set()
+        serve.release.set()
         assert leader.result(5) == 0
         assert [w.result(5) for w in waiters] == list(range(1, 8))
-    assert batches == [[0], [1, 2, 3], [4, 5, 6], [7]]
+    assert serve.batches == [[0], [1, 2, 3], [4, 5, 6], [7]]
     assert not combiner.leading("k")
