@@ -113,7 +113,10 @@ def test_a_killed_worker_container_loses_and_doubles_nothing(
     second_life = worker.logs()[len(first_life):]
     redelivered = [i for i in held_ids if receptions(second_life, i)]
     assert redelivered, "no held message was delivered again"
-    assert all(receptions(first_life, i) for i in redelivered)
+    # Delivered twice: the first life had received them. Not necessarily all of them:
+    # the transport moves a message into `unacked` a moment before the worker logs
+    # it, and the kill may fall in between (held, never logged as received).
+    assert any(receptions(first_life, i) for i in redelivered)
 
     run.resend_unanswered()
     assert [a["id"] for a in run.answers(WAIT)] == run.ids
