@@ -16,7 +16,6 @@ the median over the rounds of p50, p99 and p99/p50 (with its spread).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.common import BACKENDS, redis_server
+from benchmarks.common import backend_arguments, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,13 +83,11 @@ def measure(tree: Path, backend: str, callers: int, ops: int, redis_url: str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = backend_arguments(__doc__)
     parser.add_argument("--base", required=True, help="git revision to compare against")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ops", type=int, default=3000)
     parser.add_argument("--callers", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, redis_server() as server:
         workdir = Path(tmp)

@@ -3,10 +3,11 @@ percentiles (`spiral_tasks.perf.measure`, which `spiral perf` uses too)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,16 @@ from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 
 BACKENDS = ("memory", "level", "redis")
+
+
+def backend_arguments(doc: str | None, backends: Sequence[str] = BACKENDS
+                      ) -> argparse.ArgumentParser:
+    """A benchmark's option parser: its docstring as the help, and `--backends` (all of
+    `backends` unless told fewer). The script adds its own options."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", nargs="+", default=list(backends), choices=backends)
+    return parser
 __all__ = ["BACKENDS", "Run", "cpu_seconds", "drive", "engine_over", "median", "open_backend",
            "redis_server"]
 

@@ -11,12 +11,18 @@ printed with each line: other processes take the cores GC needs, and tails show 
 
 from __future__ import annotations
 
-import argparse
 import os
 import threading
 import time
 
-from benchmarks.common import BACKENDS, Run, drive, engine_over, open_backend, redis_server
+from benchmarks.common import (
+    Run,
+    backend_arguments,
+    drive,
+    engine_over,
+    open_backend,
+    redis_server,
+)
 from spiral_tasks.keys import TenantKeys
 
 
@@ -67,13 +73,11 @@ def pauses(backend: str, url: str, memories: int, budget_ms: float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = backend_arguments(__doc__)
     parser.add_argument("--memories", type=int, default=10_000,
                         help="eligible memories per round (at most ~12,000 fit the spirals)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budgets", type=float, nargs="+", default=[25.0, 5.0])
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
     # Tails move with the machine's load (other processes take the cores GC needs).
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)

@@ -14,7 +14,6 @@ depths only, and reports the lock wait share.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 
 import redis
 
-from benchmarks.common import BACKENDS, redis_server
+from benchmarks.common import backend_arguments, redis_server
 from benchmarks.store import concurrency
 from spiral_tasks.testing.celery_worker import worker_env
 
@@ -49,10 +48,8 @@ def perf_store(backend: str, url: str, ops: int, callers: int) -> dict[str, Any]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = backend_arguments(__doc__)
     parser.add_argument("--ops", type=int, default=10_000)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
     with redis_server() as server:
         for backend in args.backends:

@@ -20,14 +20,13 @@ per tenant shows the cost of repairs.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from benchmarks.common import engine_over, median, open_backend, redis_server
+from benchmarks.common import backend_arguments, engine_over, median, open_backend, redis_server
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage.base import Storage
 from spiral_tasks.storage.level import LevelStorage
@@ -163,11 +162,8 @@ def measure(backend: str, url: str, nodes: int, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = backend_arguments(__doc__, ("level", "redis"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--backends", nargs="+", default=["level", "redis"],
-                        choices=["level", "redis"])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with redis_server() as server:

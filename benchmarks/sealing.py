@@ -17,12 +17,17 @@ alone costs per memory record, encoded and decoded, plain and sealed.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 
-from benchmarks.common import BACKENDS, drive, engine_over, open_backend, redis_server
+from benchmarks.common import (
+    backend_arguments,
+    drive,
+    engine_over,
+    open_backend,
+    redis_server,
+)
 from spiral_tasks.config import EncryptionSettings
 from spiral_tasks.security.atrest import codec_for
 from spiral_tasks.storage.codec import PLAIN, Codec
@@ -71,11 +76,9 @@ def quartiles(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = backend_arguments(__doc__)
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--ops", type=int, default=500)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
     settings = {"off": EncryptionSettings(), "on": sealing(new_key())}
     combos = [(b, s, c) for b in args.backends for s in SIZES for c in CALLERS]

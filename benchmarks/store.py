@@ -10,10 +10,15 @@ the default limits), timed per tenth, to show the cost per store stays flat.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from benchmarks.common import BACKENDS, drive, engine_over, open_backend, redis_server
+from benchmarks.common import (
+    backend_arguments,
+    drive,
+    engine_over,
+    open_backend,
+    redis_server,
+)
 
 DEPTHS = ["surface", "shallow", "deep", "core", "transcendent"]
 
@@ -46,11 +51,9 @@ def growth(backend: str, url: str, total: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = backend_arguments(__doc__)
     parser.add_argument("--ops", type=int, default=10_000)
     parser.add_argument("--grow", type=int, default=100_000)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
     with redis_server() as server:
         print("store throughput and latency (one tenant)")

@@ -16,12 +16,18 @@ the same run, alternating, each first in turns.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 from collections.abc import Callable
 
-from benchmarks.common import BACKENDS, Run, drive, engine_over, open_backend, redis_server
+from benchmarks.common import (
+    Run,
+    backend_arguments,
+    drive,
+    engine_over,
+    open_backend,
+    redis_server,
+)
 from spiral_tasks.combining import Combiner
 from spiral_tasks.engine import STORE_BATCH
 
@@ -65,12 +71,10 @@ def ratio_cell(ratios: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = backend_arguments(__doc__)
     parser.add_argument("--ops", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callers", type=int, default=50)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--batches", type=int, nargs="+", default=[STORE_BATCH])
     args = parser.parse_args()
     found: dict[tuple[str, int], list[tuple[Run, Run, list[int]]]] = {}
