@@ -31,7 +31,7 @@ from spiral_tasks.errors import CorruptRecord, QuarantineRefused
 from spiral_tasks.model import Depth, Spiral, SpiralStats, SpiralType
 from spiral_tasks.quarantine import Quarantine, Quarantined
 from spiral_tasks.section import Section, Sections
-from spiral_tasks.security.sigils import Keyring, index_name
+from spiral_tasks.security.sigils import Keyring, index_name, index_names
 from spiral_tasks.storage.base import (
     Delete,
     IndexPut,
@@ -267,7 +267,7 @@ def _read_nodes(ctx: Context, section: Section, moves: Quarantine, spirals: dict
     # with last_accessed 0.0, is exactly `retention_s * w`), once per combination
     # rather than per node: most nodes share theirs.
     offsets: dict[tuple[str, float, int], float] = {}
-    read_node = records.memory_record
+    quick, read_node = records.plainly_memory, records.memory_record
 
     # Every node passes here: only dict, set and tuple steps, no object of our own per
     # node, and no call but the record's check (a rebuild should cost little more
@@ -277,12 +277,14 @@ def _read_nodes(ctx: Context, section: Section, moves: Quarantine, spirals: dict
         scanned += 1
         if scanned % HEARTBEAT_EVERY == 0:
             heartbeat()
-        try:
-            node = read_node(key, value)
-        except CorruptRecord as exc:  # `moves.read_memory`, inline
-            moves.memories_unreadable += isinstance(value, Unreadable)
-            moves.move(key, value, exc.reason)
-            continue
+        node = value
+        if not quick(key, value):  # `memory_record`'s first step, without its call
+            try:
+                node = read_node(key, value)
+            except CorruptRecord as exc:  # `moves.read_memory`, inline
+                moves.memories_unreadable += isinstance(value, Unreadable)
+                moves.move(key, value, exc.reason)
+                continue
         memory_id, spiral_id, depth = node["id"], node["spiral_id"], node["depth"]
         position = node["position"]
         index = position["index"]
@@ -297,7 +299,7 @@ def _read_nodes(ctx: Context, section: Section, moves: Quarantine, spirals: dict
         group.depth_tenths += _DEPTH_TENTHS[depth]
         if spiral_id not in spirals:
             group.radii.append((index, position["radius"]))
-        sigil_of[memory_id] = (node["sigil"], float(node["created"]))
+        sigil_of[memory_id] = (node["sigil"], node["created"])  # an int or a float
         if depth in _COLLECTABLE:
             kind = (depth, node["strength"], node["access_count"])
             offset = offsets.get(kind)
@@ -409,19 +411,26 @@ def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
     a memory that holds that sigil, or one a re-signing left under a key still
     accepted (its grace period). Entries are named by the sigil's hash, and so is
     every orphan in the report: a report never lists a capability. A corrupt entry is
-    quarantined, then written again like a missing one."""
+    quarantined, then written again like a missing one.
+
+    The entries are compared with what they should be before any is checked: when
+    they agree, each holds a memory id the node's own check passed, so checking it
+    again would find nothing (and costs as much as the comparison)."""
     keys = section.keys
+    prefix = keys.sigils
+    start = len(prefix)
+    stored = {key[start:]: value for key, value in section.read_scan(prefix)}
+    expected = dict(zip(index_names([sigil for sigil, _ in sigil_of.values()]), sigil_of,
+                        strict=True))
+    if stored == expected:
+        return  # every entry names its memory, and every memory has its entry
     keyring, now = ctx.sigils.current(), ctx.clock()
     owner: dict[str, str] = {}
-    read_owner, start = records.sigil_owner, len(keys.sigils)
-    for key, value in section.read_scan(keys.sigils):
+    for name, value in stored.items():
         try:
-            owner[key[start:]] = read_owner(key, value)
+            owner[name] = records.sigil_owner(prefix + name, value)
         except CorruptRecord as exc:
-            moves.move(key, value, exc.reason)
-    expected = {index_name(sigil): memory_id for memory_id, (sigil, _) in sigil_of.items()}
-    if owner == expected:
-        return  # every entry names its memory, and every memory has its entry
+            moves.move(prefix + name, value, exc.reason)
     for name, memory_id in owner.items():
         if expected.get(name) == memory_id or _kept_through_grace(
                 keyring, keys.tenant, sigil_of, name, memory_id, now):
@@ -441,7 +450,7 @@ def _kept_through_grace(keyring: Keyring, tenant: str,
         return False
     current, created = sigil_of[memory_id]
     return name in {index_name(s) for s in keyring.accepted_sigils_of(
-        tenant, memory_id, created, current, now)}
+        tenant, memory_id, float(created), current, now)}
 
 
 def _reconcile_queue(section: Section, deadlines: dict[str, float], report: RebuildReport,

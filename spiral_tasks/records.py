@@ -46,7 +46,7 @@ def memory(key: str, value: Any) -> Memory:
 def memory_record(key: str, value: Any) -> dict[str, Any]:
     """The record stored at `key`, checked as `memory` checks it, as a dict: for the
     rebuild, which reads every node and needs a few of its fields."""
-    if _plainly_memory(key, value):
+    if plainly_memory(key, value):
         checked: dict[str, Any] = value
         return checked
     # Something is wrong: the careful path says what, field by field.
@@ -82,7 +82,7 @@ def _memories_of(tenant: str) -> str:
     return TenantKeys(tenant).memories
 
 
-def _plainly_memory(key: str, d: Any) -> bool:
+def plainly_memory(key: str, d: Any) -> bool:
     """Whether `d` passes every check `memory_record` makes (`Memory.checked_json`, the
     key, the ids), in one expression with no call per field and the key's prefix
     cached: a rebuild runs it for every node, and the careful path costs about as much

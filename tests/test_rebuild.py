@@ -7,7 +7,7 @@ from typing import Any
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import SpiralType
-from spiral_tasks.security.sigils import index_name
+from spiral_tasks.security.sigils import index_name, index_names
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put
 from tests.conftest import EngineFactory
 from tests.invariants import assert_consistent
@@ -142,3 +142,10 @@ def test_a_dry_run_reports_the_corrections_and_writes_nothing(engine: SpiralMemo
     assert engine.rebuild_stats().to_json()["corrected_counters"] == \
         report.to_json()["corrected_counters"]  # the real run does what was shown
     assert engine.rebuild_stats(dry_run=True).clean
+
+
+def test_index_names_names_each_sigil_as_index_name_does() -> None:
+    """The rebuild names every memory's entry with `index_names`; an entry named
+    otherwise would be called an orphan and rewritten."""
+    sigils = ["0" * 40, "f" * 40, "0123456789abcdef" * 2 + "01234567"]
+    assert index_names(sigils) == [index_name(s) for s in sigils]

@@ -1,4 +1,4 @@
-"""The rebuild's quick check of a memory record (`records._plainly_memory`) never passes
+"""The rebuild's quick check of a memory record (`records.plainly_memory`) never passes
 a record the careful, field-by-field check refuses: every field of a record the engine
 wrote, spoilt in every way a check looks for, goes the careful way and is refused
 there with the same reason as before."""
@@ -78,11 +78,11 @@ def careful(key: str, value: Any) -> dict[str, Any]:
 def test_the_quick_check_passes_only_what_the_careful_one_passes(case: str,
                                                                  value: Any) -> None:
     refused = outcome(careful, value)
-    if records._plainly_memory(KEY, value):
+    if records.plainly_memory(KEY, value):
         assert refused is None, case
     assert (outcome(records.memory_record, value) is None) == (refused is None), case
 
 
 def test_a_record_as_the_engine_writes_it_passes_quickly() -> None:
-    assert records._plainly_memory(KEY, copy.deepcopy(GOOD))
+    assert records.plainly_memory(KEY, copy.deepcopy(GOOD))
     assert records.memory_record(KEY, GOOD) is GOOD
