@@ -4,9 +4,9 @@
 
 A tenant is filled with memories that are all eligible (retention set to 1 ms), then
 `gc(budget)` runs repeatedly until it has collected as many memories as the fill (idle:
-until the queue is empty); each call's wall time is a pause. Pauses over budget + 2 ms
-are counted. The load average is printed with each line: other processes take the
-cores GC needs, and tails show it.
+until the queue is empty), for at most `--seconds`; each call's wall time is a pause.
+Pauses over budget + 2 ms are counted. The load average is printed with each line:
+other processes take the cores GC needs, and tails show it.
 
 "With stores" runs a writer storing into the same tenant for the whole measurement, so
 GC also waits for the tenant's lock, as deployed:
@@ -117,10 +117,12 @@ class Writer:
         return (*self.answer, seconds)
 
 
-def pauses(backend: str, url: str, memories: int, budget_ms: float,
-           contended: bool) -> tuple[Run, list[float], tuple[int, int, float]]:
+def pauses(backend: str, url: str, memories: int, budget_ms: float, contended: bool,
+           seconds: float) -> tuple[Run, list[float], tuple[int, int, float]]:
     """One round: its pauses (wall time of each call), the CPU time each call spent on
-    its own thread, and the writer's (stored, refused, seconds)."""
+    its own thread, and the writer's (stored, refused, seconds). At most `seconds` of
+    calls: where a store makes room itself (a full tenant), the writer collects too,
+    and GC alone may take long to reach the fill's count."""
     with open_backend(backend, url) as storage:
         engine = engine_over(storage, **settings(memories))
         # Filled from several callers, whose stores combine: the round's setup, not
@@ -133,7 +135,7 @@ def pauses(backend: str, url: str, memories: int, budget_ms: float,
         cpu: list[float] = []
         collected = 0
         started = time.perf_counter()
-        while collected < memories:
+        while collected < memories and time.perf_counter() - started < seconds:
             # The whole call: what a caller waits, the run's closing writes included.
             called, worked = time.perf_counter(), time.thread_time()
             report = engine.gc(budget_ms, tenant=TENANT)
@@ -157,6 +159,8 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=10_000,
                         help="eligible memories per round (at most ~12,000 fit the spirals)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="the longest a round calls GC for")
     parser.add_argument("--budgets", type=float, nargs="+", default=[25.0, 5.0])
     args = parser.parse_args()
     # Tails move with the machine's load (other processes take the cores GC needs).
@@ -165,7 +169,8 @@ def main() -> None:
         for backend in args.backends:
             for budget in args.budgets:
                 for contended in (False, True):
-                    rounds = [pauses(backend, server.url, args.memories, budget, contended)
+                    rounds = [pauses(backend, server.url, args.memories, budget, contended,
+                                     args.seconds)
                               for _ in range(args.rounds)]
                     run = Run(sum(r.ops for r, _, _ in rounds),
                               sum(r.seconds for r, _, _ in rounds),
