@@ -97,6 +97,12 @@ class Fence(ABC):
 
 
 class Coordinator(ABC):
+    @property
+    def commits_optimistically(self) -> bool:
+        """Whether `optimistic` may ever give a fence: not for a coordinator that keeps
+        the default below, so a caller need not prepare an attempt that cannot be."""
+        return type(self).optimistic is not Coordinator.optimistic
+
     def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
                    present: Sequence[str], known: dict[str, Any]) -> Fence | None:
         """A fence that commits without the lock, in one step, if the tenant is still

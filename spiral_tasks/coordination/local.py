@@ -36,8 +36,12 @@ class ProcessState:
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     def lock_for(self, tenant: str) -> threading.Lock:
-        with self.guard:
-            return self.locks.setdefault(tenant, threading.Lock())
+        # A tenant's lock, once made, is never replaced: found without the guard.
+        lock = self.locks.get(tenant)
+        if lock is None:
+            with self.guard:
+                lock = self.locks.setdefault(tenant, threading.Lock())
+        return lock
 
 
 _states: weakref.WeakKeyDictionary[Storage, ProcessState] = weakref.WeakKeyDictionary()
@@ -56,10 +60,11 @@ class DirectFence(Fence):
     the tenant a new generation, kept in this process's memory."""
 
     def __init__(self, storage: Storage, tenant: str, read: Sequence[str],
-                 request: SnapshotRequest) -> None:
+                 request: SnapshotRequest, shared: ProcessState | None = None) -> None:
+        """`shared`: the storage's `process_state`, if the caller holds it."""
         self._storage = storage
         self._tenant = tenant
-        self._generations = process_state(storage).generations
+        self._generations = (shared or process_state(storage)).generations
         self._generation = self._generations.get(tenant, "")
         # Tolerant reads: a bad value stays `Unreadable` until a section reads it.
         self.read = dict(zip(read, storage.read_many(read), strict=True)) if read else {}
@@ -107,6 +112,6 @@ class LocalCoordinator(Coordinator):
                 f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing was written, "
                 "try again")
         try:
-            yield DirectFence(self._storage, tenant, read, snapshot)
+            yield DirectFence(self._storage, tenant, read, snapshot, self._shared)
         finally:
             lock.release()
