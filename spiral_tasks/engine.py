@@ -29,7 +29,7 @@ from spiral_tasks.coordination.base import Coordinator, NotOptimistic, Refused
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
-from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys
+from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys, tenant_keys
 from spiral_tasks.model import Memory
 from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.rebuild import RebuildReport
@@ -227,7 +227,7 @@ class SpiralMemory:
             self.observer.operation(operation, tenant, time.perf_counter() - started, ok)
 
     def _store_batch(self, tenant: str, batch: list[StorePending]) -> None:
-        keys = TenantKeys(tenant)
+        keys = tenant_keys(tenant)
         absent, present = expected(keys, batch)
         if self.sections.commits_optimistically \
                 and self._store_optimistically(keys, batch, absent, present):

@@ -22,9 +22,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from spiral_tasks.frozen import quick_init
 from spiral_tasks.storage.base import Write
 
 
+@quick_init
 @dataclass(frozen=True)
 class Snapshot:
     """A request made when entering a section: unless the tenant is still at

@@ -17,8 +17,8 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from spiral_tasks.coordination.base import Coordinator, Fence, SnapshotRequest, resolve
@@ -101,17 +101,38 @@ class LocalCoordinator(Coordinator):
             shared.claims[name] = now
             return True
 
-    @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: SnapshotRequest = None) -> Iterator[Fence]:
+                 snapshot: SnapshotRequest = None) -> AbstractContextManager[Fence]:
         wait = self._timeout_s if timeout_s is None else max(0.0, timeout_s)
-        lock = self._shared.lock_for(tenant)
-        if not lock.acquire(timeout=wait):
+        return _Held(self, tenant, wait, read, snapshot)
+
+
+class _Held(AbstractContextManager[Fence]):
+    """A local critical section: the tenant's lock, from entering until leaving. A class,
+    not a generator: every section of every operation enters one."""
+
+    def __init__(self, coordinator: LocalCoordinator, tenant: str, wait: float,
+                 read: Sequence[str], snapshot: SnapshotRequest) -> None:
+        self._coordinator = coordinator
+        self._tenant = tenant
+        self._wait = wait
+        self._read = read
+        self._snapshot = snapshot
+        self._lock = coordinator._shared.lock_for(tenant)
+
+    def __enter__(self) -> Fence:
+        if not self._lock.acquire(timeout=self._wait):
             raise LockTimeout(
-                f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing was written, "
-                "try again")
+                f"tenant {self._tenant!r} stayed locked for {self._wait:.3f} s; nothing was "
+                "written, try again")
         try:
-            yield DirectFence(self._storage, tenant, read, snapshot, self._shared)
-        finally:
-            lock.release()
+            coordinator = self._coordinator
+            return DirectFence(coordinator._storage, self._tenant, self._read,
+                               self._snapshot, coordinator._shared)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
