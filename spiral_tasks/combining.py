@@ -38,7 +38,11 @@ class Pending(Generic[P, R]):
         self._result: R | None = None
         self._error: BaseException | None = None
         self._done = False
-        self._turn = threading.Event()  # set when answered or made leader
+        #: Set when answered or made leader. Made only for a caller that waits: a
+        #: leader serving itself alone (one caller, every store) needs none, and a
+        #: request is only ever answered by whoever took it from the queue, under the
+        #: guard that made its event.
+        self._turn: threading.Event | None = None
 
     @property
     def done(self) -> bool:
@@ -46,11 +50,19 @@ class Pending(Generic[P, R]):
 
     def finish(self, result: R) -> None:
         self._result, self._done = result, True
-        self._turn.set()
+        if self._turn is not None:
+            self._turn.set()
 
     def fail(self, error: BaseException) -> None:
         self._error, self._done = error, True
-        self._turn.set()
+        if self._turn is not None:
+            self._turn.set()
+
+    def wait_turn(self) -> threading.Event:
+        """The event this request's caller waits on (made under the combiner's guard,
+        before anyone can take the request)."""
+        turn = self._turn = threading.Event()
+        return turn
 
     def adopt(self, other: Pending[P, R]) -> None:
         """Answer as `other` was answered (a request served on a stand-in first)."""
@@ -91,13 +103,15 @@ class Combiner(Generic[P, R]):
 
     def run(self, key: str, payload: P) -> R:
         pending: Pending[P, R] = Pending(payload)
+        turn = None
         with self._guard:
             self._queues.setdefault(key, deque()).append(pending)
-            leading = key not in self._leaders
-            if leading:
+            if key in self._leaders:
+                turn = pending.wait_turn()
+            else:
                 self._leaders.add(key)
-        if not leading:
-            pending._turn.wait()
+        if turn is not None:
+            turn.wait()
         if not pending.done:  # this caller leads now
             self._serve_queue(key)
         return pending.outcome()
@@ -120,7 +134,9 @@ class Combiner(Generic[P, R]):
                 raise
         finally:
             with self._guard:
-                if queue:
-                    queue[0]._turn.set()  # the oldest waiter leads next
+                if queue:  # the oldest waiter leads next
+                    turn = queue[0]._turn
+                    assert turn is not None, "a queued request not first waits"
+                    turn.set()
                 else:
                     self._leaders.discard(key)

@@ -29,7 +29,7 @@ from spiral_tasks.coordination.base import Coordinator, NotOptimistic, Refused
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
-from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys
+from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys, tenant_keys
 from spiral_tasks.model import Memory
 from spiral_tasks.observe import NO_OBSERVER, Observer
 from spiral_tasks.rebuild import RebuildReport
@@ -38,7 +38,7 @@ from spiral_tasks.section import Sections, StateUse
 from spiral_tasks.security import capability, resign
 from spiral_tasks.security.keyring import DEFAULT_REFRESH_S, key_source
 from spiral_tasks.storage.base import IndexPut, Put, Storage
-from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, expected, prefetch
+from spiral_tasks.store import StoreBatch, StorePending, StoreRequest, expected
 
 #: At most this many concurrent stores into one tenant are combined in one batch: the
 #: bound that keeps the tail of a crowd of callers fair (`combining`).
@@ -94,8 +94,15 @@ class SpiralMemory:
         """
         request = StoreRequest.validated(content, type, depth, associations, tenant,
                                                memory_id)
-        with self._timed("store", request.tenant):
-            return self.store_combiner.run(request.tenant, request)
+        # `_timed` spelled out: a generator per store is a cost every store pays.
+        started, ok = time.perf_counter(), False
+        try:
+            result = self.store_combiner.run(request.tenant, request)
+            ok = True
+            return result
+        finally:
+            self.observer.operation("store", request.tenant,
+                                    time.perf_counter() - started, ok)
 
     def retrieve(self, memory_id: str, tenant: str = "default") -> Memory | None:
         """The memory (None if there is none), with its access time, count and strength
@@ -220,20 +227,26 @@ class SpiralMemory:
             self.observer.operation(operation, tenant, time.perf_counter() - started, ok)
 
     def _store_batch(self, tenant: str, batch: list[StorePending]) -> None:
-        if self._store_optimistically(tenant, batch):
+        keys = tenant_keys(tenant)
+        absent, present = expected(keys, batch)
+        if self.sections.commits_optimistically \
+                and self._store_optimistically(keys, batch, absent, present):
             return
-        keys_read = prefetch(TenantKeys(tenant), batch)
-        with self.sections.enter(tenant, read=keys_read, state=StateUse.LOAD) as section:
+        # What the batch will ask about, read in the lock's own round trip.
+        with self.sections.enter(tenant, read=absent + present, state=StateUse.LOAD,
+                                 keys=keys) as section:
             StoreBatch(self.context, section).serve(batch)
 
-    def _store_optimistically(self, tenant: str, batch: list[StorePending]) -> bool:
+    def _store_optimistically(self, keys: TenantKeys, batch: list[StorePending],
+                              absent: list[str], present: list[str]) -> bool:
         """Serve the batch in one round trip, without the lock, if this process's cache
-        of the tenant is current and the batch's ids are new and its links exist;
-        False (nothing written, nobody answered) when it must take the lock instead.
+        of the tenant is current and the batch's ids are new (`absent`) and its links
+        exist (`present`); False (nothing written, nobody answered) when it must take
+        the lock instead.
 
         The batch is served on stand-ins, answered only once its commit succeeded: a
         refused commit leaves every request to the locked way, which decides afresh."""
-        absent, present = expected(TenantKeys(tenant), batch)
+        tenant = keys.tenant
         section = self.sections.optimistic(tenant, absent=absent, present=present)
         if section is None:
             return False

@@ -226,3 +226,10 @@ class TenantKeys:
 
     def spiral_count(self, spiral_id: str) -> str:
         return self.spiral_counts + spiral_id
+
+
+@functools.lru_cache(maxsize=4096)
+def tenant_keys(tenant: str) -> TenantKeys:
+    """The keys of `tenant`, made once while it is in use: for the store path, which
+    would otherwise make them and their namespace again for every batch."""
+    return TenantKeys(tenant)

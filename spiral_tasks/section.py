@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +29,7 @@ from spiral_tasks.audit import actor as audit_actor
 from spiral_tasks.audit.actor import Actor
 from spiral_tasks.audit.journal import Event, Journal
 from spiral_tasks.cache import UNKNOWN, TenantCache, TenantState
-from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot, SnapshotRequest
+from spiral_tasks.coordination.base import Coordinator, Fence, Snapshot
 from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Spiral
@@ -282,6 +282,8 @@ class Sections:
         #: How optimistic sections ended ("committed", "refused:<why>", ...): counts for
         #: measuring the conflict rate.
         self.optimistic_outcomes: Counter[str] = Counter()
+        #: Whether `optimistic` is worth asking (see `Coordinator.commits_optimistically`).
+        self.commits_optimistically = coordinator.commits_optimistically
         self._outcomes_guard = threading.Lock()
         #: Per tenant: (optimistic attempts still to skip, how many to skip after the
         #: next refusal).
@@ -340,12 +342,14 @@ class Sections:
 
     @contextmanager
     def enter(self, tenant: str, *, read: Sequence[str] = (),
-              state: StateUse = StateUse.IGNORE,
-              timeout_s: float | None = None) -> Iterator[Section]:
+              state: StateUse = StateUse.IGNORE, timeout_s: float | None = None,
+              keys: TenantKeys | None = None) -> Iterator[Section]:
         """Take the tenant's lock (waiting at most `timeout_s`), reading `read` and,
         for `StateUse.LOAD`, the tenant's state unless this process's cache of it is
-        current, in the same step."""
-        keys = TenantKeys(tenant)
+        current, in the same step. `keys`: the tenant's, if the caller made them.
+
+        The coordinator's wait and the section's losses are observed here."""
+        keys = keys or TenantKeys(tenant)
         if self.journal is not None:
             read = [*read, keys.audit_head]  # the chain's end, in the lock's round trip
         # The cache entry the lock's last try asked about: read when the lock is about
@@ -360,21 +364,41 @@ class Sections:
                             keys=(keys.memory_count, tenant_marker(tenant), *known),
                             unless_generation=cached.generation if cached else None)
 
-        with self._locked(tenant, timeout_s, read,
-                          wanted if state is StateUse.LOAD else None) as fence:
-            cached = None
-            if state is StateUse.LOAD:
-                cached = asked[0]
-            elif state is StateUse.PRESERVE:
-                # It asked nothing: any entry at the generation the lock found will do.
-                cached = self._trusted(tenant)
-            current = cached if cached and cached.generation == fence.generation else None
-            working = None
-            if state is StateUse.LOAD:
-                working = current.copy() if current else self._load(keys, fence)
-            carried = current if state is StateUse.PRESERVE else None
-            yield Section(keys, fence, self.storage, self.cache, working, carried,
-                          self.observer, self.journal)
+        started = time.perf_counter()
+        entered = False
+        try:
+            with self.coordinator.critical(tenant, timeout_s, read,
+                                           wanted if state is StateUse.LOAD else None) \
+                    as fence:
+                entered = True
+                self.observer.lock_acquired(tenant, time.perf_counter() - started)
+                try:
+                    yield self._section(keys, fence, state, asked[0])
+                except LockLost:
+                    self.observer.lock_lost(tenant)
+                    raise
+        except LockTimeout:
+            if not entered:
+                self.observer.lock_timed_out(tenant, time.perf_counter() - started)
+            raise
+
+    def _section(self, keys: TenantKeys, fence: Fence, state: StateUse,
+                 asked: TenantState | None) -> Section:
+        """The section over `fence`, with the state `state` says (`asked`: the cache
+        entry the snapshot request was made by)."""
+        cached = None
+        if state is StateUse.LOAD:
+            cached = asked
+        elif state is StateUse.PRESERVE:
+            # It asked nothing: any entry at the generation the lock found will do.
+            cached = self._trusted(keys.tenant)
+        current = cached if cached and cached.generation == fence.generation else None
+        working = None
+        if state is StateUse.LOAD:
+            working = current.copy() if current else self._load(keys, fence)
+        carried = current if state is StateUse.PRESERVE else None
+        return Section(keys, fence, self.storage, self.cache, working, carried,
+                       self.observer, self.journal)
 
     def _trusted(self, tenant: str) -> TenantState | None:
         """The cached state, unless it has no generation: a tenant never committed to
@@ -382,25 +406,6 @@ class Sections:
         at "" too), so such a state is never trusted."""
         cached = self.cache.get(tenant)
         return cached if cached is not None and cached.generation else None
-
-    @contextmanager
-    def _locked(self, tenant: str, timeout_s: float | None, read: Sequence[str],
-                snapshot: SnapshotRequest) -> Iterator[Fence]:
-        """The coordinator's critical section, with its wait and its losses observed."""
-        with ExitStack() as stack:
-            started = time.perf_counter()
-            try:
-                fence = stack.enter_context(
-                    self.coordinator.critical(tenant, timeout_s, read, snapshot))
-            except LockTimeout:
-                self.observer.lock_timed_out(tenant, time.perf_counter() - started)
-                raise
-            self.observer.lock_acquired(tenant, time.perf_counter() - started)
-            try:
-                yield fence
-            except LockLost:
-                self.observer.lock_lost(tenant)
-                raise
 
     def _load(self, keys: TenantKeys, fence: Fence) -> TenantState:
         # A snapshot was asked for unless the tenant was at the cached generation,

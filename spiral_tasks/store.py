@@ -20,6 +20,7 @@ from spiral_tasks.collect import collect_lowest
 from spiral_tasks.combining import Pending
 from spiral_tasks.context import Context
 from spiral_tasks.errors import CapacityExceeded, CorruptRecord, InvalidArgument
+from spiral_tasks.frozen import quick_init
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import Depth, Memory, Spiral
 from spiral_tasks.results import StoreResult
@@ -31,6 +32,7 @@ from spiral_tasks.storage.base import CheckedPut, Increment, IndexPut, Put, Writ
 ROOM_BATCH = 32
 
 
+@quick_init
 @dataclass(frozen=True)
 class StoreRequest:
     """A validated store request."""
@@ -43,7 +45,7 @@ class StoreRequest:
     memory_id: str | None
     #: Who asked, for the audit log: captured in the caller's thread, since another
     #: thread's batch may commit this store (`combining`).
-    actor: Actor = field(default_factory=audit_actor.current, compare=False)
+    actor: Actor = field(compare=False)
 
     @classmethod
     def validated(cls, content: Any, type: Any, depth: Any, associations: Any,
@@ -56,23 +58,18 @@ class StoreRequest:
             associations=validation.associations(associations),
             memory_id=None if memory_id is None
             else validation.memory_id("memory_id", memory_id),
+            actor=audit_actor.current(),
         )
 
 
 StorePending = Pending[StoreRequest, StoreResult]
 
 
-def prefetch(keys: TenantKeys, batch: Sequence[StorePending]) -> list[str]:
-    """What the batch will ask about, read in the lock's own round trip: the record and
-    tombstone of every id it names, the record of every memory it links to."""
-    named, linked = expected(keys, batch)
-    return named + linked
-
-
 def expected(keys: TenantKeys, batch: Sequence[StorePending]) -> tuple[list[str], list[str]]:
     """The keys the batch will ask about, split by what the usual answer is: absent
     (the record and tombstone of every id it names: a new memory) and present (the
-    record of every memory it links to). An optimistic commit assumes these answers."""
+    record of every memory it links to). An optimistic commit assumes these answers;
+    the locked way reads them in the lock's own round trip."""
     if not any(p.payload.memory_id or p.payload.associations for p in batch):
         return [], []  # most stores: nothing to ask about
     given = dict.fromkeys(p.payload.memory_id for p in batch if p.payload.memory_id)

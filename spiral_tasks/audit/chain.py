@@ -28,11 +28,14 @@ from spiral_tasks.storage.base import Storage
 GENESIS = "0" * 64
 #: The fields every entry has, besides `hash` and `mac`.
 FIELDS = ("seq", "prev", "tenant", "op", "ids", "task", "worker", "time")
+_FIELD_SET = frozenset(FIELDS)
 
 
 def entry_hash(body: dict[str, Any]) -> str:
     """SHA-256 of the entry's fields (all but `hash` and `mac`), canonical JSON."""
-    fields = {k: body.get(k) for k in FIELDS}
+    # An entry being made holds exactly these fields: hashed as it is (the JSON sorts
+    # its keys either way); a stored one holds `hash` and `mac` besides.
+    fields = body if body.keys() == _FIELD_SET else {k: body.get(k) for k in FIELDS}
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -40,7 +43,9 @@ class Signer:
     """HMAC-SHA256 under the audit key: entries, the head and checkpoints."""
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # The key already absorbed: each signature copies this (every commit signs
+        # twice) rather than hashing the key again.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     @classmethod
     def load(cls, storage: Storage, configured: str | None) -> Signer:
@@ -51,8 +56,9 @@ class Signer:
         return cls(kept_secret(storage, AUDIT_KEY, storage.get(AUDIT_KEY)).encode())
 
     def sign(self, *parts: object) -> str:
-        message = "\x00".join(map(str, parts)).encode()
-        return hmac.digest(self._key, message, "sha256").hex()  # one C call: every commit
+        mac = self._keyed.copy()
+        mac.update("\x00".join(map(str, parts)).encode())
+        return mac.hexdigest()
 
     def valid(self, mac: object, *parts: object) -> bool:
         return isinstance(mac, str) and hmac.compare_digest(mac, self.sign(*parts))

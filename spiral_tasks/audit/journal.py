@@ -27,6 +27,7 @@ from typing import Any
 from spiral_tasks.audit.actor import Actor
 from spiral_tasks.audit.chain import GENESIS, Signer
 from spiral_tasks.audit.verify import PAGE, problem
+from spiral_tasks.frozen import quick_init
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage.base import (
     CheckedLogAppend,
@@ -42,6 +43,7 @@ from spiral_tasks.storage.base import (
 TRIM_EVERY = 100
 
 
+@quick_init
 @dataclass(frozen=True)
 class Event:
     """One operation's part of a commit, as its entry will say it."""

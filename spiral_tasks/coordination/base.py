@@ -22,9 +22,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from spiral_tasks.frozen import quick_init
 from spiral_tasks.storage.base import Write
 
 
+@quick_init
 @dataclass(frozen=True)
 class Snapshot:
     """A request made when entering a section: unless the tenant is still at
@@ -97,6 +99,12 @@ class Fence(ABC):
 
 
 class Coordinator(ABC):
+    @property
+    def commits_optimistically(self) -> bool:
+        """Whether `optimistic` may ever give a fence: not for a coordinator that keeps
+        the default below, so a caller need not prepare an attempt that cannot be."""
+        return type(self).optimistic is not Coordinator.optimistic
+
     def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
                    present: Sequence[str], known: dict[str, Any]) -> Fence | None:
         """A fence that commits without the lock, in one step, if the tenant is still

@@ -17,8 +17,8 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from spiral_tasks.coordination.base import Coordinator, Fence, SnapshotRequest, resolve
@@ -36,8 +36,12 @@ class ProcessState:
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     def lock_for(self, tenant: str) -> threading.Lock:
-        with self.guard:
-            return self.locks.setdefault(tenant, threading.Lock())
+        # A tenant's lock, once made, is never replaced: found without the guard.
+        lock = self.locks.get(tenant)
+        if lock is None:
+            with self.guard:
+                lock = self.locks.setdefault(tenant, threading.Lock())
+        return lock
 
 
 _states: weakref.WeakKeyDictionary[Storage, ProcessState] = weakref.WeakKeyDictionary()
@@ -56,10 +60,11 @@ class DirectFence(Fence):
     the tenant a new generation, kept in this process's memory."""
 
     def __init__(self, storage: Storage, tenant: str, read: Sequence[str],
-                 request: SnapshotRequest) -> None:
+                 request: SnapshotRequest, shared: ProcessState | None = None) -> None:
+        """`shared`: the storage's `process_state`, if the caller holds it."""
         self._storage = storage
         self._tenant = tenant
-        self._generations = process_state(storage).generations
+        self._generations = (shared or process_state(storage)).generations
         self._generation = self._generations.get(tenant, "")
         # Tolerant reads: a bad value stays `Unreadable` until a section reads it.
         self.read = dict(zip(read, storage.read_many(read), strict=True)) if read else {}
@@ -96,17 +101,38 @@ class LocalCoordinator(Coordinator):
             shared.claims[name] = now
             return True
 
-    @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
-                 snapshot: SnapshotRequest = None) -> Iterator[Fence]:
+                 snapshot: SnapshotRequest = None) -> AbstractContextManager[Fence]:
         wait = self._timeout_s if timeout_s is None else max(0.0, timeout_s)
-        lock = self._shared.lock_for(tenant)
-        if not lock.acquire(timeout=wait):
+        return _Held(self, tenant, wait, read, snapshot)
+
+
+class _Held(AbstractContextManager[Fence]):
+    """A local critical section: the tenant's lock, from entering until leaving. A class,
+    not a generator: every section of every operation enters one."""
+
+    def __init__(self, coordinator: LocalCoordinator, tenant: str, wait: float,
+                 read: Sequence[str], snapshot: SnapshotRequest) -> None:
+        self._coordinator = coordinator
+        self._tenant = tenant
+        self._wait = wait
+        self._read = read
+        self._snapshot = snapshot
+        self._lock = coordinator._shared.lock_for(tenant)
+
+    def __enter__(self) -> Fence:
+        if not self._lock.acquire(timeout=self._wait):
             raise LockTimeout(
-                f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing was written, "
-                "try again")
+                f"tenant {self._tenant!r} stayed locked for {self._wait:.3f} s; nothing was "
+                "written, try again")
         try:
-            yield DirectFence(self._storage, tenant, read, snapshot)
-        finally:
-            lock.release()
+            coordinator = self._coordinator
+            return DirectFence(coordinator._storage, self._tenant, self._read,
+                               self._snapshot, coordinator._shared)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()

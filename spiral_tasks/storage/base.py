@@ -488,14 +488,14 @@ def stage_values(
     """
     staged: dict[str, bytes | None] = {}
     last: int | None = None
-    for write in writes:
-        match write:
-            case EncodedPut(key, raw):
-                staged[key] = raw
-            case Delete(key):
-                staged[key] = None
-            case Increment(key, delta):
-                current = staged[key] if key in staged else read(key)
-                last = parse_counter(key, current) + delta
-                staged[key] = str(last).encode()
+    for write in writes:  # isinstance, not `match`: a class pattern costs more per write
+        if isinstance(write, EncodedPut):
+            staged[write.key] = write.raw
+        elif isinstance(write, Increment):
+            key = write.key
+            current = staged[key] if key in staged else read(key)
+            last = parse_counter(key, current) + write.delta
+            staged[key] = str(last).encode()
+        elif isinstance(write, Delete):
+            staged[write.key] = None
     return staged, last

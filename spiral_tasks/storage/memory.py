@@ -9,8 +9,11 @@ from collections.abc import Iterator, Sequence
 from sortedcontainers import SortedList
 
 from spiral_tasks.storage.base import (
+    Delete,
     EncodedLogAppend,
+    EncodedPut,
     EncodedWrite,
+    Increment,
     IndexPut,
     IndexRemove,
     LogTrim,
@@ -19,6 +22,9 @@ from spiral_tasks.storage.base import (
     seq_position,
     stage_values,
 )
+
+#: The writes `stage_values` applies: the rest of a batch is applied one by one.
+_VALUE_WRITES = frozenset({EncodedPut, Delete, Increment})
 
 
 class _OrderedIndex:
@@ -89,6 +95,8 @@ class MemoryStorage(Storage):
                 else:
                     self._data[key] = raw
             for write in writes:
+                if type(write) in _VALUE_WRITES:
+                    continue  # applied above
                 if isinstance(write, IndexPut):
                     index = self._indexes.get(write.index)
                     if index is None:
