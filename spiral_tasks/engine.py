@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from spiral_tasks import ids, rebuild, records, validation
 from spiral_tasks.audit.chain import Signer
@@ -25,7 +25,7 @@ from spiral_tasks.collect import collect
 from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.config import AuditSettings, GcPolicy, Limits, OldSecret
 from spiral_tasks.context import Context
-from spiral_tasks.coordination.base import Coordinator, NotOptimistic, Refused
+from spiral_tasks.coordination.base import Coordinator, Fence, NotOptimistic, Refused
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
@@ -220,33 +220,40 @@ class SpiralMemory:
             self.observer.operation(operation, tenant, time.perf_counter() - started, ok)
 
     def _store_batch(self, tenant: str, batch: list[StorePending]) -> None:
-        if self._store_optimistically(tenant, batch):
-            return
         keys_read = prefetch(TenantKeys(tenant), batch)
-        with self.sections.enter(tenant, read=keys_read, state=StateUse.LOAD) as section:
+        served, taken = self._store_optimistically(tenant, batch, keys_read)
+        if served:
+            return
+        with self.sections.enter(tenant, read=keys_read, state=StateUse.LOAD,
+                                 taken=taken) as section:
             StoreBatch(self.context, section).serve(batch)
 
-    def _store_optimistically(self, tenant: str, batch: list[StorePending]) -> bool:
+    def _store_optimistically(
+            self, tenant: str, batch: list[StorePending], keys_read: list[str],
+    ) -> tuple[bool, AbstractContextManager[Fence] | None]:
         """Serve the batch in one round trip, without the lock, if this process's cache
-        of the tenant is current and the batch's ids are new and its links exist;
-        False (nothing written, nobody answered) when it must take the lock instead.
+        of the tenant is current and the batch's ids are new and its links exist.
+        (False, lock) when it must take the lock instead: nothing written, nobody
+        answered, and `lock` the one the refusal took (reading `keys_read` and the
+        tenant's state), if it took it.
 
         The batch is served on stand-ins, answered only once its commit succeeded: a
         refused commit leaves every request to the locked way, which decides afresh."""
         absent, present = expected(TenantKeys(tenant), batch)
-        section = self.sections.optimistic(tenant, absent=absent, present=present)
+        section = self.sections.optimistic(tenant, absent=absent, present=present,
+                                           read=keys_read)
         if section is None:
-            return False
+            return False, None
         stand_ins: list[StorePending] = [Pending(p.payload) for p in batch]
         try:
             StoreBatch(self.context, section).serve(stand_ins)
         except Refused as refused:
             self.sections.optimistic_ended(tenant, f"refused:{refused.reason}")
-            return False
+            return False, refused.locked
         except NotOptimistic:
             self.sections.optimistic_ended(tenant, "needs the lock")
-            return False
+            return False, None
         self.sections.optimistic_ended(tenant, "committed")
         for pending, stand_in in zip(batch, stand_ins, strict=True):
             pending.adopt(stand_in)
-        return True
+        return True, None
