@@ -428,7 +428,8 @@ class Sections:
         # A snapshot was asked for unless the tenant was at the cached generation,
         # and it is not: so the fence took one.
         assert fence.snapshot is not None
-        loaded = TenantState.from_snapshot(keys, fence.snapshot, fence.generation)
+        loaded = TenantState.from_snapshot(keys, fence.snapshot, fence.generation,
+                                           fence.snapshot_raw, self.cache.get(keys.tenant))
         if fence.snapshot.get(tenant_marker(keys.tenant)) is None:
             # This process may have written the marker before storage lost it (a Redis
             # restarted empty or from an older snapshot): write it again, or GC and

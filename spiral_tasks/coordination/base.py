@@ -83,6 +83,9 @@ class Fence(ABC):
     read: dict[str, Any]
     #: The snapshot's keys and values, if one was asked for and taken; else None.
     snapshot: dict[str, Any] | None = None
+    #: The same values as stored (bytes), if the coordinator has them: a spiral whose
+    #: bytes did not change since the process last decoded it is not decoded again.
+    snapshot_raw: dict[str, bytes | None] | None = None
 
     @property
     @abstractmethod

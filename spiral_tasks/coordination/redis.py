@@ -158,6 +158,7 @@ class RedisFence(Fence):
                     lock.undeclared)
                 taken.update(zip(lock.undeclared, values, strict=True))
             self.snapshot = {key: _decode(key, raw, stored) for key, raw in taken.items()}
+            self.snapshot_raw = taken
 
     @property
     def generation(self) -> str:
