@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import redis
 
 from spiral_tasks.audit.verify import verify_locked
 from spiral_tasks.engine import SpiralMemory
+from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.testing.waiting import wait_until
 from tests.coordination.test_optimistic import _race, open_engine, outcomes
@@ -46,7 +48,9 @@ def test_a_refusal_for_a_moved_tenant_takes_the_lock_in_its_round_trip(
     assert outcomes(one) == {"committed": 1, "refused:moved": 1}
     assert stored.created
     assert not client.exists(KEYS.lock)  # the commit released the lock it took
-    # The state the refusal read is the tenant's: `one`'s cache is current again.
+    # The state the refusal read is the tenant's: `one`'s cache is current again (its
+    # next store tries optimistically, the refusal's backoff aside).
+    one.sections._backoff.clear()
     one.store("e")
     assert outcomes(one)["committed"] == 2
     assert assert_consistent(one) == 5
@@ -180,3 +184,49 @@ def test_writers_taking_turns_leave_no_lock_behind(
     assert assert_consistent(one) == 22
     client.close()
 
+
+
+def test_a_stale_cache_reloads_only_the_spirals_whose_bytes_changed(
+        redis_url: str) -> None:
+    """Once this process has decoded a snapshot, a reload after another writer's store
+    keeps each spiral whose stored bytes did not change as the object it had, and
+    decodes anew only those that changed: a stale cache costs the spirals another
+    writer (or this process) wrote since, not all of them."""
+    one, two = open_engine(redis_url), open_engine(redis_url)
+    spiral_of = {depth: one.store(f"into {depth}", depth=depth).stored.spiral_id
+                 for depth in ("surface", "shallow", "deep", "core")}
+    assert len(set(spiral_of.values())) == 4
+    two.store("moves the tenant")
+    one.store("first reload", depth="surface")  # every spiral decoded from a snapshot
+    before = one.sections.cache.get("default")
+    assert before is not None
+    two.store("changes the core spiral", depth="core")
+    one.store("second reload", depth="shallow")
+    after = one.sections.cache.get("default")
+    assert after is not None
+    # Untouched since the first reload: the same object, not decoded again.
+    assert after.spirals[spiral_of["deep"]] is before.spirals[spiral_of["deep"]]
+    # Written by the other process: decoded anew, with its new node.
+    core = after.spirals[spiral_of["core"]]
+    assert core is not before.spirals[spiral_of["core"]]
+    assert core.node_count == before.spirals[spiral_of["core"]].node_count + 1
+    assert assert_consistent(one) == 8
+
+
+def test_a_spiral_record_corrupted_behind_the_cache_is_still_refused(
+        redis_url: str) -> None:
+    """Reuse is by the exact stored bytes: a spiral record overwritten with other
+    bytes is decoded and checked again, and a corrupt one refuses the store."""
+    one, two = open_engine(redis_url), open_engine(redis_url)
+    one.store("a")
+    one.store("b")
+    state = one.sections.cache.get("default")
+    assert state is not None
+    (spiral_id,) = state.spirals
+    two.store("moves the tenant")
+    client = redis.Redis.from_url(redis_url)
+    client.set(KEYS.spiral(spiral_id), b'{"id": "not a spiral"}')
+    with pytest.raises(CorruptRecord):
+        one.store("c")
+    assert not client.exists(KEYS.lock)  # the refusal's lock was released
+    client.close()
