@@ -15,7 +15,9 @@ the keys the section asked for and, when this process's cache is stale, the snap
 one to commit and release; while the lock is held elsewhere, a waiter polls with a bare
 EXISTS and sends the acquire script again only once it is free. A store whose
 process's cache is current commits in one round trip without the lock
-(`OptimisticFence`), unless that is refused.
+(`OptimisticFence`), unless that is refused; refused because the tenant moved while
+the lock was free, the same script takes the lock (same token, TTL and fence) and
+reads what the acquire script would, so the store goes on with one more round trip.
 """
 
 from __future__ import annotations
@@ -216,7 +218,9 @@ class OptimisticFence(Fence):
     Given `take` (a lock not yet taken), a commit refused because the tenant moved
     takes the lock in the same round trip: then `Refused.locked` is the critical
     section over it, so the writer's locked retry costs one round trip (the commit),
-    not two, and an optimistic attempt is never worse than the locked way."""
+    not two: in round trips an optimistic attempt is then never worse than the locked
+    way (its serving of the batch, done again under the lock, is what a refusal still
+    costs, which is why `Sections` backs off after refusals)."""
 
     def __init__(self, coordinator: RedisCoordinator, script: Script, keys: TenantKeys,
                  generation: str, absent: Sequence[str], present: Sequence[str],
