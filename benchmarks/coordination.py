@@ -5,22 +5,28 @@
 
 Each writer is a separate process with its own engine over one private redis-server
 (like a prefork child), storing with a memory id of its own (as the store task does,
-with its task id) in a closed loop, one at a time. Configurations: 2 and 8 processes,
-into 1 tenant and spread over 50. Each is run with optimistic commits on
-(SPIRAL_OPTIMISTIC_COMMITS, the default) and off (every store takes the lock), the
-two alternating round after round, each first in turns, Redis flushed before each.
+with its task id) in a closed loop, one at a time, each store into the next tenant of
+one sequence all writers share (as prefork children take tasks from one queue).
+Configurations: 2 and 8 processes, into 1 tenant and spread over 50. Each is run
+with optimistic commits on (SPIRAL_OPTIMISTIC_COMMITS, the default) and off (every
+store takes the lock), the two alternating round after round, each first in turns,
+Redis flushed before each.
 A store that fails (a lock lost to a stalled holder on a loaded machine) is counted
 and printed. Printed per configuration: stores/s of each mode (median of the rounds, spread),
 on/off, p50 and p99 latency, and the share of optimistic attempts refused, by reason
 ("moved": another writer committed since this process's cache; "locked": another
 held the lock; "needs the lock": a batch that had to make room), and the share of
-batches that tried at all (after refusals a tenant's next batches skip the attempt).
+batches that tried at all (after refusals a tenant's next batches skip the attempt);
+then scripts per store (EVALSHA calls, from the server's statistics: each a round
+trip; waiting for a lock adds EXISTS polls, not counted) and CPU ms per store of the
+writers (getrusage), the steadier figures on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import resource
 import statistics
 import uuid
 from collections import Counter
@@ -34,8 +40,13 @@ from spiral_tasks.storage.redis import RedisStorage
 CONFIGS = [(2, 1), (2, 50), (8, 1), (8, 50)]  # (processes, tenants)
 
 
+def cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
 def writer(url: str, optimistic: bool, tenants: int, ops: int, start: Any,
-           answers: Any) -> None:
+           answers: Any, sequence: Any) -> None:
     storage = RedisStorage(url)
     storage.init()
     engine = engine_over(storage, max_memory_nodes=1_000_000, optimistic=optimistic)
@@ -44,11 +55,20 @@ def writer(url: str, optimistic: bool, tenants: int, ops: int, start: Any,
         # A loaded machine can stall a holder past its lock's life: retried, like a task.
         drive(lambda _, name=name: engine.store("warm-up", tenant=name), 3, 1, catch=True)
     engine.sections.optimistic_outcomes.clear()
+    start.wait()  # every writer warmed up: the parent resets Redis's statistics
     start.wait()
-    run = drive(lambda i: engine.store(f"memory {i}", tenant=names[i % tenants],
+
+    def next_tenant() -> str:
+        with sequence.get_lock():
+            sequence.value += 1
+            return names[sequence.value % tenants]
+
+    cpu = cpu_s()
+    run = drive(lambda i: engine.store(f"memory {i}", tenant=next_tenant(),
                                        memory_id=uuid.uuid4().hex), ops, 1, catch=True)
     answers.put((run.ops, run.seconds, run.latencies_ms,
-                 dict(engine.sections.optimistic_outcomes), run.errors))
+                 dict(engine.sections.optimistic_outcomes), run.errors,
+                 (cpu_s() - cpu) * 1000 / max(1, run.ops)))
     engine.close()
 
 
@@ -56,17 +76,23 @@ def measure(url: str, optimistic: bool, processes: int, tenants: int,
             ops: int) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
     client.flushall()
-    client.close()
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(processes + 1)
     answers = context.Queue()
-    children = [context.Process(target=writer,
-                                args=(url, optimistic, tenants, ops, start, answers))
+    sequence = context.Value("l", 0)
+    children = [context.Process(target=writer, args=(url, optimistic, tenants, ops, start,
+                                                     answers, sequence))
                 for _ in range(processes)]
     for child in children:
         child.start()
     start.wait(timeout=120)
+    client.config_resetstat()
+    start.wait(timeout=120)
     found = [answers.get(timeout=600) for _ in children]
+    stats: dict[str, dict[str, int]] = client.info("commandstats")  # type: ignore[assignment]
+    client.close()
+    # Commands a script runs are counted too: EVALSHA alone is the client's own.
+    scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0)
     for child in children:
         child.join(timeout=60)
     latencies = sorted(x for f in found for x in f[2])
@@ -81,7 +107,9 @@ def measure(url: str, optimistic: bool, processes: int, tenants: int,
     return {"rate": sum(f[0] / f[1] for f in found),
             "p50": latencies[len(latencies) // 2],
             "p99": latencies[int(0.99 * len(latencies))],
-            "outcomes": outcomes}
+            "outcomes": outcomes,
+            "scripts": scripts / max(1, sum(f[0] for f in found)),
+            "cpu": statistics.mean(f[5] for f in found)}
 
 
 def main() -> None:
@@ -105,7 +133,8 @@ def main() -> None:
     print(f"stores/s (sum over processes), median of {args.rounds} rounds, "
           f"{args.ops} stores per process")
     print(f"{'procs':>5} {'tenants':>7} {'on':>8} {'off':>8} {'on/off':>7} {'spread on/off':>14}"
-          f" {'p50 on/off ms':>14} {'p99 on/off ms':>14}  refused (share of attempts)")
+          f" {'p50 on/off ms':>14} {'p99 on/off ms':>14} {'scripts/store on/off':>20}"
+          f" {'CPU ms/store on/off':>19}  refused (share of attempts)")
     for processes, tenants in configs:
         on, off = found[(processes, tenants, True)], found[(processes, tenants, False)]
         ratios = sorted(a["rate"] / b["rate"] for a, b in zip(on, off, strict=True))
@@ -117,12 +146,14 @@ def main() -> None:
         refused = ", ".join(f"{k} {v / attempts:.1%}" for k, v in sorted(outcomes.items())
                             if k != "committed")
         refused += f"; {attempts / (attempts + skipped):.0%} of batches tried"
-        med = {k: statistics.median(r[k] for r in on) for k in ("rate", "p50", "p99")}
-        med_off = {k: statistics.median(r[k] for r in off) for k in ("rate", "p50", "p99")}
+        figures = ("rate", "p50", "p99", "scripts", "cpu")
+        med = {k: statistics.median(r[k] for r in on) for k in figures}
+        med_off = {k: statistics.median(r[k] for r in off) for k in figures}
         print(f"{processes:>5} {tenants:>7} {med['rate']:>8,.0f} {med_off['rate']:>8,.0f}"
               f" {statistics.median(ratios):>7.2f} {ratios[0]:>6.2f}-{ratios[-1]:<6.2f}"
               f" {med['p50']:>6.2f}/{med_off['p50']:<6.2f} {med['p99']:>6.2f}/"
-              f"{med_off['p99']:<6.2f}  {refused or 'none'}")
+              f"{med_off['p99']:<6.2f} {med['scripts']:>9.2f}/{med_off['scripts']:<10.2f}"
+              f" {med['cpu']:>9.3f}/{med_off['cpu']:<9.3f}  {refused or 'none'}")
 
 
 if __name__ == "__main__":

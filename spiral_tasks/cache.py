@@ -12,7 +12,7 @@ works on a copy and puts a new state back after each successful commit.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +43,17 @@ class TenantState:
     #: on entering and again for the cache after each commit, so they are copied only
     #: when one side changes them (`put`), at most once per commit.
     _shared: bool = field(default=False, repr=False, compare=False)
+    #: Per spiral key, the stored bytes a snapshot held and the spiral they decoded to
+    #: (a pure mapping, so it stays true however the state changes): a later snapshot
+    #: reuses the spiral for the same bytes rather than decoding and checking it again.
+    _decoded: dict[str, tuple[bytes, Spiral]] = field(default_factory=dict, repr=False,
+                                                      compare=False)
 
     def copy(self) -> TenantState:
         self._shared = True
         return TenantState(self.spirals, self.memory_count, self.generation,
-                           self._spiral_keys, self.audit_head, self._open, True)
+                           self._spiral_keys, self.audit_head, self._open, True,
+                           self._decoded)
 
     def put(self, spiral: Spiral) -> None:
         if self._shared:
@@ -68,16 +74,35 @@ class TenantState:
         return self._open
 
     @classmethod
-    def from_snapshot(cls, keys: TenantKeys, snapshot: dict[str, Any],
-                      generation: str) -> TenantState:
+    def from_snapshot(cls, keys: TenantKeys, snapshot: dict[str, Any], generation: str,
+                      stored: Mapping[str, bytes | None] | None = None,
+                      previous: TenantState | None = None) -> TenantState:
         """The state a snapshot shows; `CorruptRecord` if a spiral record or the total
-        in it is corrupt (an operation cannot place or count on a guess)."""
-        spirals = (records.spiral(k, v) for k, v in snapshot.items()
-                   if k.startswith(keys.spirals) and v is not None)
+        in it is corrupt (an operation cannot place or count on a guess).
+
+        `stored`: the snapshot's values as stored (bytes), when the coordinator has
+        them; a spiral whose bytes are those `previous` was built from is taken from
+        it as it is. A process whose cache went stale because another wrote the tenant
+        (two prefork children on one tenant: nearly every store) then decodes only
+        the spirals that other writer changed, not all of them."""
+        prefix = keys.spirals
+        known = previous._decoded if previous is not None else {}
+        decoded: dict[str, tuple[bytes, Spiral]] = {}
+        spirals: dict[str, Spiral] = {}
+        for key, value in snapshot.items():
+            if value is None or not key.startswith(prefix):
+                continue
+            raw = stored.get(key) if stored is not None else None
+            hit = known.get(key) if raw is not None else None
+            spiral = hit[1] if hit is not None and hit[0] == raw else records.spiral(key, value)
+            spirals[spiral.id] = spiral
+            if raw is not None:
+                decoded[key] = (raw, spiral)
         total = snapshot.get(keys.memory_count)
-        return cls({s.id: s for s in spirals},
-                   0 if total is None else records.counter(keys.memory_count, total),
-                   generation)
+        state = cls(spirals, 0 if total is None else records.counter(keys.memory_count, total),
+                    generation)
+        state._decoded = decoded
+        return state
 
     def spiral_keys(self, keys: TenantKeys) -> tuple[str, ...]:
         if self._spiral_keys is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from spiral_tasks import ids, rebuild, records, validation
 from spiral_tasks.audit.chain import Signer
@@ -25,7 +25,7 @@ from spiral_tasks.collect import collect
 from spiral_tasks.combining import Combiner, Pending
 from spiral_tasks.config import AuditSettings, GcPolicy, Limits, OldSecret
 from spiral_tasks.context import Context
-from spiral_tasks.coordination.base import Coordinator, NotOptimistic, Refused
+from spiral_tasks.coordination.base import Coordinator, Fence, NotOptimistic, Refused
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
@@ -229,37 +229,44 @@ class SpiralMemory:
     def _store_batch(self, tenant: str, batch: list[StorePending]) -> None:
         keys = tenant_keys(tenant)
         absent, present = expected(keys, batch)
-        if self.sections.commits_optimistically \
-                and self._store_optimistically(keys, batch, absent, present):
-            return
-        # What the batch will ask about, read in the lock's own round trip.
+        taken = None
+        if self.sections.commits_optimistically:
+            served, taken = self._store_optimistically(keys, batch, absent, present)
+            if served:
+                return
+        # What the batch will ask about, read in the lock's own round trip (or in the
+        # refusal's, when a refused optimistic commit took the lock).
         with self.sections.enter(tenant, read=absent + present, state=StateUse.LOAD,
-                                 keys=keys) as section:
+                                 keys=keys, taken=taken) as section:
             StoreBatch(self.context, section).serve(batch)
 
-    def _store_optimistically(self, keys: TenantKeys, batch: list[StorePending],
-                              absent: list[str], present: list[str]) -> bool:
+    def _store_optimistically(
+            self, keys: TenantKeys, batch: list[StorePending], absent: list[str],
+            present: list[str],
+    ) -> tuple[bool, AbstractContextManager[Fence] | None]:
         """Serve the batch in one round trip, without the lock, if this process's cache
         of the tenant is current and the batch's ids are new (`absent`) and its links
-        exist (`present`); False (nothing written, nobody answered) when it must take
-        the lock instead.
+        exist (`present`). (False, lock) when it must take the lock instead: nothing
+        written, nobody answered, and `lock` the one the refusal took (reading the
+        batch's keys and the tenant's state), if it took it.
 
         The batch is served on stand-ins, answered only once its commit succeeded: a
         refused commit leaves every request to the locked way, which decides afresh."""
         tenant = keys.tenant
-        section = self.sections.optimistic(tenant, absent=absent, present=present)
+        section = self.sections.optimistic(tenant, absent=absent, present=present,
+                                           read=absent + present)
         if section is None:
-            return False
+            return False, None
         stand_ins: list[StorePending] = [Pending(p.payload) for p in batch]
         try:
             StoreBatch(self.context, section).serve(stand_ins)
         except Refused as refused:
             self.sections.optimistic_ended(tenant, f"refused:{refused.reason}")
-            return False
+            return False, refused.locked
         except NotOptimistic:
             self.sections.optimistic_ended(tenant, "needs the lock")
-            return False
+            return False, None
         self.sections.optimistic_ended(tenant, "committed")
         for pending, stand_in in zip(batch, stand_ins, strict=True):
             pending.adopt(stand_in)
-        return True
+        return True, None

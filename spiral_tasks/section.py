@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -267,6 +267,16 @@ class Section:
             raise RuntimeError(f"{what} with writes pending: commit them first")
 
 
+def _state_request(keys: TenantKeys, cached: TenantState | None) -> Snapshot:
+    """The tenant's state, read on taking its lock unless `cached` is current: its
+    total, its marker and its spirals (those `cached` knows by name; the rest are
+    found under the prefix)."""
+    known = cached.spiral_keys(keys) if cached else ()
+    return Snapshot(prefix=keys.spirals,
+                    keys=(keys.memory_count, tenant_marker(keys.tenant), *known),
+                    unless_generation=cached.generation if cached else None)
+
+
 class Sections:
     """Opens sections: the one way operations reach a tenant's data."""
 
@@ -289,14 +299,18 @@ class Sections:
         #: next refusal).
         self._backoff: dict[str, tuple[int, int]] = {}
 
-    def optimistic(self, tenant: str, *, absent: Sequence[str],
-                   present: Sequence[str]) -> Section | None:
+    def optimistic(self, tenant: str, *, absent: Sequence[str], present: Sequence[str],
+                   read: Sequence[str] = ()) -> Section | None:
         """A section over this process's cached state of `tenant`, without its lock,
         whose one commit is refused (`Refused`) unless the tenant is still at the
         cached generation, unlocked, each of `absent` absent and each of `present`
         present. Reads of those keys answer from the assumption; the audit log's head
         comes from the cache. None when the coordinator commits only under the lock or
-        the cache cannot be trusted for it."""
+        the cache cannot be trusted for it.
+
+        A commit refused because the tenant moved may take the lock in the same step
+        (`Refused.locked`), having read `read` and the tenant's state as `enter` with
+        `StateUse.LOAD` would: pass it to `enter(taken=...)`."""
         cached = self._trusted(tenant)
         if cached is None or self._skip(tenant):
             return None
@@ -307,8 +321,12 @@ class Sections:
             if cached.audit_head is UNKNOWN:
                 return None
             known[keys.audit_head] = cached.audit_head
+        # The generation moved if the lock is taken on refusal: the snapshot is taken
+        # whatever it names, so it names none (`enter` then loads it).
+        snapshot = replace(_state_request(keys, cached), unless_generation=None)
         fence = self.coordinator.optimistic(tenant, cached.generation, absent, present,
-                                            known)
+                                            known, read=self._reads(keys, read),
+                                            snapshot=snapshot)
         if fence is None:
             return None
         return Section(keys, fence, self.storage, self.cache, cached.copy(), None,
@@ -343,15 +361,17 @@ class Sections:
     @contextmanager
     def enter(self, tenant: str, *, read: Sequence[str] = (),
               state: StateUse = StateUse.IGNORE, timeout_s: float | None = None,
-              keys: TenantKeys | None = None) -> Iterator[Section]:
+              keys: TenantKeys | None = None,
+              taken: AbstractContextManager[Fence] | None = None) -> Iterator[Section]:
         """Take the tenant's lock (waiting at most `timeout_s`), reading `read` and,
         for `StateUse.LOAD`, the tenant's state unless this process's cache of it is
         current, in the same step. `keys`: the tenant's, if the caller made them.
+        `taken`: a lock a refused optimistic commit took (`Refused.locked`), which
+        already read what this section needs (the same `read` and, taken since the
+        tenant moved, its state): entered instead.
 
         The coordinator's wait and the section's losses are observed here."""
         keys = keys or TenantKeys(tenant)
-        if self.journal is not None:
-            read = [*read, keys.audit_head]  # the chain's end, in the lock's round trip
         # The cache entry the lock's last try asked about: read when the lock is about
         # to be taken, so a section that waited for another (a commit of this process
         # meanwhile) asks by the state that commit left, not the one it found first.
@@ -359,17 +379,14 @@ class Sections:
 
         def wanted() -> Snapshot:
             cached = asked[0] = self._trusted(tenant)
-            known = cached.spiral_keys(keys) if cached else ()
-            return Snapshot(prefix=keys.spirals,
-                            keys=(keys.memory_count, tenant_marker(tenant), *known),
-                            unless_generation=cached.generation if cached else None)
+            return _state_request(keys, cached)
 
         started = time.perf_counter()
         entered = False
         try:
-            with self.coordinator.critical(tenant, timeout_s, read,
-                                           wanted if state is StateUse.LOAD else None) \
-                    as fence:
+            with (taken if taken is not None else self.coordinator.critical(
+                    tenant, timeout_s, self._reads(keys, read),
+                    wanted if state is StateUse.LOAD else None)) as fence:
                 entered = True
                 self.observer.lock_acquired(tenant, time.perf_counter() - started)
                 try:
@@ -400,6 +417,10 @@ class Sections:
         return Section(keys, fence, self.storage, self.cache, working, carried,
                        self.observer, self.journal)
 
+    def _reads(self, keys: TenantKeys, read: Sequence[str]) -> list[str]:
+        """The keys a section reads on entering: `read`, and the audit chain's end."""
+        return [*read, keys.audit_head] if self.journal is not None else list(read)
+
     def _trusted(self, tenant: str) -> TenantState | None:
         """The cached state, unless it has no generation: a tenant never committed to
         has none to tell its states apart (a Redis wiped since the state was cached is
@@ -411,7 +432,8 @@ class Sections:
         # A snapshot was asked for unless the tenant was at the cached generation,
         # and it is not: so the fence took one.
         assert fence.snapshot is not None
-        loaded = TenantState.from_snapshot(keys, fence.snapshot, fence.generation)
+        loaded = TenantState.from_snapshot(keys, fence.snapshot, fence.generation,
+                                           fence.snapshot_raw, self.cache.get(keys.tenant))
         if fence.snapshot.get(tenant_marker(keys.tenant)) is None:
             # This process may have written the marker before storage lost it (a Redis
             # restarted empty or from an older snapshot): write it again, or GC and

@@ -41,11 +41,18 @@ class Snapshot:
 
 class Refused(Exception):
     """An optimistic commit that wrote nothing: the tenant moved, is locked, or a key
-    the batch assumed absent (present) is not. `reason` says which."""
+    the batch assumed absent (present) is not. `reason` says which.
 
-    def __init__(self, reason: str) -> None:
+    `locked`, when not None: the refusal took the tenant's lock in its own round trip
+    (see `Coordinator.optimistic`), and this is the critical section over it, to be
+    entered (once) by the caller as it would enter `Coordinator.critical`: leaving it
+    releases the lock."""
+
+    def __init__(self, reason: str,
+                 locked: AbstractContextManager[Fence] | None = None) -> None:
         super().__init__(f"optimistic commit refused: {reason}")
         self.reason = reason
+        self.locked = locked
 
 
 class NotOptimistic(Exception):
@@ -78,6 +85,9 @@ class Fence(ABC):
     read: dict[str, Any]
     #: The snapshot's keys and values, if one was asked for and taken; else None.
     snapshot: dict[str, Any] | None = None
+    #: The same values as stored (bytes), if the coordinator has them: a spiral whose
+    #: bytes did not change since the process last decoded it is not decoded again.
+    snapshot_raw: dict[str, bytes | None] | None = None
 
     @property
     @abstractmethod
@@ -106,13 +116,20 @@ class Coordinator(ABC):
         return type(self).optimistic is not Coordinator.optimistic
 
     def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
-                   present: Sequence[str], known: dict[str, Any]) -> Fence | None:
+                   present: Sequence[str], known: dict[str, Any], *,
+                   read: Sequence[str] = (),
+                   snapshot: Snapshot | None = None) -> Fence | None:
         """A fence that commits without the lock, in one step, if the tenant is still
         at `generation`, unlocked, each of `absent` absent and each of `present`
         present; else its commit raises `Refused` and writes nothing. `known` becomes
         its `read`: what the caller decided on (values it holds for that generation).
         None: this coordinator commits only under the lock (a local lock costs no
-        round trip worth saving)."""
+        round trip worth saving).
+
+        With `snapshot`, a commit refused because the tenant moved while the lock was
+        free may take the lock in that same step, as `critical(tenant, read=read,
+        snapshot=snapshot)` would (the snapshot is then always taken, `unless_generation`
+        aside): its `Refused.locked` is that critical section."""
         return None
 
     @abstractmethod

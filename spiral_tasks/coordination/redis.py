@@ -15,7 +15,9 @@ the keys the section asked for and, when this process's cache is stale, the snap
 one to commit and release; while the lock is held elsewhere, a waiter polls with a bare
 EXISTS and sends the acquire script again only once it is free. A store whose
 process's cache is current commits in one round trip without the lock
-(`OptimisticFence`), unless that is refused.
+(`OptimisticFence`), unless that is refused; refused because the tenant moved while
+the lock was free, the same script takes the lock (same token, TTL and fence) and
+reads what the acquire script would, so the store goes on with one more round trip.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class FencedLock(redis.lock.Lock):
         self.generation = ""
         self.read_keys = list(read)
         self.read_raw: list[bytes | None] = []
-        self._request = snapshot
+        self.request = snapshot
         self.snapshot_request: Snapshot | None = None
         self.snapshot_raw: dict[str, bytes | None] | None = None
         self.undeclared: list[str] = []
@@ -100,7 +102,7 @@ class FencedLock(redis.lock.Lock):
         if self._polled and self.redis.exists(self.name):
             return False
         self._polled = True
-        wanted = self.snapshot_request = resolve(self._request)
+        wanted = resolve(self.request)
         keys = [self.name, self.generation_key,
                 directory_of(wanted.prefix) if wanted else self.generation_key,
                 *self.read_keys, *(wanted.keys if wanted else ())]
@@ -109,6 +111,12 @@ class FencedLock(redis.lock.Lock):
         found = self._script(keys=keys, args=args, client=self.redis)
         if found is None:
             return False
+        self.found(wanted, found)
+        return True
+
+    def found(self, wanted: Snapshot | None, found: list[Any]) -> None:
+        """Take in what a lock-taking script read (`lua/reads.lua`'s reply)."""
+        self.snapshot_request = wanted
         # The generation key's raw text, compared as it is and never re-encoded: any
         # value (a token, an older version's integer) is a generation a commit can match.
         self.generation = found[0].decode(errors="replace")
@@ -118,7 +126,12 @@ class FencedLock(redis.lock.Lock):
             rest = found[2 + reads:]
             self.snapshot_raw = dict(zip(wanted.keys, rest[:len(wanted.keys)], strict=True))
             self.undeclared = [name.decode() for name in rest[len(wanted.keys):]]
-        return True
+
+    def taken_by(self, token: bytes, wanted: Snapshot, found: list[Any]) -> None:
+        """The lock was taken with `token` by another script (a refused optimistic
+        commit), which read `found`: hold it as if `acquire` had taken it."""
+        self.local.token = token
+        self.found(wanted, found)
 
 
 def _decode(key: str, raw: bytes | None, values: Codec) -> Any:
@@ -147,6 +160,7 @@ class RedisFence(Fence):
                     lock.undeclared)
                 taken.update(zip(lock.undeclared, values, strict=True))
             self.snapshot = {key: _decode(key, raw, stored) for key, raw in taken.items()}
+            self.snapshot_raw = taken
 
     @property
     def generation(self) -> str:
@@ -199,17 +213,26 @@ class OptimisticFence(Fence):
     """A commit without the lock (`lua/optimistic.lua`): one round trip instead of two,
     for a writer whose cache is current. It proves nothing until it commits, so it
     commits once: a section that needs a second commit (making room) or a longer hold
-    raises `NotOptimistic` and goes the locked way."""
+    raises `NotOptimistic` and goes the locked way.
 
-    def __init__(self, storage: RedisStorage, script: Script, keys: TenantKeys,
+    Given `take` (a lock not yet taken), a commit refused because the tenant moved
+    takes the lock in the same round trip: then `Refused.locked` is the critical
+    section over it, so the writer's locked retry costs one round trip (the commit),
+    not two: in round trips an optimistic attempt is then never worse than the locked
+    way (its serving of the batch, done again under the lock, is what a refusal still
+    costs, which is why `Sections` backs off after refusals)."""
+
+    def __init__(self, coordinator: RedisCoordinator, script: Script, keys: TenantKeys,
                  generation: str, absent: Sequence[str], present: Sequence[str],
-                 known: dict[str, Any]) -> None:
-        self._storage = storage
+                 known: dict[str, Any], take: FencedLock | None = None) -> None:
+        self._coordinator = coordinator
+        self._storage = coordinator.storage
         self._script = script
         self._keys = keys
         self._generation = generation
         self._assumed = [*(check_key(k) for k in absent), *(check_key(k) for k in present)]
         self._counts = [len(absent), len(present)]
+        self._take = take
         self.read = known
         self.committed = False
 
@@ -226,23 +249,44 @@ class OptimisticFence(Fence):
             return None
         generation = codec.encode(new_generation()).decode() if encoded else self._generation
         lock_key = self._keys.lock
+        take = self._take
+        wanted = resolve(take.request) if take is not None else None
+        token = b"" if take is None else take.redis.get_encoder().encode(new_token())
+        read_keys = take.read_keys if take is not None and wanted is not None else []
+        declared = wanted.keys if wanted is not None else ()
         keys, argv = write_args(encoded, placeholder=lock_key)
-        (last,) = run_script(
-            self._script, [lock_key, self._keys.generation, *self._assumed, *keys],
-            [self._generation, generation, *self._counts, *argv], OPTIMISTIC_ERRORS)
+        reply = run_script(
+            self._script,
+            [lock_key, self._keys.generation,
+             directory_of(wanted.prefix) if wanted else self._keys.generation,
+             *read_keys, *declared, *self._assumed, *keys],
+            [self._generation, generation, *self._counts, token if wanted else b"",
+             int(self._coordinator.ttl_s * 1000), wanted.prefix if wanted else "",
+             len(read_keys), len(declared), *argv], OPTIMISTIC_ERRORS)
+        if take is not None and wanted is not None and len(reply) == 2:
+            # {'moved', what the lock's reads found}: refused, and the lock is ours.
+            take.taken_by(token, wanted, reply[1])
+            raise Refused(reply[0].decode(), locked=self._coordinator.held(take))
         self._generation = generation
+        (last,) = reply
         return None if last is None else int(last)
 
     def extend(self) -> None:
         raise NotOptimistic("an optimistic section holds no lock to extend")
 
 
+def new_token() -> str:
+    """A lock token; it names its process, so an operator (or a test) can tell who
+    holds the lock."""
+    return f"{os.getpid()}:{uuid.uuid4().hex}"
+
+
 class RedisCoordinator(Coordinator):
     def __init__(self, storage: RedisStorage, wait_s: float = 2.0,
                  ttl_s: float = LOCK_TTL_S, optimistic: bool = True) -> None:
-        self._storage = storage
+        self.storage = storage
         self._wait_s = wait_s
-        self._ttl_s = ttl_s
+        self.ttl_s = ttl_s
         self._optimistic_on = optimistic
         package = coordination_lua.__name__
         self._acquire = storage.script(lua.load("acquire", package))
@@ -250,32 +294,45 @@ class RedisCoordinator(Coordinator):
         self._optimistic = storage.script(lua.load("optimistic", package))
 
     def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
-                   present: Sequence[str], known: dict[str, Any]) -> Fence | None:
+                   present: Sequence[str], known: dict[str, Any], *,
+                   read: Sequence[str] = (),
+                   snapshot: Snapshot | None = None) -> Fence | None:
         if not self._optimistic_on:
             return None
-        return OptimisticFence(self._storage, self._optimistic, TenantKeys(tenant),
-                               generation, absent, present, known)
+        keys = TenantKeys(tenant)
+        take = None if snapshot is None else self._lock(keys, read, snapshot, self._wait_s)
+        return OptimisticFence(self, self._optimistic, keys, generation, absent, present,
+                               known, take)
 
     def claim(self, name: str, window_s: float) -> bool:
-        claimed = self._storage.client.set(claim_key(name), os.getpid(), nx=True,
-                                           px=max(1, int(window_s * 1000)))
+        claimed = self.storage.client.set(claim_key(name), os.getpid(), nx=True,
+                                          px=max(1, int(window_s * 1000)))
         return bool(claimed)
+
+    def _lock(self, keys: TenantKeys, read: Sequence[str], snapshot: SnapshotRequest,
+              wait: float) -> FencedLock:
+        return FencedLock(self.storage.client, keys.lock, keys.generation, self._acquire,
+                          read=[check_key(k) for k in read], snapshot=snapshot,
+                          timeout=self.ttl_s, sleep=LOCK_POLL_S, blocking_timeout=wait)
 
     @contextmanager
     def critical(self, tenant: str, timeout_s: float | None = None,
                  read: Sequence[str] = (),
                  snapshot: SnapshotRequest = None) -> Iterator[Fence]:
-        keys = TenantKeys(tenant)
         wait = self._wait_s if timeout_s is None else max(0.0, timeout_s)
-        lock = FencedLock(self._storage.client, keys.lock, keys.generation, self._acquire,
-                          read=[check_key(k) for k in read], snapshot=snapshot,
-                          timeout=self._ttl_s, sleep=LOCK_POLL_S, blocking_timeout=wait)
-        # The token names its process, so an operator (or a test) can tell who holds it.
-        if not lock.acquire(token=f"{os.getpid()}:{uuid.uuid4().hex}"):
+        lock = self._lock(TenantKeys(tenant), read, snapshot, wait)
+        if not lock.acquire(token=new_token()):
             raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing "
                               "was written, try again")
+        with self.held(lock) as fence:
+            yield fence
+
+    @contextmanager
+    def held(self, lock: FencedLock) -> Iterator[Fence]:
+        """The critical section over `lock`, taken (by `acquire`, or by a refused
+        optimistic commit): its fence, and the lock released on leaving."""
         try:
-            fence = RedisFence(self._storage, lock, self._commit)
+            fence = RedisFence(self.storage, lock, self._commit)
         except BaseException:
             # A value read with the lock that this process cannot open (a sealed record
             # under a key it lacks): refuse, and leave the lock to the next writer now
