@@ -9,12 +9,30 @@ import pytest
 from spiral_tasks import gc
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument
+from spiral_tasks.gc import GcReport
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage.base import Delete
 from tests.conftest import Clock, EngineFactory
 from tests.invariants import assert_consistent
 
 HOUR = 3600.0
+
+
+def gc_until_complete(engine: SpiralMemory, budget_ms: float | None = None,
+                      runs: int = 50) -> list[GcReport]:
+    """Runs until one is complete. A budget is time, so how far one run gets depends
+    on the machine's speed (a cold engine's first round trips, a neighbour taking the
+    core): what is collected, and in what order, is the guarantee, not in how many
+    runs."""
+    reports = [engine.gc(budget_ms) if budget_ms is not None else engine.gc()]
+    while not reports[-1].complete:
+        assert len(reports) < runs, "GC made no headway"
+        reports.append(engine.gc(budget_ms) if budget_ms is not None else engine.gc())
+    return reports
+
+
+def collected_ids(reports: list[GcReport]) -> list[str]:
+    return [i for report in reports for i in report.collected_ids]
 
 
 def test_select_takes_the_expired_prefix_and_the_overflow() -> None:
@@ -65,11 +83,11 @@ def test_gc_enforces_the_node_limit(make_engine: EngineFactory, clock: Clock) ->
         order.append((depth, roomy.store(f"m{i}", depth=depth).stored.id))
         clock.advance(1)
     tight = make_engine(max_memory_nodes=3)
-    report = tight.gc(25)
+    reports = gc_until_complete(tight, 25)
     surface, shallow = order[1][1], order[3][1]
     first_deep = order[0][1]
-    assert report.collected_ids == [surface, shallow, first_deep]
-    assert report.remaining == 3
+    assert collected_ids(reports) == [surface, shallow, first_deep]
+    assert reports[-1].remaining == 3
     assert assert_consistent(tight) == 3
 
 
@@ -101,9 +119,9 @@ def test_gc_of_every_tenant(engine: SpiralMemory, clock: Clock) -> None:
         engine.store("x", tenant=tenant, depth="surface")
         engine.store("y", tenant=tenant, depth="core")
     clock.advance(HOUR)
-    report = engine.gc()
-    assert report.collected == 3
-    assert report.remaining == 3
+    assert len(collected_ids(gc_until_complete(engine))) == 3
+    for tenant in ["a", "b", "c"]:
+        assert engine.stats(tenant).total_memories == 1
 
 
 def test_a_stale_queue_entry_is_dropped(engine: SpiralMemory, clock: Clock) -> None:
@@ -181,7 +199,12 @@ def test_a_run_over_every_tenant_passes_a_busy_tenant_by(make_engine: EngineFact
     holder.start()
     try:
         assert held.wait(30)
+        # Two runs reach every tenant when each gets through its tenants in its
+        # budget; on a busy machine one may end inside a tenant, so two rotations.
         reports = [engine.gc(time_budget_ms=20) for _ in range(2)]
+        while len(reports) < 6 and (engine.stats("b").total_memories
+                                    or engine.stats("c").total_memories):
+            reports.append(engine.gc(time_budget_ms=20))
     finally:
         release.set()
         holder.join(30)
@@ -189,7 +212,8 @@ def test_a_run_over_every_tenant_passes_a_busy_tenant_by(make_engine: EngineFact
     assert engine.stats("b").total_memories == 0
     assert engine.stats("c").total_memories == 0
     assert engine.stats("a").total_memories == 3
-    assert engine.gc(time_budget_ms=20).collected == 3  # its turn, once free
+    # Its turn, once free (the runs that reach it first may end inside the others).
+    assert len(collected_ids(gc_until_complete(engine, 20))) == 3
 
 
 def test_a_tenant_too_big_for_one_run_does_not_hold_the_cursor(
