@@ -80,10 +80,10 @@ REFUSED_THEN_STOPPED_IN_A_CHILD = """
 import json, os, signal, sys
 from spiral_tasks.combining import Pending
 from spiral_tasks.errors import LockLost
-from spiral_tasks.keys import TenantKeys
+from spiral_tasks.keys import tenant_keys
 from spiral_tasks.section import StateUse
 from spiral_tasks.storage.redis import RedisStorage
-from spiral_tasks.store import StoreBatch, StoreRequest, prefetch
+from spiral_tasks.store import StoreBatch, StoreRequest, expected
 from spiral_tasks.testing.engines import engine_over
 storage = RedisStorage(sys.argv[1])
 storage.init()
@@ -93,8 +93,10 @@ print("cached", flush=True)
 sys.stdin.readline()  # the parent moved the tenant meanwhile
 request = StoreRequest.validated("stale", "general", "shallow", None, "default", "x")
 batch = [Pending(request)]
-keys_read = prefetch(TenantKeys("default"), batch)
-served, taken = engine._store_optimistically("default", batch, keys_read)
+keys = tenant_keys("default")
+absent, present = expected(keys, batch)
+keys_read = absent + present
+served, taken = engine._store_optimistically(keys, batch, absent, present)
 assert not served and taken is not None, (served, taken)
 with engine.sections.enter("default", read=keys_read, state=StateUse.LOAD,
                            taken=taken) as section:
