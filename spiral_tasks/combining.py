@@ -22,6 +22,7 @@ whatever happens (a `LockTimeout` fails the whole batch, with nothing written).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -112,6 +113,12 @@ class Combiner(Generic[P, R]):
                 self._leaders.add(key)
         if turn is not None:
             turn.wait()
+            if not pending.done:
+                # Handed the lead: give the GIL a turn first, so the callers the last
+                # batch answered queue again before this batch is taken, not after
+                # it (in a process whose backend never waits on I/O, they would
+                # otherwise wait for the GIL while batch after batch is served).
+                time.sleep(0)
         if not pending.done:  # this caller leads now
             self._serve_queue(key)
         return pending.outcome()
