@@ -74,11 +74,12 @@ def raw_level(storage: LevelStorage, tenants: list[str]) -> int:
     return found
 
 
-def raw_redis(storage: RedisStorage, tenants: list[str]) -> int:
-    """Every memory record decoded: SCAN for their keys, MGET each batch."""
+def scan_and_decode(storage: RedisStorage, match: str) -> int:
+    """Every string value under keys matching `match` decoded: SCAN for the keys,
+    MGET each batch, `orjson.loads`."""
     client, loads, found, cursor = storage.client, orjson.loads, 0, 0
     while True:
-        cursor, batch = client.scan(cursor, match="t:{*}:mem:*", count=RAW_SCAN_COUNT,
+        cursor, batch = client.scan(cursor, match=match, count=RAW_SCAN_COUNT,
                                     _type="string")
         if batch:
             for raw in client.mget(batch):
@@ -87,6 +88,11 @@ def raw_redis(storage: RedisStorage, tenants: list[str]) -> int:
                     found += 1
         if cursor == 0:
             return found
+
+
+def raw_redis(storage: RedisStorage, tenants: list[str]) -> int:
+    """Every memory record decoded."""
+    return scan_and_decode(storage, "t:{*}:mem:*")
 
 
 def raw_level_others(storage: LevelStorage, tenants: list[str]) -> int:
@@ -113,17 +119,7 @@ def raw_level_others(storage: LevelStorage, tenants: list[str]) -> int:
 def raw_redis_others(storage: RedisStorage, tenants: list[str]) -> int:
     """Every sigil index entry decoded (SCAN, MGET, `orjson.loads`) and every GC queue
     read (ZRANGE with scores, per tenant)."""
-    client, loads, found, cursor = storage.client, orjson.loads, 0, 0
-    while True:
-        cursor, batch = client.scan(cursor, match="t:{*}:sigil:*", count=RAW_SCAN_COUNT,
-                                    _type="string")
-        if batch:
-            for raw in client.mget(batch):
-                if raw is not None:
-                    loads(raw)
-                    found += 1
-        if cursor == 0:
-            break
+    client, found = storage.client, scan_and_decode(storage, "t:{*}:sigil:*")
     for tenant in tenants:
         for member, _ in client.zrange(TenantKeys(tenant).gc_queue, 0, -1, withscores=True):
             member.decode()

@@ -218,6 +218,21 @@ def test_a_section_that_waited_asks_by_the_state_the_holder_left(storage: Storag
         assert waiter.result(30) is None
 
 
+#: The end of a child script that holds a tenant's lock (in a `with`): it stages a
+#: store of `pending` in `batch`, decided on the tenant as it found it, says "staged",
+#: stops itself (SIGSTOP) until the parent resumes it past the lock's 2 s, and says
+#: whether its commit then went through.
+STAGED_THEN_STOPPED = """
+    batch._stage(pending)
+    print("staged", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    try:
+        batch._flush(final=True)
+        print(json.dumps({"outcome": "committed"}), flush=True)
+    except LockLost:
+        print(json.dumps({"outcome": "LockLost"}), flush=True)
+"""
+
 STORE_STOPPED_IN_A_CHILD = """
 import json, os, signal, sys
 from spiral_tasks.combining import Pending
@@ -229,19 +244,29 @@ from spiral_tasks.testing.engines import engine_over
 storage = RedisStorage(sys.argv[1])
 storage.init()
 engine = engine_over(storage, sigil_secret="s")
+pending = Pending(StoreRequest.validated("stale", "general", "shallow", None, "default", "x"))
 with engine.sections.enter("default", state=StateUse.LOAD) as section:
     batch = StoreBatch(engine.context, section)
-    request = StoreRequest.validated("stale", "general", "shallow", None, "default", "x")
-    pending = Pending(request)
-    batch._stage(pending)  # decided on the tenant as the lock found it
-    print("staged", flush=True)
-    os.kill(os.getpid(), signal.SIGSTOP)  # stopped past the lock's 2 s
-    try:
-        batch._flush(final=True)
-        print(json.dumps({"outcome": "committed"}), flush=True)
-    except LockLost:
-        print(json.dumps({"outcome": "LockLost"}), flush=True)
-"""
+""" + STAGED_THEN_STOPPED
+
+
+
+
+def assert_the_stopped_child_wrote_nothing(engine: SpiralMemory,
+                                           child: subprocess.Popen[str],
+                                           memories: int) -> None:
+    """The resumed child (`STAGED_THEN_STOPPED`) got `LockLost` and wrote nothing: "x"
+    is the parent's "mine", and the invariant, the audit chain and a rebuild agree."""
+    out, _ = child.communicate(timeout=60)
+    assert json.loads(out)["outcome"] == "LockLost"
+    stored = engine.retrieve("x")
+    assert stored is not None
+    assert stored.content == "mine"
+    assert assert_consistent(engine) == memories
+    journal = engine.sections.journal
+    assert journal is not None
+    assert verify_locked(engine.sections, journal.signer, "default").ok
+    assert engine.rebuild_stats().clean
 
 
 def test_a_stopped_holder_cannot_commit_after_an_optimistic_commit_moved_the_tenant(
@@ -264,16 +289,7 @@ def test_a_stopped_holder_cannot_commit_after_an_optimistic_commit_moved_the_ten
         assert outcomes(engine) == {"committed": 1}
     finally:
         os.kill(child.pid, signal.SIGCONT)
-    out, _ = child.communicate(timeout=60)
-    assert json.loads(out)["outcome"] == "LockLost"
-    stored = engine.retrieve("x")
-    assert stored is not None
-    assert stored.content == "mine"
-    assert assert_consistent(engine) == 2
-    journal = engine.sections.journal
-    assert journal is not None
-    assert verify_locked(engine.sections, journal.signer, "default").ok
-    assert engine.rebuild_stats().clean
+    assert_the_stopped_child_wrote_nothing(engine, child, 2)
 
 
 def _store_at_once(url: str, barrier: Barrier, rounds: int, depth: str,

@@ -6,7 +6,6 @@ lifetime gets `LockLost` and writes nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,13 @@ from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import CorruptRecord
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.testing.waiting import wait_until
-from tests.coordination.test_optimistic import _race, open_engine, outcomes
+from tests.coordination.test_optimistic import (
+    STAGED_THEN_STOPPED,
+    _race,
+    assert_the_stopped_child_wrote_nothing,
+    open_engine,
+    outcomes,
+)
 from tests.invariants import assert_consistent
 
 KEYS = TenantKeys("default")
@@ -91,25 +96,15 @@ engine = engine_over(storage, sigil_secret="s")
 engine.store("the child's first")  # its cache is current
 print("cached", flush=True)
 sys.stdin.readline()  # the parent moved the tenant meanwhile
-request = StoreRequest.validated("stale", "general", "shallow", None, "default", "x")
-batch = [Pending(request)]
+pending = Pending(StoreRequest.validated("stale", "general", "shallow", None, "default", "x"))
 keys = tenant_keys("default")
-absent, present = expected(keys, batch)
-keys_read = absent + present
-served, taken = engine._store_optimistically(keys, batch, absent, present)
+absent, present = expected(keys, [pending])
+served, taken = engine._store_optimistically(keys, [pending], absent, present)
 assert not served and taken is not None, (served, taken)
-with engine.sections.enter("default", read=keys_read, state=StateUse.LOAD,
+with engine.sections.enter("default", read=absent + present, state=StateUse.LOAD,
                            taken=taken) as section:
-    store = StoreBatch(engine.context, section)
-    store._stage(batch[0])  # decided on the tenant as the refusal read it
-    print("staged", flush=True)
-    os.kill(os.getpid(), signal.SIGSTOP)  # stopped past the lock's 2 s
-    try:
-        store._flush(final=True)
-        print(json.dumps({"outcome": "committed"}), flush=True)
-    except LockLost:
-        print(json.dumps({"outcome": "LockLost"}), flush=True)
-"""
+    batch = StoreBatch(engine.context, section)  # decides on the tenant the refusal read
+""" + STAGED_THEN_STOPPED
 
 
 def test_a_holder_of_a_lock_its_refusal_took_cannot_commit_once_stopped_past_it(
@@ -141,16 +136,7 @@ def test_a_holder_of_a_lock_its_refusal_took_cannot_commit_once_stopped_past_it(
         assert mine.created
     finally:
         os.kill(child.pid, signal.SIGCONT)
-    out, _ = child.communicate(timeout=60)
-    assert json.loads(out)["outcome"] == "LockLost"
-    stored = engine.retrieve("x")
-    assert stored is not None
-    assert stored.content == "mine"
-    assert assert_consistent(engine) == 4
-    journal = engine.sections.journal
-    assert journal is not None
-    assert verify_locked(engine.sections, journal.signer, "default").ok
-    assert engine.rebuild_stats().clean
+    assert_the_stopped_child_wrote_nothing(engine, child, 4)
     client.close()
 
 
