@@ -242,11 +242,18 @@ def rebuild_tenant(ctx: Context, section: Section,
     slots, sigil_of, deadlines = _read_nodes(ctx, section, moves, spirals, report, heartbeat)
     moves.check()
 
+    # Each step below reads or compares as many entries as there are nodes (a large
+    # tenant's sigil index alone can take seconds on a busy machine): the lock gets
+    # a full lifetime again before each, not only while the nodes are read.
+    heartbeat()
     truths = _true_spirals(section, spirals, slots, ctx.limits.spiral_turns, now, report,
                            writes)
     _reconcile_counters(section, moves, truths, report, writes)
+    heartbeat()
     _reconcile_sigils(ctx, section, moves, sigil_of, report, writes)
+    heartbeat()
     _reconcile_queue(section, deadlines, report, writes)
+    heartbeat()
     restored = _restore_tombstones(ctx, section, moves)
     report.quarantined = moves.moved
     return report, moves.writes + restored + writes

@@ -125,10 +125,16 @@ def _store(engine: SpiralMemory, workload: Workload, done: Callable[[], None]) -
     return ids
 
 
+#: At most this many GC calls per prepared memory before `spiral perf gc` gives up.
+GC_CALLS_PER_MEMORY = 10
+
+
 def _gc(engine: SpiralMemory, workload: Workload,
         done: Callable[[], None]) -> tuple[Run, int]:
     """GC calls from every caller until one finds nothing left to collect; each call
-    is one pause."""
+    is one pause. A run collects what fits its budget, which on a busy machine (or
+    with the other callers holding the lock) can be one memory or none: the calls
+    are bounded generously, the stop is what ends them."""
     finished = threading.Event()
     guard = threading.Lock()
     collected = 0
@@ -143,6 +149,6 @@ def _gc(engine: SpiralMemory, workload: Workload,
         if report.collected == 0 and report.complete:
             finished.set()
 
-    measured = drive(collect, workload.iterations + workload.concurrency,
-                     workload.concurrency, catch=True, stop=finished)
+    measured = drive(collect, GC_CALLS_PER_MEMORY * workload.iterations
+                     + workload.concurrency, workload.concurrency, catch=True, stop=finished)
     return measured, collected
