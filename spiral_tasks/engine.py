@@ -29,6 +29,7 @@ from spiral_tasks.coordination.base import Coordinator, Fence, NotOptimistic, Re
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
+from spiral_tasks.gc.slices import short_slices
 from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys, tenant_keys
 from spiral_tasks.model import Memory
 from spiral_tasks.observe import NO_OBSERVER, Observer
@@ -164,12 +165,11 @@ class SpiralMemory:
         across runs. Raises `InvalidArgument`, `LockLost`."""
         budget_ms = (self.context.gc.time_budget_ms if time_budget_ms is None
                      else validation.time_budget_ms(time_budget_ms))
-        if tenant is None:
-            report = gc_run.run(self.context, self.sections, self.tenants(), budget_ms,
-                                resume=True)
-        else:
+        tenants = [validation.name("tenant", tenant)] if tenant is not None else None
+        with short_slices(self.context.gc.switch_interval_ms / 1000):
             report = gc_run.run(self.context, self.sections,
-                                [validation.name("tenant", tenant)], budget_ms, resume=False)
+                                self.tenants() if tenants is None else tenants, budget_ms,
+                                resume=tenants is None)
         self.observer.gc_ran(report)
         return report
 

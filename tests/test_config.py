@@ -26,7 +26,7 @@ from spiral_tasks.testing.encryption import new_key, text
 def test_defaults_are_the_runbooks() -> None:
     settings = Settings.from_env({})
     assert settings.limits == Limits(89, 21, 2618)
-    assert settings.gc == GcPolicy(25.0, 100, 3600.0, 86400.0)
+    assert settings.gc == GcPolicy(25.0, 100, 3600.0, 86400.0, switch_interval_ms=0.5)
     assert settings.locks == LockPolicy(wait_s=2.0, ttl_s=2.0, unsafe_unlocked=False)
     assert settings.storage is StorageKind.LEVEL
     assert settings.db_path == "./spiraldb"
@@ -39,13 +39,20 @@ def test_every_limit_is_overridable() -> None:
         "SPIRAL_GC_TRIGGER_INTERVAL": "10", "SPIRAL_GC_RETENTION_S": "60",
         "SPIRAL_LOCK_TIMEOUT_S": "0.5", "SPIRAL_LOCK_TTL_S": "1.5",
         "SPIRAL_TOMBSTONE_TTL_S": "7200", "SPIRAL_VISIBILITY_TIMEOUT_S": "600",
-        "SPIRAL_DB_PATH": "/data/db",
+        "SPIRAL_DB_PATH": "/data/db", "SPIRAL_GC_SWITCH_INTERVAL_MS": "1",
     })
     assert settings.limits == Limits(3, 7, 50)
-    assert settings.gc == GcPolicy(5.5, 10, 60.0, 7200.0)
+    assert settings.gc == GcPolicy(5.5, 10, 60.0, 7200.0, switch_interval_ms=1.0)
     assert settings.locks == LockPolicy(wait_s=0.5, ttl_s=1.5)
     assert settings.tasks.visibility_timeout_s == 600
     assert settings.db_path == "/data/db"
+
+
+def test_gc_slices_may_be_left_to_the_interpreter_but_not_lengthened() -> None:
+    assert Settings.from_env({"SPIRAL_GC_SWITCH_INTERVAL_MS": "0"}).gc.switch_interval_ms == 0
+    for bad in ("-1", "6", "nan", "soon"):
+        with pytest.raises(ConfigError, match="SPIRAL_GC_SWITCH_INTERVAL_MS"):
+            Settings.from_env({"SPIRAL_GC_SWITCH_INTERVAL_MS": bad})
 
 
 def test_the_perf_workload_is_the_runbooks() -> None:

@@ -10,8 +10,11 @@ from spiral_tasks import gc
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport
+from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TenantKeys
-from spiral_tasks.storage.base import Delete
+from spiral_tasks.observe import Observer
+from spiral_tasks.storage.base import Delete, Storage
+from spiral_tasks.testing.engines import engine_over
 from tests.conftest import Clock, EngineFactory
 from tests.invariants import assert_consistent
 
@@ -233,3 +236,32 @@ def test_a_tenant_too_big_for_one_run_does_not_hold_the_cursor(
     assert engine.stats("c").total_memories == 0
     assert 1 <= engine.stats("a").total_memories < 20
     assert assert_consistent(engine, "a") >= 1
+
+
+class Acquisitions(Observer):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def lock_acquired(self, tenant: str, waited_s: float) -> None:
+        self.count += 1
+
+
+def test_a_run_holds_the_tenants_lock_across_its_batches(storage: Storage,
+                                                         clock: Clock) -> None:
+    """Batch after batch under one hold (each committed), let go only every
+    `MAX_HOLD_S`: every handover of the lock is a wait for a storing thread, which
+    a short budget cannot afford. A run of many batches (more memories than
+    `MAX_BATCH`) takes the lock about once per `MAX_HOLD_S` it lasts, not per batch."""
+    acquired = Acquisitions()
+    engine = engine_over(storage, clock=clock, observer=acquired, max_memory_spirals=89)
+    memories = 3 * gc_run.MAX_BATCH
+    for i in range(memories):
+        engine.store(f"m{i}", depth="surface")
+    clock.advance(HOUR)
+    acquired.count = 0
+    report = engine.gc(time_budget_ms=10_000)
+    assert report.complete
+    assert report.collected == memories
+    holds = 1 + int(report.duration_ms / 1000 / gc_run.MAX_HOLD_S)
+    assert 1 <= acquired.count <= holds
+    assert assert_consistent(engine) == 0

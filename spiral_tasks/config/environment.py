@@ -112,8 +112,10 @@ class Environment:
         return self._in_range(name, raw, value, minimum, maximum, default)
 
     def number(self, name: str, default: float, minimum: float = 0.0,
-               maximum: float | None = None, unit: str = "") -> float:
-        """A finite number above `minimum` (exclusive) and at most `maximum`."""
+               maximum: float | None = None, unit: str = "", *,
+               zero_allowed: bool = False) -> float:
+        """A finite number above `minimum` (exclusive) and at most `maximum`; with
+        `zero_allowed`, 0 too (a setting whose 0 means "off")."""
         raw = self.raw(name)
         if raw is None:
             return default
@@ -123,8 +125,11 @@ class Environment:
             what = f"a number of {unit}" if unit else "a number"
             self.problem(name, raw, f"expected {what}, e.g. {default:g}")
             return default
+        if zero_allowed and value == 0:
+            return 0.0
         if not math.isfinite(value) or value <= minimum:
-            self.problem(name, raw, f"must be a finite number above {minimum:g}")
+            floor = f"0 or above {minimum:g}" if zero_allowed else f"above {minimum:g}"
+            self.problem(name, raw, f"must be a finite number {floor}")
             return default
         if maximum is not None and value > maximum:
             self.problem(name, raw, f"must be at most {maximum:g}")

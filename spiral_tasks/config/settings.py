@@ -44,6 +44,10 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
+#: The longest GIL switch interval a GC run may ask for (Python's default is 5 ms).
+MAX_SWITCH_INTERVAL_MS = 5.0
+
+
 @dataclass(frozen=True)
 class GcPolicy:
     """When memories are collected, and how long a collected id stays collected."""
@@ -52,8 +56,15 @@ class GcPolicy:
     trigger_interval: int = 100
     retention_s: float = 3600.0
     tombstone_ttl_s: float = 86400.0
+    #: The GIL switch interval while a run lasts (0: the interpreter's own, 5 ms): a
+    #: thread storing beside the run keeps the GIL at most this long when the run
+    #: wants it back (`spiral_tasks/gc/slices.py`).
+    switch_interval_ms: float = 0.5
 
     def __post_init__(self) -> None:
+        if not 0 <= self.switch_interval_ms <= MAX_SWITCH_INTERVAL_MS:
+            raise ValueError(f"switch_interval_ms must be from 0 to {MAX_SWITCH_INTERVAL_MS:g}"
+                             f", got {self.switch_interval_ms}")
         if self.trigger_interval < 1:
             raise ValueError(f"trigger_interval must be at least 1, got {self.trigger_interval}")
         for name in ("time_budget_ms", "retention_s", "tombstone_ttl_s"):
@@ -278,6 +289,9 @@ class Settings:
                 retention_s=read.number("SPIRAL_GC_RETENTION_S", gc.retention_s, unit="seconds"),
                 tombstone_ttl_s=read.number("SPIRAL_TOMBSTONE_TTL_S", gc.tombstone_ttl_s,
                                             unit="seconds"),
+                switch_interval_ms=read.number(
+                    "SPIRAL_GC_SWITCH_INTERVAL_MS", gc.switch_interval_ms,
+                    maximum=MAX_SWITCH_INTERVAL_MS, unit="milliseconds", zero_allowed=True),
             ),
             locks=LockPolicy(
                 wait_s=read.number("SPIRAL_LOCK_TIMEOUT_S", locks.wait_s, unit="seconds"),

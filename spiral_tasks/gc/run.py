@@ -12,6 +12,12 @@ machine or big records, batches come out smaller; half the time left lets a batc
 twice as slow as predicted still end in time. A tenant's first batch is sized from
 the previous tenant's batches, the best measure the run has.
 
+A tenant's batches run under one hold of its lock, each committed on its own (what a
+batch collected stays collected whatever comes after), for at most `MAX_HOLD_S`: every
+handover of the lock is a wait, for the lock and, in a process where other threads
+store, for the GIL they hold meanwhile (up to a switch interval each time, see
+`slices.py`), and a short budget cannot afford one per batch.
+
 The wait for a tenant's lock is part of the pause, so it is bounded by the time left
 less the predicted cost of a batch of one (at most a quarter of the time left); a
 tenant whose lock stays busy that long is passed over (its turn comes in the next
@@ -62,6 +68,10 @@ BATCH_SHARE = 0.5
 RECENT = 2
 #: How much larger than the largest measured batch the next one may be.
 GROWTH = 4
+#: The longest one hold of a tenant's lock lasts, batch after batch: stores into the
+#: tenant wait for it, and it stays far inside the shortest lock lifetime allowed
+#: (`MIN_LOCK_TTL_S`), so it needs no extension.
+MAX_HOLD_S = 0.05
 #: A batch's fixed part, in round trips: the GC queue, the records, the commit.
 FIXED_ROUND_TRIPS = 3
 #: The least share of a measured batch counted as the memories' own cost.
@@ -180,14 +190,17 @@ class Outcome(enum.Enum):
 def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             report: GcReport, costs: Costs, previous: Costs, closing: int,
             counts: dict[str, int], first_of_run: bool) -> Outcome:
-    """GC one tenant in batches, each sized to end before `deadline`. Its first batch is
-    sized from the previous tenant's batches (`previous`), or is a probe of one; the
+    """GC one tenant in batches, each sized to end before `deadline`, under one hold of
+    its lock (at most `MAX_HOLD_S`, then it is let go and taken again). Its first batch
+    is sized from the previous tenant's batches (`previous`), or is a probe of one; the
     first batch of a run starts whatever the budget: every run makes progress."""
     touched, purge = False, True
     while True:
-        forced = first_of_run and not touched
         started = time.perf_counter()
-        left = deadline - started - closing * costs.round_trip
+        # Kept back: the closing steps, and the round trip that lets the lock go.
+        reserve = (closing + 1) * costs.round_trip
+        left = deadline - started - reserve
+        forced = first_of_run and not touched
         if not forced and _size(costs, previous, touched, left - costs.round_trip) == 0:
             return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
         # What a batch of one needs is kept back from the wait.
@@ -197,25 +210,35 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
                 costs.entered(entered - started)
-                # Sized now, with the lock: what the wait took is known.
-                batch = 1 if forced else _size(costs, previous, touched,
-                                               deadline - entered - closing * costs.round_trip)
-                if batch == 0:
-                    return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
-                handled = 0
-                if purge:
-                    handled = _purge_tombstones(ctx, section, batch)
-                    purge = handled >= batch
-                touched = True
-                over = section.state.memory_count - ctx.limits.max_memory_nodes
-                # Tombstones purged take their share of the batch (but a run's first
-                # batch collects a memory, if one is eligible, whatever it purged).
-                limit = max(1 if forced else 0, batch - handled)
-                chosen, collected, more = collect_lowest(ctx, section, over=over,
-                                                         limit=limit)
+                hold_ends = min(deadline - reserve, entered + MAX_HOLD_S)
+                outcome, held = None, 0
+                while outcome is None:
+                    begun = time.perf_counter()
+                    # Sized now, with the lock: what the wait took is known.
+                    batch = 1 if forced else _size(costs, previous, touched,
+                                                   hold_ends - begun)
+                    if batch == 0:
+                        break
+                    probe, forced, held = forced, False, held + 1
+                    handled = 0
+                    if purge:
+                        handled = _purge_tombstones(ctx, section, batch)
+                        purge = handled >= batch
+                    touched = True
+                    over = section.state.memory_count - ctx.limits.max_memory_nodes
+                    # Tombstones purged take their share of the batch (but a run's
+                    # first batch collects a memory, if one is eligible, whatever it
+                    # purged).
+                    limit = max(1 if probe else 0, batch - handled)
+                    chosen, collected, more = collect_lowest(ctx, section, over=over,
+                                                             limit=limit)
+                    section.commit()
+                    report.collected_ids += collected
+                    counts[tenant] = section.state.memory_count
+                    costs.observe(handled + chosen, time.perf_counter() - begun)
+                    if not more and not purge:
+                        outcome = Outcome.DONE
                 section.commit(final=True)
-                report.collected_ids += collected
-                counts[tenant] = section.state.memory_count
         except LockTimeout:
             return Outcome.SKIPPED
         except CorruptRecord as exc:
@@ -224,9 +247,10 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             # other tenants are collected as usual.
             log.warning("GC passed over tenant %r: %s", tenant, exc)
             return Outcome.SKIPPED
-        costs.observe(handled + chosen, time.perf_counter() - entered)
-        if not more and not purge:
-            return Outcome.DONE
+        if outcome is not None:
+            return outcome
+        if not held:  # the wait left no time for a batch
+            return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
 
 
 def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:

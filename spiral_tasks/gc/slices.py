@@ -1,0 +1,57 @@
+"""Shorter GIL slices while a GC run lasts.
+
+A GC run promises a pause within its budget, but in a process where other threads
+store (the embedded worker's thread pool, LevelDB and the in-memory backend), the run
+shares the GIL with them. CPython hands the GIL over every switch interval (5 ms by
+default): each time the run's thread waits for it, after its lock wait or a LevelDB
+write, a storing thread may keep it for a whole interval, so a 5 ms budget can be
+overrun by 5 ms at every handover. While a run lasts the interval is shortened, so a
+handover costs at most that much; the interpreter's own interval is back when the last
+run in the process ends. Other threads run in shorter slices meanwhile, which costs a
+few more switches, never correctness.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _Shortened:
+    """The process's one count of runs that asked for short slices, and the interval
+    to give back when the last one ends (several GC runs may overlap in threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs = 0
+        self.restore = 0.0
+
+
+_SHORTENED = _Shortened()
+
+
+@contextmanager
+def short_slices(interval_s: float) -> Iterator[None]:
+    """Run the block with the switch interval at most `interval_s` (0: unchanged)."""
+    if interval_s <= 0:
+        yield
+        return
+    state = _SHORTENED
+    with state.lock:
+        if state.runs == 0:
+            state.restore = sys.getswitchinterval()
+        state.runs += 1
+        if interval_s < sys.getswitchinterval():
+            sys.setswitchinterval(interval_s)
+    try:
+        yield
+    finally:
+        with state.lock:
+            state.runs -= 1
+            if state.runs == 0:
+                sys.setswitchinterval(state.restore)
+
+
+__all__ = ["short_slices"]

@@ -1,0 +1,99 @@
+"""Shorter GIL slices while a GC run lasts, given back when the last run ends."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from spiral_tasks.gc.slices import short_slices
+from spiral_tasks.observe import Observer
+from spiral_tasks.storage.base import Storage
+from spiral_tasks.testing.engines import engine_over
+from tests.conftest import Clock
+
+HOUR = 3600.0
+
+
+@pytest.fixture(autouse=True)
+def interpreter_default() -> Iterator[float]:
+    """Each test starts and must end at the interpreter's own interval."""
+    before = sys.getswitchinterval()
+    yield before
+    assert sys.getswitchinterval() == before
+
+
+def test_a_block_runs_with_the_shorter_interval_and_gives_it_back(
+        interpreter_default: float) -> None:
+    with short_slices(0.0005):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert sys.getswitchinterval() == interpreter_default
+
+
+def test_zero_leaves_the_interpreter_alone(interpreter_default: float) -> None:
+    with short_slices(0):
+        assert sys.getswitchinterval() == interpreter_default
+
+
+def test_a_longer_interval_than_the_interpreters_is_not_taken(
+        interpreter_default: float) -> None:
+    with short_slices(interpreter_default * 2):
+        assert sys.getswitchinterval() == interpreter_default
+
+
+def test_an_error_in_the_block_gives_the_interval_back(interpreter_default: float) -> None:
+    with pytest.raises(RuntimeError), short_slices(0.0005):
+        raise RuntimeError("a GC run failed")
+    assert sys.getswitchinterval() == interpreter_default
+
+
+def test_overlapping_runs_keep_it_short_until_the_last_ends(
+        interpreter_default: float) -> None:
+    """Two GC runs in two threads: the one ending first must not give the interval
+    back under the other."""
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[float] = []
+
+    def second() -> None:
+        assert first_in.wait(30)
+        with short_slices(0.0005):
+            second_in.set()
+            assert first_out.wait(30)
+            seen.append(sys.getswitchinterval())
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with short_slices(0.0005):
+        first_in.set()
+        assert second_in.wait(30)
+    first_out.set()
+    thread.join(30)
+    assert seen == [pytest.approx(0.0005)]
+
+
+class IntervalSeen(Observer):
+    """The switch interval when each section of a run took its lock."""
+
+    def __init__(self) -> None:
+        self.intervals: list[float] = []
+
+    def lock_acquired(self, tenant: str, waited_s: float) -> None:
+        self.intervals.append(sys.getswitchinterval())
+
+
+@pytest.mark.parametrize("configured_ms", [0.5, 0.0])
+def test_a_gc_run_works_in_the_configured_slices(storage: Storage, clock: Clock,
+                                                 interpreter_default: float,
+                                                 configured_ms: float) -> None:
+    seen = IntervalSeen()
+    engine = engine_over(storage, clock=clock, observer=seen,
+                         switch_interval_ms=configured_ms)
+    engine.store("old", depth="surface")
+    clock.advance(HOUR)
+    seen.intervals.clear()
+    assert engine.gc().collected == 1
+    expected = configured_ms / 1000 if configured_ms else interpreter_default
+    assert seen.intervals
+    assert seen.intervals == [pytest.approx(expected)] * len(seen.intervals)
