@@ -28,6 +28,7 @@ from benchmarks.common import (
     open_backend,
     redis_server,
 )
+from spiral_tasks import heap
 from spiral_tasks.combining import Combiner
 from spiral_tasks.engine import STORE_BATCH
 
@@ -58,6 +59,7 @@ def one_round(backend: str, url: str, ops: int, callers: int,
         engine = engine_over(storage, max_memory_nodes=10_000_000)
         engine.store_combiner = Combiner(engine._store_batch, batch or None)
         engine.store("warm-up", tenant="bench")
+        heap.settle()  # as `open_engine` does for a process's first engine
         alone = drive(lambda i: engine.store(f"alone {i}", tenant="bench"), ops // 4, 1)
         call, waited = counted(lambda i: engine.store(f"memory {i}", tenant="bench"))
         crowd = drive(call, ops, callers)
