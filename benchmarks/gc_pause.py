@@ -44,6 +44,7 @@ from benchmarks.common import (
     open_backend,
     redis_server,
 )
+from spiral_tasks import heap
 from spiral_tasks.errors import CapacityExceeded
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.storage.base import Storage
@@ -129,6 +130,7 @@ def pauses(backend: str, url: str, memories: int, budget_ms: float, contended: b
         # what it measures.
         drive(lambda i: engine.store(f"memory {i}", depth="surface" if i % 2 else "shallow",
                                      tenant=TENANT), memories, callers=8)
+        heap.settle()  # as `open_engine` does for a process's first engine
         time.sleep(0.01)
         writer = Writer(backend, url, storage, memories) if contended else None
         samples: list[float] = []
