@@ -26,6 +26,7 @@ import plyvel
 
 from spiral_tasks.errors import StorageHeld, StorageUnavailable
 from spiral_tasks.storage.base import (
+    READ_BATCH,
     EncodedLogAppend,
     EncodedPut,
     EncodedWrite,
@@ -131,6 +132,16 @@ class LevelStorage(Storage):
         with it:
             for key, raw in it:
                 yield key.decode(), raw
+
+    def _scan_batches(self, prefix: str) -> Iterator[tuple[list[str], list[bytes]]]:
+        # A batch taken from the iterator, split and its keys decoded in C: no Python
+        # step per record (a rebuild reads every node of a tenant so).
+        it = self.db.iterator(prefix=prefix.encode()) if prefix else \
+            self.db.iterator(stop=b"\xff")
+        with it:
+            while batch := list(islice(it, READ_BATCH)):
+                keys, raws = zip(*batch, strict=True)
+                yield list(map(bytes.decode, keys)), list(raws)
 
     def _incr(self, key: str, delta: int) -> int:
         raw_key = key.encode()

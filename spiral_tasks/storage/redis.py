@@ -196,6 +196,16 @@ class RedisStorage(Storage):
                 if raw is not None:  # deleted between listing and MGET
                     yield key.decode(), raw
 
+    def _scan_batches(self, prefix: str) -> Iterator[tuple[list[str], list[bytes]]]:
+        for batch in self._key_batches(prefix):
+            raws: list[bytes | None] = self.client.mget(batch)  # type: ignore[assignment]
+            if None in raws:  # deleted between listing and MGET
+                kept = [(key, raw) for key, raw in zip(batch, raws, strict=True)
+                        if raw is not None]
+                yield [key.decode() for key, _ in kept], [raw for _, raw in kept]
+            else:
+                yield list(map(bytes.decode, batch)), raws  # type: ignore[misc]
+
     def _key_batches(self, prefix: str) -> Iterator[list[bytes]]:
         """Key names under `prefix`, a batch at a time: from the directory of the
         prefix's hash tag when it has a complete one, else by SCAN."""
