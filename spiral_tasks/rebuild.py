@@ -274,46 +274,50 @@ def _read_nodes(ctx: Context, section: Section, moves: Quarantine, spirals: dict
     # with last_accessed 0.0, is exactly `retention_s * w`), once per combination
     # rather than per node: most nodes share theirs.
     offsets: dict[tuple[str, float, int], float] = {}
-    quick, read_node = records.plainly_memory, records.memory_record
+    prefix, tenant = section.keys.memories, section.keys.tenant
+    fast, read_node, row_of = records.memory_row, records.memory_record, records.row_of
 
     # Every node passes here: only dict, set and tuple steps, no object of our own per
     # node, and no call but the record's check (a rebuild should cost little more
     # than reading and decoding the records).
-    scanned = 0
-    for key, value in section.read_scan(section.keys.memories):
-        scanned += 1
-        if scanned % HEARTBEAT_EVERY == 0:
+    scanned, beat = 0, HEARTBEAT_EVERY
+    for batch in section.read_batches(prefix):
+        scanned += len(batch)
+        if scanned >= beat:
             heartbeat()
-        node = value
-        if not quick(key, value):  # `memory_record`'s first step, without its call
-            try:
-                node = read_node(key, value)
-            except CorruptRecord as exc:  # `moves.read_memory`, inline
-                moves.memories_unreadable += isinstance(value, Unreadable)
-                moves.move(key, value, exc.reason)
-                continue
-        memory_id, spiral_id, depth = node["id"], node["spiral_id"], node["depth"]
-        position = node["position"]
-        index = position["index"]
-        group = slots.get(spiral_id)
-        if group is None:
-            group = slots[spiral_id] = _Slots(first_depth=Depth(depth))
-        used = group.used
-        if index in used:
-            group.duplicates.append(memory_id)
-        else:
-            used.add(index)
-        group.depth_tenths += _DEPTH_TENTHS[depth]
-        if spiral_id not in spirals:
-            group.radii.append((index, position["radius"]))
-        sigil_of[memory_id] = (node["sigil"], node["created"])  # an int or a float
-        if depth in _COLLECTABLE:
-            kind = (depth, node["strength"], node["access_count"])
-            offset = offsets.get(kind)
-            if offset is None:
-                offset = offsets[kind] = gc.retention_deadline(
-                    Depth(depth), kind[1], kind[2], 0.0, retention)
-            deadlines[memory_id] = node["last_accessed"] + offset
+            beat += HEARTBEAT_EVERY
+        for key, value in batch:
+            # `memory_record`'s checks, without a Python step per field; a spiral id
+            # in `slots` was found an id already.
+            row = fast(key, value, prefix, tenant, slots)
+            if row is None:
+                try:
+                    row = row_of(read_node(key, value))
+                except CorruptRecord as exc:  # `moves.read_memory`, inline
+                    moves.memories_unreadable += isinstance(value, Unreadable)
+                    moves.move(key, value, exc.reason)
+                    continue
+            (memory_id, spiral_id, depth, sigil, created, last_accessed, strength,
+             access_count, index, radius) = row
+            group = slots.get(spiral_id)
+            if group is None:
+                group = slots[spiral_id] = _Slots(first_depth=Depth(depth))
+            used = group.used
+            if index in used:
+                group.duplicates.append(memory_id)
+            else:
+                used.add(index)
+            group.depth_tenths += _DEPTH_TENTHS[depth]
+            if spiral_id not in spirals:
+                group.radii.append((index, radius))
+            sigil_of[memory_id] = (sigil, created)  # an int or a float
+            if depth in _COLLECTABLE:
+                kind = (depth, strength, access_count)
+                offset = offsets.get(kind)
+                if offset is None:
+                    offset = offsets[kind] = gc.retention_deadline(
+                        Depth(depth), strength, access_count, 0.0, retention)
+                deadlines[memory_id] = last_accessed + offset
     moves.memories_read += scanned
     report.total_nodes += len(sigil_of)
     return slots, sigil_of, deadlines
@@ -426,11 +430,16 @@ def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
     keys = section.keys
     prefix = keys.sigils
     start = len(prefix)
-    stored = {key[start:]: value for key, value in section.read_scan(prefix)}
-    expected = dict(zip(index_names([sigil for sigil, _ in sigil_of.values()]), sigil_of,
-                        strict=True))
-    if stored == expected:
+    # Compared by whole keys, read a batch at a time: no Python step per entry.
+    stored_at: dict[str, Any] = {}
+    for batch in section.read_batches(prefix):
+        stored_at.update(batch)
+    expected_at = dict(zip(index_names([sigil for sigil, _ in sigil_of.values()], prefix),
+                           sigil_of, strict=True))
+    if stored_at == expected_at:
         return  # every entry names its memory, and every memory has its entry
+    stored = {key[start:]: value for key, value in stored_at.items()}
+    expected = {key[start:]: memory_id for key, memory_id in expected_at.items()}
     keyring, now = ctx.sigils.current(), ctx.clock()
     owner: dict[str, str] = {}
     for name, value in stored.items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from spiral_tasks import validation
@@ -116,6 +116,73 @@ def plainly_memory(key: str, d: Any) -> bool:
                 and _ID(spiral_id) is not None and _ID(sigil) is not None)
     except KeyError:
         return False
+
+
+#: What `memory_row` gives of a record: its id, spiral id, depth, sigil, creation and
+#: last access, strength, access count, and its position's index and radius.
+MemoryRow = tuple[str, str, str, str, float, float, float, int, int, float]
+
+
+def memory_row(key: str, d: Any, prefix: str, tenant: str,
+               spiral_ids: Container[str] = ()) -> MemoryRow | None:
+    """What the rebuild needs of the memory record `d`, read at `key` under `prefix`
+    (tenant `tenant`'s memories), if it passes every check `memory_record` makes; None
+    for anything else, which `memory_record` then reads (and names what is wrong): so
+    this may be stricter than that path, never looser. `spiral_ids` holds spiral ids
+    already found to be ids (most nodes share theirs), so their pattern is not matched
+    again.
+
+    The rebuild runs it for every node, so each field is looked up once and the
+    checks are chosen for what they cost: a number's finiteness by one sum of all of
+    them (finite only when every term is; a sum that overflows, or a number too large
+    for a float, goes the careful way), an id's type by the pattern match or the key
+    it must complete (either refuses a non-string: TypeError), the depth by the set of
+    depths (which holds strings only)."""
+    if type(d) is not dict:
+        return None
+    try:
+        memory_id, spiral_id, depth = d["id"], d["spiral_id"], d["depth"]
+        created, last_accessed = d["created"], d["last_accessed"]
+        strength, access_count = d["strength"], d["access_count"]
+        p, associations = d["position"], d["associations"]
+        if type(p) is not dict:
+            return None
+        index, radius, turn = p["index"], p["radius"], p["turn"]
+        angle, x, y = p["angle"], p["x"], p["y"]
+        if not ((type(created) is float or type(created) is int)
+                and (type(last_accessed) is float or type(last_accessed) is int)
+                and (type(strength) is float or type(strength) is int)
+                and (type(radius) is float or type(radius) is int)
+                and (type(angle) is float or type(angle) is int)
+                and (type(x) is float or type(x) is int)
+                and (type(y) is float or type(y) is int)
+                and type(access_count) is int and type(index) is int
+                and type(turn) is int and (access_count | index | turn) >= 0
+                and (total := created + last_accessed + strength + radius + angle + x
+                     + y) - total == 0.0
+                and depth in _DEPTH_VALUES and d["tenant"] == tenant
+                and type(d["content"]) is str and type(d["type"]) is str
+                and key == prefix + memory_id
+                and type(associations) is list
+                and (not associations or all(type(a) is str for a in associations))
+                and type(spiral_id) is str
+                and (spiral_id in spiral_ids or _ID(spiral_id) is not None)):
+            return None
+        sigil = d["sigil"]
+        if _ID(sigil) is None:
+            return None
+    except (KeyError, TypeError, ArithmeticError):
+        return None
+    return (memory_id, spiral_id, depth, sigil, created, last_accessed, strength,
+            access_count, index, radius)
+
+
+def row_of(record: dict[str, Any]) -> MemoryRow:
+    """The `memory_row` of a record `memory_record` passed."""
+    p = record["position"]
+    return (record["id"], record["spiral_id"], record["depth"], record["sigil"],
+            record["created"], record["last_accessed"], record["strength"],
+            record["access_count"], p["index"], p["radius"])
 
 
 def spiral(key: str, value: Any) -> Spiral:

@@ -142,6 +142,11 @@ class Section:
         self._require_committed("read_scan")
         return self._storage.read_scan(prefix)
 
+    def read_batches(self, prefix: str) -> Iterator[list[tuple[str, Any]]]:
+        """`read_scan`, a batch at a time (the rebuild's read of every node)."""
+        self._require_committed("read_batches")
+        return self._storage.read_batches(prefix)
+
     def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """Every committed (key, bytes as stored) under `prefix`, unopened (the key
         rotation asks which key sealed each record)."""

@@ -50,12 +50,12 @@ def index_name(sigil: str) -> str:
     return hashlib.sha256(sigil.encode()).hexdigest()[:MAC_CHARS]
 
 
-def index_names(sigils: Iterable[str]) -> list[str]:
-    """`index_name` of each sigil, in order, without a Python call per sigil: the
-    rebuild names the entry of every memory of a tenant, and the call cost as much as
-    the hash."""
+def index_names(sigils: Iterable[str], prefix: str = "") -> list[str]:
+    """`index_name` of each sigil, in order, after `prefix` (the index's, for whole
+    keys), without a Python call per sigil: the rebuild names the entry of every memory
+    of a tenant, and the call cost as much as the hash."""
     sha256, chars = hashlib.sha256, MAC_CHARS
-    return [sha256(sigil.encode()).hexdigest()[:chars] for sigil in sigils]
+    return [prefix + sha256(sigil.encode()).hexdigest()[:chars] for sigil in sigils]
 
 
 def well_formed(sigil: object) -> bool:

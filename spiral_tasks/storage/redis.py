@@ -196,6 +196,16 @@ class RedisStorage(Storage):
                 if raw is not None:  # deleted between listing and MGET
                     yield key.decode(), raw
 
+    def _scan_batches(self, prefix: str) -> Iterator[tuple[list[str], list[bytes]]]:
+        for batch in self._key_batches(prefix):
+            raws: list[bytes | None] = self.client.mget(batch)  # type: ignore[assignment]
+            if None in raws:  # deleted between listing and MGET
+                kept = [(key, raw) for key, raw in zip(batch, raws, strict=True)
+                        if raw is not None]
+                yield [key.decode() for key, _ in kept], [raw for _, raw in kept]
+            else:
+                yield list(map(bytes.decode, batch)), raws  # type: ignore[misc]
+
     def _key_batches(self, prefix: str) -> Iterator[list[bytes]]:
         """Key names under `prefix`, a batch at a time: from the directory of the
         prefix's hash tag when it has a complete one, else by SCAN."""
@@ -243,9 +253,16 @@ class RedisStorage(Storage):
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
         end = -1 if limit is None else limit - 1
-        entries: list[tuple[bytes, float]] = self.client.zrange(  # type: ignore[assignment]
-            index, 0, end, withscores=True)
-        return [(member.decode(), float(score)) for member, score in entries]
+        # The reply as it comes: redis-py's `zrange(withscores=True)` turns each score
+        # of a RESP3 reply (a float already) into text and back, which cost a rebuild
+        # more than reading the whole queue. RESP3 gives [member, score] pairs, RESP2
+        # member, score, member, ...
+        found: list[Any] = self.client.execute_command(  # type: ignore[no-untyped-call]
+            "ZRANGE", index, 0, end, "WITHSCORES")
+        if found and type(found[0]) is list:
+            return [(member.decode(), float(score)) for member, score in found]
+        return [(member.decode(), float(score))
+                for member, score in zip(found[::2], found[1::2], strict=True)]
 
     def _index_size(self, index: str) -> int:
         return int(self.client.zcard(index))
