@@ -97,3 +97,21 @@ def test_a_gc_run_works_in_the_configured_slices(storage: Storage, clock: Clock,
     expected = configured_ms / 1000 if configured_ms else interpreter_default
     assert seen.intervals
     assert seen.intervals == [pytest.approx(expected)] * len(seen.intervals)
+
+
+def test_an_interval_the_application_set_meanwhile_is_kept(
+        interpreter_default: float) -> None:
+    """The application sets its own interval while a run lasts (another thread, a
+    library): the run's end must not put back the one it found at its start."""
+    try:
+        with short_slices(0.0005):
+            sys.setswitchinterval(0.002)
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+        # And a run that overlaps it gives back the application's, not the first one.
+        with short_slices(0.0005):
+            sys.setswitchinterval(0.003)
+            with short_slices(0.0005):
+                assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert sys.getswitchinterval() == pytest.approx(0.003)
+    finally:
+        sys.setswitchinterval(interpreter_default)
