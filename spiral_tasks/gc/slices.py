@@ -36,12 +36,21 @@ class _Shortened:
 _SHORTENED = _Shortened()
 
 
+#: The shortest interval the interpreter keeps (it counts whole microseconds): asked
+#: for less, it stored 0, which `sys.getswitchinterval` then reported and which
+#: `sys.setswitchinterval` refuses, so code that saves and puts back the interval
+#: (a library, a test) failed with `ValueError` while a run lasted.
+SHORTEST_S = 1e-6
+
+
 @contextmanager
 def short_slices(interval_s: float) -> Iterator[None]:
-    """Run the block with the switch interval at most `interval_s` (0: unchanged)."""
+    """Run the block with the switch interval at most `interval_s` (0: unchanged), and
+    at least `SHORTEST_S`."""
     if interval_s <= 0:
         yield
         return
+    interval_s = max(interval_s, SHORTEST_S)
     state = _SHORTENED
     with state.lock:
         found = sys.getswitchinterval()

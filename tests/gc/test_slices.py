@@ -115,3 +115,12 @@ def test_an_interval_the_application_set_meanwhile_is_kept(
         assert sys.getswitchinterval() == pytest.approx(0.003)
     finally:
         sys.setswitchinterval(interpreter_default)
+
+
+def test_an_interval_below_a_microsecond_is_one(interpreter_default: float) -> None:
+    """SPIRAL_GC_SWITCH_INTERVAL_MS accepts any positive number; the interpreter counts
+    whole microseconds and kept 0 for less, which it then refused to be given back:
+    saving and restoring the interval inside a run raised `ValueError`."""
+    with short_slices(1e-9):
+        assert sys.getswitchinterval() > 0
+        sys.setswitchinterval(sys.getswitchinterval())
