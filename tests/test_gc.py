@@ -291,14 +291,29 @@ def test_a_store_waiting_behind_a_run_gets_the_lock_when_a_hold_ends(
     handover."""
     holds = RunHolds()
     engine = engine_over(storage, clock=clock, observer=holds, max_memory_spirals=89)
-    for i in range(10000):
-        engine.store(f"m{i}", depth="surface")
-    clock.advance(HOUR)
     spans: list[int] = []
-    running = threading.Event()
-    done = threading.Event()
+    # Rounds until the runs lasted several holds (on the in-memory backend a round
+    # may take only two or three).
+    for _ in range(5):
+        if holds.count >= 4:
+            break
+        for i in range(10000):
+            engine.store(f"m{i}", depth="surface")
+        clock.advance(HOUR)
+        spans += stores_beside_a_run(engine, holds)
+    assert holds.count >= 4, holds.count
+    starved = [s for s in spans if s > 2]
+    assert not starved, (starved, len(spans), holds.count)
+    assert assert_consistent(engine) >= 1
 
-    def gc_run_thread() -> None:
+
+def stores_beside_a_run(engine: SpiralMemory, holds: RunHolds) -> list[int]:
+    """Store into the tenant while runs with a 2 s budget collect it in another
+    thread, until they are done: how many of the run's holds each store spanned."""
+    spans: list[int] = []
+    running, done = threading.Event(), threading.Event()
+
+    def collect() -> None:
         holds.gc_thread = threading.current_thread()
         running.set()
         try:
@@ -307,7 +322,7 @@ def test_a_store_waiting_behind_a_run_gets_the_lock_when_a_hold_ends(
         finally:
             done.set()
 
-    thread = threading.Thread(target=gc_run_thread)
+    thread = threading.Thread(target=collect)
     thread.start()
     assert running.wait(30)
     i = 0
@@ -317,7 +332,4 @@ def test_a_store_waiting_behind_a_run_gets_the_lock_when_a_hold_ends(
         spans.append(holds.count - before)
         i += 1
     thread.join(60)
-    assert holds.count >= 3, holds.count  # the run lasted several holds
-    starved = [s for s in spans if s > 2]
-    assert not starved, (starved, len(spans), holds.count)
-    assert assert_consistent(engine) >= 1
+    return spans
