@@ -74,6 +74,11 @@ GROWTH = 4
 #: tenant wait for it, and it stays far inside the shortest lock lifetime allowed
 #: (`MIN_LOCK_TTL_S`), so it needs no extension.
 MAX_HOLD_S = 0.05
+#: The most of a lock's lifetime one hold may take (`Coordinator.lock_lifetime_s`): a
+#: coordinator built with a shorter lifetime than `MAX_HOLD_S` allows (a Redis lock of
+#: 30 ms) lost its lock in every hold that ran its length, and every long run raised
+#: `LockLost`.
+HOLD_SHARE_OF_LIFETIME = 0.5
 #: How long a run stays away from a tenant's lock between two holds: longer than a
 #: waiting store's next try (a Redis store polls every `LOCK_POLL_S`, 0.5 ms; a thread
 #: blocked on a local lock needs the GIL to wake), so the store waiting behind a hold
@@ -200,10 +205,14 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             report: GcReport, costs: Costs, previous: Costs, closing: int,
             counts: dict[str, int], first_of_run: bool) -> Outcome:
     """GC one tenant in batches, each sized to end before `deadline`, under one hold of
-    its lock (at most `MAX_HOLD_S`, then it is let go and taken again). Its first batch
+    its lock (at most `MAX_HOLD_S` and half the lock's lifetime, then it is let go
+    and taken again). Its first batch
     is sized from the previous tenant's batches (`previous`), or is a probe of one; the
     first batch of a run starts whatever the budget: every run makes progress."""
     touched, purge = False, True
+    lifetime = sections.coordinator.lock_lifetime_s
+    hold_s = MAX_HOLD_S if lifetime is None else min(MAX_HOLD_S,
+                                                     lifetime * HOLD_SHARE_OF_LIFETIME)
     while True:
         started = time.perf_counter()
         # Kept back: the closing steps, and the round trip that lets the lock go.
@@ -219,7 +228,7 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
                 costs.entered(entered - started)
-                hold_ends = min(deadline - reserve, entered + MAX_HOLD_S)
+                hold_ends = min(deadline - reserve, entered + hold_s)
                 outcome, held = None, 0
                 while outcome is None:
                     begun = time.perf_counter()
