@@ -14,6 +14,7 @@ correctness.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,20 @@ class _Shortened:
 
 
 _SHORTENED = _Shortened()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while a run lasted in another thread inherits the count of that
+    run, which never ends in the child: its interval stayed short for good (and its
+    lock, if held at the fork, stayed held). The child starts with no run."""
+    state = _SHORTENED
+    if state.runs and sys.getswitchinterval() == state.ours:
+        sys.setswitchinterval(state.restore)
+    state.lock = threading.Lock()
+    state.runs = 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 #: The shortest interval the interpreter keeps (it counts whole microseconds): asked

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 
@@ -124,3 +127,44 @@ def test_an_interval_below_a_microsecond_is_one(interpreter_default: float) -> N
     with short_slices(1e-9):
         assert sys.getswitchinterval() > 0
         sys.setswitchinterval(sys.getswitchinterval())
+
+
+FORKED_MID_RUN = """
+import os, sys, threading
+from spiral_tasks.gc.slices import short_slices
+
+default = sys.getswitchinterval()
+inside, leave = threading.Event(), threading.Event()
+
+def run():
+    with short_slices(0.0005):
+        inside.set()
+        leave.wait(30)
+
+thread = threading.Thread(target=run)
+thread.start()
+assert inside.wait(30)
+pid = os.fork()
+if pid == 0:
+    ok = sys.getswitchinterval() == default
+    with short_slices(0.0005):
+        pass
+    os._exit(0 if ok and sys.getswitchinterval() == default else 1)
+leave.set()
+thread.join(30)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, "the child kept the run's interval"
+assert sys.getswitchinterval() == default
+print("given back")
+"""
+
+
+def test_a_child_forked_while_a_run_lasts_starts_at_the_interpreters_interval() -> None:
+    """The run goes on in the parent's thread, not in the child: the child inherited
+    its count and its short interval, and no run of its own ever gave it back. Run in
+    a child process (forking the test runner, threads and all, is not safe)."""
+    done = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c",
+                           textwrap.dedent(FORKED_MID_RUN)], env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "given back"
