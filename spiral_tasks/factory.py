@@ -42,11 +42,12 @@ def open_engine(settings: Settings | None = None,
     first in a process settles its heap (`spiral_tasks/heap.py`): a full garbage
     collection then no longer pauses every store for 15-25 ms."""
     settings = settings or current()
-    storage = storage_from(settings)
-    engine = SpiralMemory(storage, open_coordinator(storage, settings.locks),
-                          settings.limits, settings.gc, sigil_secret=settings.sigils.secret,
-                          old_sigil_secrets=settings.sigils.old_secrets,
-                          sigil_refresh_s=settings.sigils.refresh_s, observer=observer,
-                          audit=settings.audit)
+    # Before the engine exists: frozen, an engine dropped later (its LevelDB handle,
+    # its connections, its cache) would never be freed.
     heap.settle()
-    return engine
+    storage = storage_from(settings)
+    return SpiralMemory(storage, open_coordinator(storage, settings.locks), settings.limits,
+                        settings.gc, sigil_secret=settings.sigils.secret,
+                        old_sigil_secrets=settings.sigils.old_secrets,
+                        sigil_refresh_s=settings.sigils.refresh_s, observer=observer,
+                        audit=settings.audit)

@@ -11,10 +11,11 @@ then walks only what the work itself allocated, and took under 0.1 ms.
 
 The engine's own cyclic garbage still goes (only what is alive when the heap settles is
 frozen), and so does everything freed by reference counting. A process settles once
-(`open_engine` does it for the first engine of a process, a worker's child for its
-own after the fork): an object frozen and dropped later is never collected, so
-freezing on every open would let an application that opens and drops engines leak
-them.
+(`open_engine` does it before the first engine of a process is built, a worker's
+child for its own after the fork): an object frozen and dropped later is never
+collected, so freezing on every open, or freezing the engine itself, would let an
+application that opens and drops engines leak them (and a dropped engine's LevelDB
+lock would keep the database from opening again in the process).
 """
 
 from __future__ import annotations

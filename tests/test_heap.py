@@ -56,3 +56,33 @@ def test_the_first_engine_settles_the_heap_once(tmp_path: Path, backend: str) ->
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("settled ")
+
+
+DROPPED = """
+import gc, weakref
+from spiral_tasks import open_engine
+
+engine = open_engine()
+engine.store("one", tenant="t")
+first = weakref.ref(engine)
+del engine  # dropped without close(), as an application may
+gc.collect()
+assert first() is None, "the first engine was frozen with the heap and never freed"
+# Its LevelDB handle went with it: the same database opens again in this process.
+open_engine().store("two", tenant="t")
+print("freed")
+"""
+
+
+@pytest.mark.parametrize("backend", ["memory", "level"])
+def test_the_first_engine_is_not_frozen_with_the_heap(tmp_path: Path, backend: str) -> None:
+    """Settling freezes what is alive at that moment, for good: settled after the first
+    engine was built, that engine (its cycles, its cache, its LevelDB handle and lock
+    file) was never freed once dropped, and the database could not be opened again in
+    the process (`StorageHeld`)."""
+    env = {**os.environ, "SPIRAL_STORAGE": backend, "SPIRAL_DB_PATH": str(tmp_path / "db")}
+    env.pop("REDIS_URL", None)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(DROPPED)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "freed"

@@ -110,6 +110,13 @@ class Fence(ABC):
 
 class Coordinator(ABC):
     @property
+    def lock_lifetime_s(self) -> float | None:
+        """How long a lock taken lives without `Fence.extend` (None: as long as it is
+        held, a local lock): work that holds it across several commits without
+        extending it (a GC run's batches) stays well inside it."""
+        return None
+
+    @property
     def commits_optimistically(self) -> bool:
         """Whether `optimistic` may ever give a fence: not for a coordinator that keeps
         the default below, so a caller need not prepare an attempt that cannot be."""

@@ -293,6 +293,10 @@ class RedisCoordinator(Coordinator):
         self._commit = storage.script(lua.load("commit", package))
         self._optimistic = storage.script(lua.load("optimistic", package))
 
+    @property
+    def lock_lifetime_s(self) -> float:
+        return self.ttl_s
+
     def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
                    present: Sequence[str], known: dict[str, Any], *,
                    read: Sequence[str] = (),

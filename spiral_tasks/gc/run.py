@@ -16,7 +16,9 @@ A tenant's batches run under one hold of its lock, each committed on its own (wh
 batch collected stays collected whatever comes after), for at most `MAX_HOLD_S`: every
 handover of the lock is a wait, for the lock and, in a process where other threads
 store, for the GIL they hold meanwhile (up to a switch interval each time, see
-`slices.py`), and a short budget cannot afford one per batch.
+`slices.py`), and a short budget cannot afford one per batch. Between two holds the
+run stays away from the lock for `HANDOVER_S`, so a store waiting behind a hold gets
+its turn then, not after the run.
 
 The wait for a tenant's lock is part of the pause, so it is bounded by the time left
 less the predicted cost of a batch of one (at most a quarter of the time left); a
@@ -72,6 +74,18 @@ GROWTH = 4
 #: tenant wait for it, and it stays far inside the shortest lock lifetime allowed
 #: (`MIN_LOCK_TTL_S`), so it needs no extension.
 MAX_HOLD_S = 0.05
+#: The most of a lock's lifetime one hold may take (`Coordinator.lock_lifetime_s`): a
+#: coordinator built with a shorter lifetime than `MAX_HOLD_S` allows (a Redis lock of
+#: 30 ms) lost its lock in every hold that ran its length, and every long run raised
+#: `LockLost`.
+HOLD_SHARE_OF_LIFETIME = 0.5
+#: How long a run stays away from a tenant's lock between two holds: longer than a
+#: waiting store's next try (a Redis store polls every `LOCK_POLL_S`, 0.5 ms; a thread
+#: blocked on a local lock needs the GIL to wake), so the store waiting behind a hold
+#: takes the lock before the run's next hold. Taken again at once, the lock went back
+#: to the run first, and a store sat out hold after hold (hundreds of ms behind a 2 s
+#: budget).
+HANDOVER_S = 0.001
 #: A batch's fixed part, in round trips: the GC queue, the records, the commit.
 FIXED_ROUND_TRIPS = 3
 #: The least share of a measured batch counted as the memories' own cost.
@@ -191,10 +205,14 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             report: GcReport, costs: Costs, previous: Costs, closing: int,
             counts: dict[str, int], first_of_run: bool) -> Outcome:
     """GC one tenant in batches, each sized to end before `deadline`, under one hold of
-    its lock (at most `MAX_HOLD_S`, then it is let go and taken again). Its first batch
+    its lock (at most `MAX_HOLD_S` and half the lock's lifetime, then it is let go
+    and taken again). Its first batch
     is sized from the previous tenant's batches (`previous`), or is a probe of one; the
     first batch of a run starts whatever the budget: every run makes progress."""
     touched, purge = False, True
+    lifetime = sections.coordinator.lock_lifetime_s
+    hold_s = MAX_HOLD_S if lifetime is None else min(MAX_HOLD_S,
+                                                     lifetime * HOLD_SHARE_OF_LIFETIME)
     while True:
         started = time.perf_counter()
         # Kept back: the closing steps, and the round trip that lets the lock go.
@@ -210,7 +228,7 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
                 costs.entered(entered - started)
-                hold_ends = min(deadline - reserve, entered + MAX_HOLD_S)
+                hold_ends = min(deadline - reserve, entered + hold_s)
                 outcome, held = None, 0
                 while outcome is None:
                     begun = time.perf_counter()
@@ -251,6 +269,10 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             return outcome
         if not held:  # the wait left no time for a batch
             return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
+        # The hold ran its length, not the budget's: the stores waiting for the lock go
+        # first (never past the budget: then the next turn ends the tenant's part).
+        if time.perf_counter() + HANDOVER_S < deadline - reserve:
+            time.sleep(HANDOVER_S)
 
 
 def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:

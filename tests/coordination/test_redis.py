@@ -24,6 +24,7 @@ from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.redis_server import RedisServer
 from spiral_tasks.testing.waiting import wait_until
+from tests.conftest import Clock
 from tests.invariants import assert_consistent
 from tests.processes import run_in_processes
 
@@ -318,3 +319,28 @@ def test_a_full_redis_under_noeviction_refuses_commits_whole(redis_url: str) -> 
     assert 0 < stored == assert_consistent(engine)
     engine.store("room again", memory_id="after")
     assert assert_consistent(engine) == stored + 1
+
+
+def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(redis_url: str) -> None:
+    """A run holds a tenant's lock across batches without extending it, for at most
+    `MAX_HOLD_S` (50 ms): a coordinator built with a shorter lifetime (40 ms here;
+    the environment's floor is 100 ms, code may pass less) lost the lock in every
+    hold that ran its length, and every long run raised `LockLost`. A hold now takes
+    at most half the lock's lifetime."""
+    storage = RedisStorage(redis_url)
+    storage.init()
+    clock = Clock()
+    engine = engine_over(storage, sigil_secret="s", clock=clock, max_memory_spirals=89,
+                         ttl_s=0.04)
+    assert engine.coordinator.lock_lifetime_s == pytest.approx(0.04)
+    for i in range(4000):
+        engine.store(f"m{i}", depth="surface")
+    clock.advance(3600)
+    collected = 0
+    while True:
+        report = engine.gc(time_budget_ms=2000)  # LockLost here was the bug
+        collected += report.collected
+        if report.complete:
+            break
+    assert collected > 1000
+    assert assert_consistent(engine) == 0
