@@ -126,13 +126,13 @@ def pauses(backend: str, url: str, memories: int, budget_ms: float, contended: b
     its own thread, and the writer's (stored, refused, seconds). At most `seconds` of
     calls: where a store makes room itself (a full tenant), the writer collects too,
     and GC alone may take long to reach the fill's count."""
+    heap.settle()  # as `open_engine` does before a process's first engine
     with open_backend(backend, url) as storage:
         engine = engine_over(storage, **settings(memories))
         # Filled from several callers, whose stores combine: the round's setup, not
         # what it measures.
         drive(lambda i: engine.store(f"memory {i}", depth="surface" if i % 2 else "shallow",
                                      tenant=TENANT), memories, callers=8)
-        heap.settle()  # as `open_engine` does for a process's first engine
         time.sleep(0.01)
         writer = Writer(backend, url, engine, memories) if contended else None
         samples: list[float] = []

@@ -55,11 +55,11 @@ def percentile(values: list[int], p: float) -> int:
 
 def one_round(backend: str, url: str, ops: int, callers: int,
               batch: int) -> tuple[Run, Run, list[int]]:
+    heap.settle()  # as `open_engine` does before a process's first engine
     with open_backend(backend, url) as storage:
         engine = engine_over(storage, max_memory_nodes=10_000_000)
         engine.store_combiner = Combiner(engine._store_batch, batch or None)
         engine.store("warm-up", tenant="bench")
-        heap.settle()  # as `open_engine` does for a process's first engine
         alone = drive(lambda i: engine.store(f"alone {i}", tenant="bench"), ops // 4, 1)
         call, waited = counted(lambda i: engine.store(f"memory {i}", tenant="bench"))
         crowd = drive(call, ops, callers)
