@@ -267,6 +267,11 @@ def test_a_run_holds_the_tenants_lock_across_its_batches(storage: Storage,
     assert assert_consistent(engine) == 0
 
 
+#: Holds of a run one store may span, on a machine whose other processes take the
+#: cores when its wait ends (the bug this guards against: one store spanned all 7-8).
+MISSED_HANDOVERS_ALLOWED = 3
+
+
 class RunHolds(Observer):
     """How many times the GC thread took a tenant's lock (the other threads' entries
     are theirs, not the run's)."""
@@ -288,7 +293,9 @@ def test_a_store_waiting_behind_a_run_gets_the_lock_when_a_hold_ends(
     lock needs the GIL to wake), and one store sat out hold after hold (on Redis, all
     8 holds of a run; 200-430 ms behind a 2 s budget). Counted in the run's holds, not
     milliseconds: a store that spans more than two of them was passed over at a
-    handover."""
+    handover. Three are allowed: a waiter descheduled on a loaded machine may miss a
+    handover or two (its poll or wake-up came after the run took the lock again),
+    never every one."""
     holds = RunHolds()
     engine = engine_over(storage, clock=clock, observer=holds, max_memory_spirals=89)
     spans: list[int] = []
@@ -302,7 +309,7 @@ def test_a_store_waiting_behind_a_run_gets_the_lock_when_a_hold_ends(
         clock.advance(HOUR)
         spans += stores_beside_a_run(engine, holds)
     assert holds.count >= 4, holds.count
-    starved = [s for s in spans if s > 2]
+    starved = [s for s in spans if s > MISSED_HANDOVERS_ALLOWED]
     assert not starved, (starved, len(spans), holds.count)
     assert assert_consistent(engine) >= 1
 
