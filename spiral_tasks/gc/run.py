@@ -46,6 +46,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from spiral_tasks import events
 from spiral_tasks.collect import collect_lowest
@@ -201,15 +202,29 @@ class Outcome(enum.Enum):
     OUT_OF_TIME = "out of time"
 
 
+@dataclass
+class _Progress:
+    """Where one tenant's part of a run stands, from one hold of its lock to the next."""
+
+    #: The run's first batch is still to come (it starts whatever the budget).
+    forced: bool
+    #: A batch has run: this tenant's own costs size the next one.
+    touched: bool = False
+    #: Expired tombstones may be left to purge.
+    purge: bool = True
+    #: Every eligible memory was collected.
+    done: bool = False
+
+
 def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             report: GcReport, costs: Costs, previous: Costs, closing: int,
             counts: dict[str, int], first_of_run: bool) -> Outcome:
     """GC one tenant in batches, each sized to end before `deadline`, under one hold of
     its lock (at most `MAX_HOLD_S` and half the lock's lifetime, then it is let go
-    and taken again). Its first batch
-    is sized from the previous tenant's batches (`previous`), or is a probe of one; the
-    first batch of a run starts whatever the budget: every run makes progress."""
-    touched, purge = False, True
+    and taken again). Its first batch is sized from the previous tenant's batches
+    (`previous`), or is a probe of one; the first batch of a run starts whatever the
+    budget: every run makes progress."""
+    progress = _Progress(forced=first_of_run)
     lifetime = sections.coordinator.lock_lifetime_s
     hold_s = MAX_HOLD_S if lifetime is None else min(MAX_HOLD_S,
                                                      lifetime * HOLD_SHARE_OF_LIFETIME)
@@ -218,44 +233,18 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
         # Kept back: the closing steps, and the round trip that lets the lock go.
         reserve = (closing + 1) * costs.round_trip
         left = deadline - started - reserve
-        forced = first_of_run and not touched
-        if not forced and _size(costs, previous, touched, left - costs.round_trip) == 0:
-            return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
+        if not progress.forced and _size(costs, previous, progress.touched,
+                                         left - costs.round_trip) == 0:
+            return Outcome.PARTIAL if progress.touched else Outcome.OUT_OF_TIME
         # What a batch of one needs is kept back from the wait.
-        need = (costs if touched else previous).predict(1) / BATCH_SHARE
+        need = (costs if progress.touched else previous).predict(1) / BATCH_SHARE
         wait = max(0.0, min(left * LOCK_WAIT_SHARE, left - need))
         try:
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
                 costs.entered(entered - started)
-                hold_ends = min(deadline - reserve, entered + hold_s)
-                outcome, held = None, 0
-                while outcome is None:
-                    begun = time.perf_counter()
-                    # Sized now, with the lock: what the wait took is known.
-                    batch = 1 if forced else _size(costs, previous, touched,
-                                                   hold_ends - begun)
-                    if batch == 0:
-                        break
-                    probe, forced, held = forced, False, held + 1
-                    handled = 0
-                    if purge:
-                        handled = _purge_tombstones(ctx, section, batch)
-                        purge = handled >= batch
-                    touched = True
-                    over = section.state.memory_count - ctx.limits.max_memory_nodes
-                    # Tombstones purged take their share of the batch (but a run's
-                    # first batch collects a memory, if one is eligible, whatever it
-                    # purged).
-                    limit = max(1 if probe else 0, batch - handled)
-                    chosen, collected, more = collect_lowest(ctx, section, over=over,
-                                                             limit=limit)
-                    section.commit()
-                    report.collected_ids += collected
-                    counts[tenant] = section.state.memory_count
-                    costs.observe(handled + chosen, time.perf_counter() - begun)
-                    if not more and not purge:
-                        outcome = Outcome.DONE
+                held = _hold(ctx, section, progress, costs, previous,
+                             min(deadline - reserve, entered + hold_s), report, counts)
                 section.commit(final=True)
         except LockTimeout:
             return Outcome.SKIPPED
@@ -265,14 +254,46 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             # other tenants are collected as usual.
             log.warning("GC passed over tenant %r: %s", tenant, exc)
             return Outcome.SKIPPED
-        if outcome is not None:
-            return outcome
+        if progress.done:
+            return Outcome.DONE
         if not held:  # the wait left no time for a batch
-            return Outcome.PARTIAL if touched else Outcome.OUT_OF_TIME
+            return Outcome.PARTIAL if progress.touched else Outcome.OUT_OF_TIME
         # The hold ran its length, not the budget's: the stores waiting for the lock go
         # first (never past the budget: then the next turn ends the tenant's part).
         if time.perf_counter() + HANDOVER_S < deadline - reserve:
             time.sleep(HANDOVER_S)
+
+
+def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
+          previous: Costs, hold_ends: float, report: GcReport,
+          counts: dict[str, int]) -> int:
+    """Batches under one hold of the tenant's lock, each committed, until the tenant
+    is done or the next batch would not end by `hold_ends`; how many ran."""
+    held = 0
+    while not progress.done:
+        begun = time.perf_counter()
+        # Sized now, with the lock: what the wait took is known.
+        batch = 1 if progress.forced else _size(costs, previous, progress.touched,
+                                                hold_ends - begun)
+        if batch == 0:
+            break
+        probe, progress.forced, held = progress.forced, False, held + 1
+        handled = 0
+        if progress.purge:
+            handled = _purge_tombstones(ctx, section, batch)
+            progress.purge = handled >= batch
+        progress.touched = True
+        over = section.state.memory_count - ctx.limits.max_memory_nodes
+        # Tombstones purged take their share of the batch (but a run's first batch
+        # collects a memory, if one is eligible, whatever it purged).
+        limit = max(1 if probe else 0, batch - handled)
+        chosen, collected, more = collect_lowest(ctx, section, over=over, limit=limit)
+        section.commit()
+        report.collected_ids += collected
+        counts[section.tenant] = section.state.memory_count
+        costs.observe(handled + chosen, time.perf_counter() - begun)
+        progress.done = not more and not progress.purge
+    return held
 
 
 def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:
