@@ -149,20 +149,21 @@ class LevelStorage(Storage):
         with it:
             return [k.decode() for k in it]
 
-    def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
-        # Everything: up to the indexes and logs (0xff...), which are not keys.
-        it = self.db.iterator(prefix=prefix.encode()) if prefix else \
+    def _records(self, prefix: str) -> Any:
+        """A plyvel iterator over the records under `prefix`; everything without one:
+        up to the indexes and logs (0xff...), which are not keys."""
+        return self.db.iterator(prefix=prefix.encode()) if prefix else \
             self.db.iterator(stop=b"\xff")
-        with it:
+
+    def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        with self._records(prefix) as it:
             for key, raw in it:
                 yield key.decode(), raw
 
     def _scan_batches(self, prefix: str) -> Iterator[tuple[list[str], list[bytes]]]:
         # A batch taken from the iterator, split and its keys decoded in C: no Python
         # step per record (a rebuild reads every node of a tenant so).
-        it = self.db.iterator(prefix=prefix.encode()) if prefix else \
-            self.db.iterator(stop=b"\xff")
-        with it:
+        with self._records(prefix) as it:
             while batch := list(islice(it, READ_BATCH)):
                 keys, raws = zip(*batch, strict=True)
                 yield list(map(bytes.decode, keys)), list(raws)

@@ -190,11 +190,8 @@ class RedisStorage(Storage):
         return [k.decode() for batch in self._key_batches(prefix) for k in batch]
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
-        for batch in self._key_batches(prefix):
-            raws: list[bytes | None] = self.client.mget(batch)  # type: ignore[assignment]
-            for key, raw in zip(batch, raws, strict=True):
-                if raw is not None:  # deleted between listing and MGET
-                    yield key.decode(), raw
+        for keys, raws in self._scan_batches(prefix):
+            yield from zip(keys, raws, strict=True)
 
     def _scan_batches(self, prefix: str) -> Iterator[tuple[list[str], list[bytes]]]:
         for batch in self._key_batches(prefix):
