@@ -84,38 +84,13 @@ def _memories_of(tenant: str) -> str:
 
 def plainly_memory(key: str, d: Any) -> bool:
     """Whether `d` passes every check `memory_record` makes (`Memory.checked_json`, the
-    key, the ids), in one expression with no call per field and the key's prefix
-    cached: a rebuild runs it for every node, and the careful path costs about as much
-    again as decoding the record. False for anything else, which the careful path then
-    names; so this may be stricter than that path, never looser. (A float is finite
-    when `v - v` is 0.0: inf and nan give nan.)"""
-    if type(d) is not dict:
-        return False
-    try:
-        p, memory_id, tenant = d["position"], d["id"], d["tenant"]
-        sigil, spiral_id, associations = d["sigil"], d["spiral_id"], d["associations"]
-        return (type(memory_id) is str and type(tenant) is str and type(sigil) is str
-                and type(spiral_id) is str and type(d["content"]) is str
-                and type(d["type"]) is str and type(d["depth"]) is str
-                and d["depth"] in _DEPTH_VALUES
-                and type(p) is dict
-                and type(v := p["index"]) is int and v >= 0
-                and type(v := p["turn"]) is int and v >= 0
-                and ((type(v := p["angle"]) is float and v - v == 0.0) or type(v) is int)
-                and ((type(v := p["radius"]) is float and v - v == 0.0) or type(v) is int)
-                and ((type(v := p["x"]) is float and v - v == 0.0) or type(v) is int)
-                and ((type(v := p["y"]) is float and v - v == 0.0) or type(v) is int)
-                and ((type(v := d["created"]) is float and v - v == 0.0) or type(v) is int)
-                and ((type(v := d["last_accessed"]) is float and v - v == 0.0)
-                     or type(v) is int)
-                and ((type(v := d["strength"]) is float and v - v == 0.0) or type(v) is int)
-                and type(v := d["access_count"]) is int and v >= 0
-                and type(associations) is list
-                and (not associations or all(type(a) is str for a in associations))
-                and key == _memories_of(tenant) + memory_id
-                and _ID(spiral_id) is not None and _ID(sigil) is not None)
-    except KeyError:
-        return False
+    key, the ids), by `memory_row`'s one pass over its fields and the key's prefix
+    cached: the careful path costs about as much again as decoding the record. False
+    for anything else, which the careful path then names; so this may be stricter than
+    that path, never looser."""
+    tenant = d.get("tenant") if type(d) is dict else None
+    return (type(tenant) is str
+            and memory_row(key, d, _memories_of(tenant), tenant) is not None)
 
 
 #: What `memory_row` gives of a record: its id, spiral id, depth, sigil, creation and
