@@ -162,7 +162,8 @@ class SpiralMemory:
     def gc(self, time_budget_ms: float | None = None, tenant: str | None = None) -> GcReport:
         """Collect eligible memories, least valuable first, within the time budget
         (default: the configured one); every tenant when `tenant` is None, fairly
-        across runs. Raises `InvalidArgument`, `LockLost`."""
+        across runs. A run whose lock expires mid-way (a stall) ends there, reporting
+        what it collected. Raises `InvalidArgument`."""
         budget_ms = (self.context.gc.time_budget_ms if time_budget_ms is None
                      else validation.time_budget_ms(time_budget_ms))
         tenants = [validation.name("tenant", tenant)] if tenant is not None else None

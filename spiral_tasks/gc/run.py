@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from spiral_tasks import events
 from spiral_tasks.collect import collect_lowest
 from spiral_tasks.context import Context
-from spiral_tasks.errors import CorruptRecord, LockTimeout
+from spiral_tasks.errors import CorruptRecord, LockLost, LockTimeout
 from spiral_tasks.gc.policy import GcReport
 from spiral_tasks.keys import GC_CURSOR_KEY, TenantKeys
 from spiral_tasks.section import Section, Sections, StateUse
@@ -248,6 +248,12 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
                 section.commit(final=True)
         except LockTimeout:
             return Outcome.SKIPPED
+        except LockLost as exc:
+            # The run stalled past the lock's lifetime (a pause, a stopped process): the
+            # batch in hand was refused, those committed before stay collected and are
+            # reported. The stall spent the budget, so the run ends; the next resumes.
+            log.warning("GC lost the lock of tenant %r: %s", tenant, exc)
+            return Outcome.PARTIAL
         except CorruptRecord as exc:
             # A spiral record, the total or a counter GC must change is corrupt: GC
             # cannot count on it. The tenant waits for a rebuild to quarantine it; the

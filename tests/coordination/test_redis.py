@@ -344,3 +344,44 @@ def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(redis_url: str) -
             break
     assert collected > 1000
     assert assert_consistent(engine) == 0
+
+
+class ExpiringClock(Clock):
+    """A clock that, read for the `at`-th time after `arm`, deletes the tenant's lock,
+    as its expiry would after a stall (a GC pause, a SIGSTOP) of the run holding it."""
+
+    def __init__(self, raw: redis.Redis) -> None:
+        super().__init__()
+        self._raw = raw
+        self._reads_left: int | None = None
+
+    def arm(self, at: int) -> None:
+        self._reads_left = at
+
+    def __call__(self) -> float:
+        if self._reads_left is not None:
+            self._reads_left -= 1
+            if self._reads_left == 0:
+                self._raw.delete(TenantKeys("default").lock)
+        return super().__call__()
+
+
+def test_a_gc_run_that_loses_its_lock_reports_what_it_collected(redis_url: str) -> None:
+    """A run whose lock expires between two batches stops there, and its report keeps
+    the batches committed before: raising `LockLost` instead lost them, and the
+    collections they made went uncounted, though they stay collected."""
+    storage = RedisStorage(redis_url)
+    storage.init()
+    raw = redis.Redis.from_url(redis_url)
+    clock = ExpiringClock(raw)
+    engine = engine_over(storage, sigil_secret="s", clock=clock)
+    for i in range(600):
+        engine.store(f"m{i}", depth="surface")
+    clock.advance(3600)
+    clock.arm(at=6)  # a few batches in: each reads the clock once or twice
+    report = engine.gc(time_budget_ms=10_000)
+    raw.close()
+    assert not report.complete
+    assert 0 < report.collected < 600
+    assert assert_consistent(engine) == 600 - report.collected
+    assert engine.gc(time_budget_ms=10_000).collected == 600 - report.collected
