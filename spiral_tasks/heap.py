@@ -12,10 +12,12 @@ then walks only what the work itself allocated, and took under 0.1 ms.
 The engine's own cyclic garbage still goes (only what is alive when the heap settles is
 frozen), and so does everything freed by reference counting. A process settles once
 (`open_engine` does it before the first engine of a process is built, a worker's
-child for its own after the fork): an object frozen and dropped later is never
-collected, so freezing on every open, or freezing the engine itself, would let an
-application that opens and drops engines leak them (and a dropped engine's LevelDB
-lock would keep the database from opening again in the process).
+child for its own after the fork; a prefork worker's main process before it forks, so
+the children's first collections do not walk, and copy, the heap they share with it):
+an object frozen and dropped later is never collected, so freezing on every open, or
+freezing the engine itself, would let an application that opens and drops engines leak
+them (and a dropped engine's LevelDB lock would keep the database from opening again
+in the process).
 """
 
 from __future__ import annotations

@@ -86,3 +86,32 @@ def test_the_first_engine_is_not_frozen_with_the_heap(tmp_path: Path, backend: s
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "freed"
+
+
+FORKING_SCRIPT = """
+import gc, os
+from celery.signals import worker_before_create_process
+import spiral_tasks.tasks.signals  # the worker's handlers, as `-A spiral_tasks` loads them
+
+worker_before_create_process.send(sender=None)
+frozen = gc.get_freeze_count()
+assert frozen > 10_000, frozen
+pid = os.fork()
+if pid == 0:
+    # What the child's first full collection walks: what it made, not what it inherited.
+    os._exit(0 if len(gc.get_objects()) < frozen // 10 else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+print("shared", frozen)
+"""
+
+
+def test_a_prefork_worker_settles_before_it_forks_its_children() -> None:
+    """A child's first full collection wrote to every object it walked, so one that
+    walked the parent's heap copied it: each child held the imports' pages privately
+    (`benchmarks.fork_memory`). The main process settles before the first fork."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPIRAL_", "REDIS_URL"))}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(FORKING_SCRIPT)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("shared ")

@@ -10,6 +10,9 @@ it before the fork (children must not share its connections): a store that needs
 encryption key this worker lacks stops the worker before it serves anything too. (A
 store that cannot be reached yet does not: its children retry, as they always did.)
 
+The main process settles its heap before forking (`heap.settle`), so the children share
+what it imported instead of each copying it.
+
 The metrics endpoint starts first, in the main process, before any family exists (see
 `spiral_tasks/metrics/folder.py`): a node that cannot serve it as configured (its
 port taken by another node) stops with one line saying what to change.
@@ -25,12 +28,14 @@ from typing import Any
 
 from celery.signals import (
     task_retry,
+    worker_before_create_process,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_shutdown,
 )
 
+from spiral_tasks import heap
 from spiral_tasks.config import current
 from spiral_tasks.errors import EncryptionKeyMissing, StorageUnavailable
 from spiral_tasks.metrics import exporter
@@ -84,6 +89,15 @@ def suppress_unreachable() -> Iterator[None]:
     except StorageUnavailable as exc:
         log.warning("storage not reachable at startup (the pool's children will retry): %s",
                     exc)
+
+
+@worker_before_create_process.connect
+def _settle_before_forking(**_: Any) -> None:
+    """Settle the main process's heap before its first child is forked (see `heap`):
+    a child's first full collection then walks only what it made itself. Otherwise
+    that collection walked, and so wrote to, every object inherited from the parent,
+    and each child held its own copy of all those pages (`benchmarks.fork_memory`)."""
+    heap.settle()
 
 
 @worker_process_init.connect
