@@ -106,6 +106,13 @@ class LevelStorage(Storage):
         self.path = Path(path)
         self._db: Any = None
         self._write_lock = threading.Lock()
+        #: Per index (its entries' common head), a key no live entry sorts below: where
+        #: a read of the index seeks to (see `_index_range`).
+        self._floors: dict[bytes, bytes] = {}
+        #: Per index, how often its floor was lowered: a read raises the floor only if
+        #: no entry went in below it while the read ran.
+        self._lowered: dict[bytes, int] = {}
+        self._floor_lock = threading.Lock()
 
     def init(self) -> None:
         if self._db is not None:
@@ -198,8 +205,12 @@ class LevelStorage(Storage):
                         batch.delete(key.encode())
                     else:
                         batch.put(key.encode(), raw)
-                self._stage_index(batch, writes)
+                lowest = self._stage_index(batch, writes)
                 self._stage_logs(batch, writes)
+            # After the write, so a read that seeks from the floor lowered here finds
+            # the entries it was lowered for.
+            for head, entry in lowest.items():
+                self._lower_floor(head, entry)
             return last
 
     def _stage_logs(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
@@ -225,9 +236,11 @@ class LevelStorage(Storage):
                 found.append((seq_position(seq), raw))
         return found
 
-    def _stage_index(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
+    def _stage_index(self, batch: Any, writes: Sequence[EncodedWrite]) -> dict[bytes, bytes]:
+        """Stage the index writes; per index written to, the lowest entry put."""
         # Scores written earlier in this batch are not visible to db.get yet.
         pending: dict[bytes, bytes | None] = {}
+        lowest: dict[bytes, bytes] = {}
         for write in writes:
             if not isinstance(write, IndexPut | IndexRemove):
                 continue
@@ -239,19 +252,49 @@ class LevelStorage(Storage):
                 batch.delete(_INDEX_ENTRY + head + old + member)
             if isinstance(write, IndexPut):
                 score = sortable(float(write.score))
-                batch.put(_INDEX_ENTRY + head + score + member, b"")
+                entry = _INDEX_ENTRY + head + score + member
+                batch.put(entry, b"")
                 batch.put(member_key, score)
                 pending[member_key] = score
+                entries = _INDEX_ENTRY + head
+                if entry < lowest.get(entries, entry + b"\x00"):
+                    lowest[entries] = entry
             else:
                 batch.delete(member_key)
                 pending[member_key] = None
+        return lowest
+
+    def _lower_floor(self, head: bytes, entry: bytes) -> None:
+        with self._floor_lock:
+            if entry < self._floors.get(head, head):
+                self._floors[head] = entry
+                self._lowered[head] = self._lowered.get(head, 0) + 1
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
+        """The index from its lowest entry, read from its floor on.
+
+        GC takes entries from the low end of its queues, and LevelDB keeps a deleted
+        key as a deletion marker until compaction reaches the last level: an iterator
+        from the index's first possible key stepped over every marker GC had left,
+        3.4 ms for 64 entries behind 20,000 deletions against 0.1 ms with none. So
+        each read notes where the live entries began, and the next one seeks there;
+        an entry put below it lowers it (`_lower_floor`, after its write), and a read
+        that ran while one did leaves the floor where that entry put it."""
         head = _INDEX_ENTRY + index.encode() + b"\x00"
         start, member = len(head), len(head) + 8
-        with self.db.iterator(prefix=head, include_value=False) as it:
+        with self._floor_lock:
+            floor = self._floors.get(head, head)
+            lowered = self._lowered.get(head, 0)
+        with self.db.iterator(start=floor, stop=head[:-1] + b"\x01",
+                              include_value=False) as it:
             # The whole index (GC's queue) for a rebuild: no Python step per entry.
             entries = list(it if limit is None else islice(it, limit))
+        with self._floor_lock:
+            if entries:
+                if self._lowered.get(head, 0) == lowered:
+                    self._floors[head] = entries[0]
+            elif limit != 0 and self._lowered.get(head, 0) == lowered:
+                self._floors[head] = head[:-1] + b"\x01"  # empty: any entry lowers it
         members = map(bytes.decode, _slices(entries, member, None))
         return list(zip(members, _scores(entries, start), strict=True))
 
