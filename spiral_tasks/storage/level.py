@@ -191,15 +191,15 @@ class LevelStorage(Storage):
             db.put(writes[0].key.encode(), writes[0].raw)  # one put is atomic by itself
             return None
         with self._write_lock:
-            staged, last = stage_values(writes, lambda k: db.get(k.encode()))
+            staged, last, rest = stage_values(writes, lambda k: db.get(k.encode()))
             with db.write_batch(transaction=True) as batch:
                 for key, raw in staged.items():
                     if raw is None:
                         batch.delete(key.encode())
                     else:
                         batch.put(key.encode(), raw)
-                self._stage_index(batch, writes)
-                self._stage_logs(batch, writes)
+                self._stage_index(batch, rest)
+                self._stage_logs(batch, rest)
             return last
 
     def _stage_logs(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
