@@ -79,7 +79,7 @@ class Journal:
             # Every field is a string, an int or a finite time: the entry needs no
             # round trip. An actor or ids of another type (a task id a client made up)
             # get one, which refuses what JSON cannot keep.
-            checked = finite and _text(actor.task) and _text(actor.worker) \
+            checked = finite and type(actor.task) in _TEXT and type(actor.worker) in _TEXT \
                 and all(type(i) is str for i in event.ids)
             writes.append((CheckedLogAppend if checked else LogAppend)(
                 keys.audit_log, seq, entry))
@@ -108,8 +108,8 @@ class Journal:
                     keys.tenant, entry["seq"], entry["hash"], entry["time"]))]
 
 
-def _text(value: object) -> bool:
-    return value is None or type(value) is str
+#: The types an actor's fields may have for its entry to need no round trip.
+_TEXT = frozenset({str, type(None)})
 
 
 def _chain_end(point: Any) -> tuple[int, str]:
