@@ -80,7 +80,7 @@ class Journal:
             # round trip. An actor or ids of another type (a task id a client made up)
             # get one, which refuses what JSON cannot keep.
             checked = finite and type(actor.task) in _TEXT and type(actor.worker) in _TEXT \
-                and all(type(i) is str for i in event.ids)
+                and set(map(type, event.ids)) <= _STR
             writes.append((CheckedLogAppend if checked else LogAppend)(
                 keys.audit_log, seq, entry))
             prev = entry["hash"]
@@ -110,6 +110,7 @@ class Journal:
 
 #: The types an actor's fields may have for its entry to need no round trip.
 _TEXT = frozenset({str, type(None)})
+_STR = frozenset({str})
 
 
 def _chain_end(point: Any) -> tuple[int, str]:
