@@ -27,7 +27,8 @@ class _OrderedIndex:
         self.order: SortedList = SortedList()
 
     def put(self, member: str, score: float) -> None:
-        self.remove(member)
+        if member in self.scores:  # a new member (every store's) has nothing to remove
+            self.remove(member)
         self.scores[member] = score
         self.order.add((score, member))
 
