@@ -128,27 +128,27 @@ class TenantKeys:
         """Made once per instance: every other key starts with it."""
         return f"t:{{{self.tenant}}}:"
 
-    @property
+    @functools.cached_property
     def memories(self) -> str:
         return self.namespace + "mem:"
 
-    @property
+    @functools.cached_property
     def spirals(self) -> str:
         return self.namespace + "spiral:"
 
-    @property
+    @functools.cached_property
     def sigils(self) -> str:
         return self.namespace + "sigil:"
 
-    @property
+    @functools.cached_property
     def spiral_counts(self) -> str:
         return self.namespace + "spiral_count:"
 
-    @property
+    @functools.cached_property
     def memory_count(self) -> str:
         return self.namespace + "memory_count"
 
-    @property
+    @functools.cached_property
     def gc_queue(self) -> str:
         return self.namespace + "gcq"
 
@@ -160,7 +160,7 @@ class TenantKeys:
     def tombstone_queue(self) -> str:
         return self.namespace + "tombq"
 
-    @property
+    @functools.cached_property
     def store_ticks(self) -> str:
         return self.namespace + "store_ticks"
 
@@ -187,11 +187,11 @@ class TenantKeys:
         both copies."""
         return f"{self.quarantine}{key[len(self.namespace):]}@{at_ms}"
 
-    @property
+    @functools.cached_property
     def audit_log(self) -> str:
         return self.namespace + "audit"
 
-    @property
+    @functools.cached_property
     def audit_head(self) -> str:
         return self.namespace + "audit_head"
 

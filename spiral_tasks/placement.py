@@ -102,7 +102,10 @@ class OpenSpirals:
                 return _new(tenant, preferred, now)
             everyone = self.all()
             return _best(everyone, depth) if everyone else None
-        best = _best(candidates.values(), depth)
+        # Nearly always one open spiral of the type (they fill one after another): it is
+        # the best of them without computing its fit twice.
+        best = next(iter(candidates.values())) if len(candidates) == 1 \
+            else _best(candidates.values(), depth)
         if _fit(best, preferred, depth.weight) > OTHER_TYPE_MAX_FIT:
             return best  # no spiral of another type can reach it, nor tie
         return _best(self.all(), depth)

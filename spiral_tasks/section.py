@@ -73,6 +73,8 @@ class Section:
                  state: TenantState | None, carried: TenantState | None,
                  observer: Observer = NO_OBSERVER, journal: Journal | None = None) -> None:
         self.keys = keys
+        #: The tenant's name (asked several times by every store).
+        self.tenant = keys.tenant
         self._journal = journal
         self._events: dict[tuple[str, Actor], list[str]] = {}
         self._observer = observer
@@ -86,10 +88,6 @@ class Section:
         self._staged: dict[str, Any] = {}
         self._changed_spirals: dict[str, Spiral] = {}
         self._register = False
-
-    @property
-    def tenant(self) -> str:
-        return self.keys.tenant
 
     @property
     def publishes(self) -> bool:
@@ -242,8 +240,10 @@ class Section:
         if self._journal is None or not self._events:
             return None
         events = [Event(op, tuple(ids), actor) for (op, actor), ids in self._events.items()]
-        added, head = self._journal.writes(self._storage, self.keys,
-                                           self.get(self.keys.audit_head), events)
+        (head,) = self.read_many([self.keys.audit_head])
+        if isinstance(head, Unreadable):
+            raise head.error()
+        added, head = self._journal.writes(self._storage, self.keys, head, events)
         writes += added
         return head
 

@@ -22,6 +22,7 @@ import orjson
 
 from spiral_tasks.keys import AUDIT_KEY
 from spiral_tasks.security.keyring import kept_secret
+from spiral_tasks.security.mac import KeyedMac
 from spiral_tasks.storage.base import Storage
 
 #: What the first entry's `prev` holds.
@@ -43,9 +44,9 @@ class Signer:
     """HMAC-SHA256 under the audit key: entries, the head and checkpoints."""
 
     def __init__(self, key: bytes) -> None:
-        # The key already absorbed: each signature copies this (every commit signs
+        # The key already absorbed: each signature starts from it (every commit signs
         # twice) rather than hashing the key again.
-        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+        self._keyed = KeyedMac(key)
 
     @classmethod
     def load(cls, storage: Storage, configured: str | None) -> Signer:
@@ -56,9 +57,7 @@ class Signer:
         return cls(kept_secret(storage, AUDIT_KEY, storage.get(AUDIT_KEY)).encode())
 
     def sign(self, *parts: object) -> str:
-        mac = self._keyed.copy()
-        mac.update("\x00".join(map(str, parts)).encode())
-        return mac.hexdigest()
+        return self._keyed.hexdigest("\x00".join(map(str, parts)).encode())
 
     def valid(self, mac: object, *parts: object) -> bool:
         return isinstance(mac, str) and hmac.compare_digest(mac, self.sign(*parts))

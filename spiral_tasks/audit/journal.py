@@ -79,8 +79,8 @@ class Journal:
             # Every field is a string, an int or a finite time: the entry needs no
             # round trip. An actor or ids of another type (a task id a client made up)
             # get one, which refuses what JSON cannot keep.
-            checked = finite and _text(actor.task) and _text(actor.worker) \
-                and all(type(i) is str for i in event.ids)
+            checked = finite and type(actor.task) in _TEXT and type(actor.worker) in _TEXT \
+                and set(map(type, event.ids)) <= _STR
             writes.append((CheckedLogAppend if checked else LogAppend)(
                 keys.audit_log, seq, entry))
             prev = entry["hash"]
@@ -108,8 +108,9 @@ class Journal:
                     keys.tenant, entry["seq"], entry["hash"], entry["time"]))]
 
 
-def _text(value: object) -> bool:
-    return value is None or type(value) is str
+#: The types an actor's fields may have for its entry to need no round trip.
+_TEXT = frozenset({str, type(None)})
+_STR = frozenset({str})
 
 
 def _chain_end(point: Any) -> tuple[int, str]:

@@ -26,6 +26,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from spiral_tasks.security.mac import KeyedMac
+
 KEY_ID_CHARS = 8
 MAC_CHARS = 32
 SIGIL_CHARS = KEY_ID_CHARS + MAC_CHARS
@@ -88,11 +90,11 @@ class SigilKey:
         return self.fingerprint[:KEY_ID_CHARS]
 
     @functools.cached_property
-    def _keyed(self) -> hmac.HMAC:
-        """HMAC-SHA256 with the secret already absorbed: each sigil copies it rather than
-        hashing the secret again (a third of a one-shot digest's time), so a check costs
-        the same under every key, the decoy's too."""
-        return hmac.new(self.secret, digestmod=hashlib.sha256)
+    def _keyed(self) -> KeyedMac:
+        """HMAC-SHA256 with the secret already absorbed: each sigil starts from it rather
+        than hashing the secret again (a third of a one-shot digest's time), so a check
+        costs the same under every key, the decoy's too."""
+        return KeyedMac(self.secret)
 
     def accepted_at(self, now: float) -> bool:
         return self.until is None or now < self.until
@@ -102,9 +104,7 @@ class SigilKey:
         # each other; repr of a float is exact and the same in every process.
         message = b"\x00".join((VERSION, tenant.encode(), memory_id.encode(),
                                 repr(float(created)).encode()))
-        mac = self._keyed.copy()  # every store
-        mac.update(message)
-        return self.kid + mac.hexdigest()[:MAC_CHARS]
+        return self.kid + self._keyed.hexdigest(message)[:MAC_CHARS]  # every store
 
 
 #: Checks a sigil whose key id names no accepted key: a real computation under a key

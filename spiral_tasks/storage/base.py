@@ -508,16 +508,19 @@ def parse_counter(key: str, raw: bytes | None) -> int:
 
 def stage_values(
     writes: Sequence[EncodedWrite], read: Callable[[str], bytes | None]
-) -> tuple[dict[str, bytes | None], int | None]:
+) -> tuple[dict[str, bytes | None], int | None, list[EncodedWrite]]:
     """The final bytes of every key a batch touches (None: deleted), computed before
     anything is written, so a bad counter aborts the batch with nothing applied. Also
-    returns the value the last increment leaves.
+    returns the value the last increment leaves, and the writes this does not stage
+    (indexes, logs, events), in order: the caller applies those without going over the
+    whole batch again.
 
     For backends without native transactions (memory, LevelDB); the caller holds its
     write lock and applies the result in one step.
     """
     staged: dict[str, bytes | None] = {}
     last: int | None = None
+    rest: list[EncodedWrite] = []
     for write in writes:  # isinstance, not `match`: a class pattern costs more per write
         if isinstance(write, EncodedPut):
             staged[write.key] = write.raw
@@ -528,4 +531,6 @@ def stage_values(
             staged[key] = str(last).encode()
         elif isinstance(write, Delete):
             staged[write.key] = None
-    return staged, last
+        else:
+            rest.append(write)
+    return staged, last, rest

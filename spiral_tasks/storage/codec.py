@@ -94,7 +94,7 @@ class Codec:
     def encode_checked(self, key: str, value: Any) -> bytes:
         """Like `encode`, for a value that comes back equal by construction (see
         `base.CheckedPut`): encoded once, without the round trip that proves it."""
-        return self.wrap(key, encode_checked(value))
+        return self.wrap(key, orjson.dumps(value))  # `encode_checked`, a call fewer
 
     def wrap(self, key: str, raw: bytes) -> bytes:
         """What is stored at `key` for the JSON `raw`: here, the JSON itself."""

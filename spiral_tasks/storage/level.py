@@ -198,15 +198,15 @@ class LevelStorage(Storage):
             db.put(writes[0].key.encode(), writes[0].raw)  # one put is atomic by itself
             return None
         with self._write_lock:
-            staged, last = stage_values(writes, lambda k: db.get(k.encode()))
+            staged, last, rest = stage_values(writes, lambda k: db.get(k.encode()))
             with db.write_batch(transaction=True) as batch:
                 for key, raw in staged.items():
                     if raw is None:
                         batch.delete(key.encode())
                     else:
                         batch.put(key.encode(), raw)
-                lowest = self._stage_index(batch, writes)
-                self._stage_logs(batch, writes)
+                lowest = self._stage_index(batch, rest)
+                self._stage_logs(batch, rest)
             # After the write, so a read that seeks from the floor lowered here finds
             # the entries it was lowered for.
             for head, entry in lowest.items():

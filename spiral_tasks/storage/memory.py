@@ -9,11 +9,8 @@ from collections.abc import Iterator, Sequence
 from sortedcontainers import SortedList
 
 from spiral_tasks.storage.base import (
-    Delete,
     EncodedLogAppend,
-    EncodedPut,
     EncodedWrite,
-    Increment,
     IndexPut,
     IndexRemove,
     LogTrim,
@@ -23,9 +20,6 @@ from spiral_tasks.storage.base import (
     stage_values,
 )
 
-#: The writes `stage_values` applies: the rest of a batch is applied one by one.
-_VALUE_WRITES = frozenset({EncodedPut, Delete, Increment})
-
 
 class _OrderedIndex:
     def __init__(self) -> None:
@@ -33,7 +27,8 @@ class _OrderedIndex:
         self.order: SortedList = SortedList()
 
     def put(self, member: str, score: float) -> None:
-        self.remove(member)
+        if member in self.scores:  # a new member (every store's) has nothing to remove
+            self.remove(member)
         self.scores[member] = score
         self.order.add((score, member))
 
@@ -88,15 +83,14 @@ class MemoryStorage(Storage):
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         with self._lock:
-            staged, last = stage_values(writes, self._data.get)
+            staged, last, rest = stage_values(writes, self._data.get)
+            data = self._data
             for key, raw in staged.items():
                 if raw is None:
-                    self._data.pop(key, None)
+                    data.pop(key, None)
                 else:
-                    self._data[key] = raw
-            for write in writes:
-                if type(write) in _VALUE_WRITES:
-                    continue  # applied above
+                    data[key] = raw
+            for write in rest:
                 if isinstance(write, IndexPut):
                     index = self._indexes.get(write.index)
                     if index is None:
