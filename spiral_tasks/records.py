@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Collection, Container, Sequence
-from operator import attrgetter
+import re
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
@@ -173,7 +173,7 @@ if set(get_args(_Depth)) != _DEPTH_VALUES:  # pragma: no cover - a depth added t
     raise RuntimeError("records._Depth must name every Depth")
 
 
-class _Position(msgspec.Struct, forbid_unknown_fields=True):
+class _Position(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     index: _Count
     angle: _Number
     radius: _Number
@@ -182,7 +182,7 @@ class _Position(msgspec.Struct, forbid_unknown_fields=True):
     turn: _Count
 
 
-class _MemoryRecord(msgspec.Struct, forbid_unknown_fields=True):
+class _MemoryRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     id: str
     tenant: str
     content: str
@@ -198,11 +198,26 @@ class _MemoryRecord(msgspec.Struct, forbid_unknown_fields=True):
     strength: _Number
 
 
+# Not tracked by the cyclic GC (gc=False): a record holds strings, numbers and a list
+# of strings, never a cycle, and a rebuild makes one per node.
 _decode_memory = msgspec.json.Decoder(_MemoryRecord).decode
-_row = attrgetter("id", "spiral_id", "depth", "sigil", "created", "last_accessed",
-                  "strength", "access_count", "position.index", "position.radius")
-_id_of, _tenant_of = attrgetter("id"), attrgetter("tenant")
-_sigil_of, _spiral_of = attrgetter("sigil"), attrgetter("spiral_id")
+#: Ids, one a line: a batch's ids are matched by one pass of the pattern over all of
+#: them (a line break is no id's character, so each line must be a whole id).
+_ID_LINES = re.compile(f"{validation.MEMORY_ID_PATTERN.pattern}"
+                       f"(?:\n{validation.MEMORY_ID_PATTERN.pattern})*").fullmatch
+
+
+def _lines(texts: Iterable[str], count: int) -> str | None:
+    """The `count` strings `texts`, one a line, if none holds a line break of its own
+    (else None)."""
+    joined = "\n".join(texts)
+    return joined if joined.count("\n") == count - 1 else None
+
+
+def _ids(texts: Collection[str]) -> bool:
+    """Whether every one of `texts` is an id (`validation.MEMORY_ID_PATTERN`)."""
+    joined = _lines(texts, len(texts))
+    return joined is not None and _ID_LINES(joined) is not None
 
 
 def memory_rows(keys: list[str], raws: Sequence[bytes], prefix: str, tenant: str,
@@ -214,18 +229,27 @@ def memory_rows(keys: list[str], raws: Sequence[bytes], prefix: str, tenant: str
     be stricter than those, never looser, and a row it gives is the one they give.
 
     The rebuild reads every node so: msgspec decodes and checks the fields' types in
-    C, and what is left (the key, the tenant, the ids' pattern; a spiral id in
-    `spiral_ids` was found an id already) is checked for the whole batch by C loops,
-    with no Python step per node."""
+    C, and what is left is checked for the whole batch at once: the keys by comparing
+    the batch's keys and its ids, each joined in one string, a line each; the sigils'
+    (and new spiral ids') pattern by one match over all of them, a line each; a spiral
+    id in `spiral_ids` was found an id already."""
     try:
         found = list(map(_decode_memory, raws))
     except (msgspec.MsgspecError, ValueError):  # invalid UTF-8 is a ValueError
         return None
-    ok = (list(map(prefix.__add__, map(_id_of, found))) == keys
-          and all(map(tenant.__eq__, map(_tenant_of, found)))
-          and all(map(_ID, map(_sigil_of, found)))
-          and all(map(_ID, set(map(_spiral_of, found)).difference(spiral_ids))))
-    return list(map(_row, found)) if ok else None
+    rows: list[MemoryRow] = [
+        (m.id, m.spiral_id, m.depth, m.sigil, m.created, m.last_accessed, m.strength,
+         m.access_count, m.position.index, m.position.radius) for m in found]
+    if not rows:
+        return rows
+    count = len(rows)
+    ids, spirals, _, sigils, *_ = zip(*rows, strict=True)
+    new = set(spirals).difference(spiral_ids)
+    joined_keys = _lines(keys, count)
+    ok = (joined_keys is not None and prefix + f"\n{prefix}".join(ids) == joined_keys
+          and [m.tenant for m in found].count(tenant) == count
+          and _ids(sigils) and (not new or _ids(new)))
+    return rows if ok else None
 
 
 def row_of(record: dict[str, Any]) -> MemoryRow:

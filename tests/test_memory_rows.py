@@ -167,3 +167,23 @@ def test_a_rebuild_reports_the_same_with_and_without_the_batch_check(
         patch.setattr(records, "memory_rows", lambda *_, **__: None)
         patch.setattr(records, "memory_row", lambda *_: None)  # and each the careful way
         assert report_of(storage, clock) == rows
+
+
+def test_line_breaks_in_keys_ids_or_sigils_send_the_batch_the_usual_way() -> None:
+    """The batch's keys, ids and sigils are compared and matched a line each: a line
+    break inside one must not pass for two of them."""
+    other = TenantKeys("acme").memory("m2")
+    good, second = orjson.dumps(GOOD), orjson.dumps({**GOOD, "id": "m2"})
+    assert records.memory_rows([KEY, other], [good, second], PREFIX, "acme") is not None
+    for sigil in ("abc\ndef", "abc\n", "\nabc"):
+        spoiled = orjson.dumps({**GOOD, "id": "m2", "sigil": sigil})
+        assert records.memory_rows([KEY, other], [good, spoiled], PREFIX, "acme") is None
+        assert records.memory_rows([other], [spoiled], PREFIX, "acme") is None
+    for spiral_id in ("spiral_1\nspiral_2", "spiral_3\n"):
+        spoiled = orjson.dumps({**GOOD, "id": "m2", "spiral_id": spiral_id})
+        assert records.memory_rows([KEY, other], [good, spoiled], PREFIX, "acme") is None
+    # An id with a line break, at the key it makes (which the careful check passes).
+    joined = f"m1\n{PREFIX}m2"
+    record = orjson.dumps({**GOOD, "id": joined})
+    assert records.memory_rows([PREFIX + joined], [record], PREFIX, "acme") is None
+    assert records.memory_rows([KEY, other], [record, second], PREFIX, "acme") is None
