@@ -19,6 +19,7 @@ rebuilt from the records left, so a quarantined node no longer counts.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -276,12 +277,16 @@ def _read_nodes(ctx: Context, section: Section, moves: Quarantine, spirals: dict
     offsets: dict[tuple[str, float, int], float] = {}
     prefix, tenant = section.keys.memories, section.keys.tenant
     fast, read_node, row_of = records.memory_row, records.memory_record, records.row_of
+    # Most batches come as rows already, decoded and checked in C (`memory_rows`); a
+    # batch that is not plainly memory records comes decoded, each through `fast`.
+    rows_of = functools.partial(records.memory_rows, prefix=prefix, tenant=tenant,
+                                spiral_ids=slots.keys())
 
     # Every node passes here: only dict, set and tuple steps, no object of our own per
     # node, and no call but the record's check (a rebuild should cost little more
     # than reading and decoding the records).
     scanned, beat = 0, HEARTBEAT_EVERY
-    for batch in section.read_batches(prefix):
+    for batch in section.read_batches(prefix, rows_of):
         scanned += len(batch)
         if scanned >= beat:
             heartbeat()
@@ -289,7 +294,7 @@ def _read_nodes(ctx: Context, section: Section, moves: Quarantine, spirals: dict
         for key, value in batch:
             # `memory_record`'s checks, without a Python step per field; a spiral id
             # in `slots` was found an id already.
-            row = fast(key, value, prefix, tenant, slots)
+            row = value if type(value) is tuple else fast(key, value, prefix, tenant, slots)
             if row is None:
                 try:
                     row = row_of(read_node(key, value))

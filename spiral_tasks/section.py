@@ -140,10 +140,13 @@ class Section:
         self._require_committed("read_scan")
         return self._storage.read_scan(prefix)
 
-    def read_batches(self, prefix: str) -> Iterator[list[tuple[str, Any]]]:
-        """`read_scan`, a batch at a time (the rebuild's read of every node)."""
+    def read_batches(self, prefix: str,
+                     rows: Callable[[list[str], list[bytes]], list[Any] | None] | None = None,
+                     ) -> Iterator[list[tuple[str, Any]]]:
+        """`read_scan`, a batch at a time (the rebuild's read of every node; `rows`: see
+        `Storage.read_batches`)."""
         self._require_committed("read_batches")
-        return self._storage.read_batches(prefix)
+        return self._storage.read_batches(prefix, rows)
 
     def scan_stored(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """Every committed (key, bytes as stored) under `prefix`, unopened (the key

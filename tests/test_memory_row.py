@@ -78,14 +78,16 @@ def place(record: dict[str, Any], name: str) -> tuple[Any, str]:
     return record, name
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(FIELDS), st.none() | JSON), min_size=1,
-                max_size=3),
-       st.dictionaries(st.text(max_size=8), JSON, max_size=2))
-def test_any_fields_replaced_or_removed_fast_and_careful_agree(
-        changes: list[tuple[str, Any]], extra: dict[str, Any]) -> None:
-    """None stands for a field removed."""
-    record = copy.deepcopy(GOOD)
+#: Up to three fields of a record replaced (None: removed), for `damage`.
+CHANGES = st.lists(st.tuples(st.sampled_from(FIELDS), st.none() | JSON), min_size=1,
+                   max_size=3)
+#: Fields no memory record has.
+EXTRA_FIELDS = st.dictionaries(st.text(max_size=8), JSON, max_size=2)
+
+
+def damage(record: dict[str, Any], changes: list[tuple[str, Any]]) -> None:
+    """Each field of `changes` replaced in `record`, or removed where its value is None
+    (a position field only while the position is still an object)."""
     for name, value in changes:
         where, field = place(record, name)
         if type(where) is not dict:
@@ -94,6 +96,32 @@ def test_any_fields_replaced_or_removed_fast_and_careful_agree(
             where.pop(field, None)
         else:
             where[field] = value
+
+
+def damaged_tenant(damages: list[tuple[int, str, Any]]) -> tuple[MemoryStorage, Clock]:
+    """24 memories of every depth, then record `m<i>` damaged for each (i, field,
+    value) of `damages`, as `damage` does."""
+    storage, clock = MemoryStorage(), Clock()
+    engine = engine_over(storage, clock=clock)
+    depths = ["surface", "shallow", "deep", "core"]
+    for i in range(24):
+        engine.store(f"m{i}", depth=depths[i % 4], memory_id=f"m{i}")
+    keys = TenantKeys("default")
+    for which, name, value in damages:
+        key = keys.memory(f"m{which}")
+        record = orjson.loads(raw(storage, key))
+        damage(record, [(name, value)])
+        write_raw(storage, key, orjson.dumps(record))
+    return storage, clock
+
+
+@settings(max_examples=500, deadline=None)
+@given(CHANGES, EXTRA_FIELDS)
+def test_any_fields_replaced_or_removed_fast_and_careful_agree(
+        changes: list[tuple[str, Any]], extra: dict[str, Any]) -> None:
+    """None stands for a field removed."""
+    record = copy.deepcopy(GOOD)
+    damage(record, changes)
     agree(record)
     agree(record, KNOWN)
     agree({**extra, **record})
@@ -127,23 +155,7 @@ def test_a_rebuild_reports_the_same_with_and_without_the_fast_check(
     """Records damaged field by field (same slot, another spiral, a bad sigil...):
     the dry run's report, quarantines and reasons included, is the same whether each
     node went the fast way or the careful way."""
-    storage, clock = MemoryStorage(), Clock()
-    engine = engine_over(storage, clock=clock)
-    depths = ["surface", "shallow", "deep", "core"]
-    for i in range(24):
-        engine.store(f"m{i}", depth=depths[i % 4], memory_id=f"m{i}")
-    keys = TenantKeys("default")
-    for which, name, value in damages:
-        key = keys.memory(f"m{which}")
-        record = orjson.loads(raw(storage, key))
-        where, field = place(record, name)
-        if type(where) is not dict:
-            continue
-        if value is None:
-            where.pop(field, None)
-        else:
-            where[field] = value
-        write_raw(storage, key, orjson.dumps(record))
+    storage, clock = damaged_tenant(damages)
     fast = report_of(storage, clock)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(records, "memory_row", lambda *_: None)  # every node the careful way
