@@ -42,7 +42,7 @@ CHUNK_WRITES = 1000
 CHUNK_BYTES = 8 * 1024 * 1024
 #: How far each observation moves a tenant's odds of an optimistic commit (see
 #: `Sections.optimistic_ended`): the weight of the newest in the running average.
-ODDS_WEIGHT = 0.5
+ODDS_WEIGHT = 0.25
 #: Optimistic commits are tried on a tenant while its odds are at least this. A commit
 #: refused because the tenant moved costs the batch's serving once more (~ what a
 #: success saves, one round trip); refused because it was locked, that and a round
@@ -364,8 +364,9 @@ class Sections:
         other processes write the same tenant as often as this one, most would be
         refused. So attempts are made only while the running average of these signs
         says they mostly succeed. Locked entries keep it up to date without attempts:
-        a tenant this process comes to write alone is tried again after a store or
-        two, and one it shares is not tried at all."""
+        a tenant this process comes to write alone is tried again after a few stores,
+        and one it shares is rarely tried (a run of current caches, as one process
+        sharing a tenant with another finds one time in two, moves it only slowly)."""
         with self._outcomes_guard:
             odds = self._odds.get(tenant, 1.0)
             self._odds[tenant] = odds + ODDS_WEIGHT * (float(current) - odds)

@@ -162,10 +162,10 @@ def test_a_tenant_written_alone_again_is_tried_again(redis_url: str) -> None:
         two.store(f"two {i}")
         one.store(f"one {i}")
     assert outcomes(one).get("committed", 0) == 0
-    for i in range(4):
+    for i in range(8):
         one.store(f"alone {i}")
-    assert outcomes(one)["committed"] == 2  # after two locked stores found it current
-    assert assert_consistent(one) == 13
+    assert outcomes(one)["committed"] == 4  # after four locked stores found it current
+    assert assert_consistent(one) == 17
 
 
 def test_concurrent_writers_keep_the_invariant_and_the_audit_chain(redis_url: str) -> None:
