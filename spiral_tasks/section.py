@@ -43,6 +43,8 @@ CHUNK_BYTES = 8 * 1024 * 1024
 #: How far each observation moves a tenant's odds of an optimistic commit (see
 #: `Sections.optimistic_ended`): the weight of the newest in the running average.
 ODDS_WEIGHT = 0.25
+#: The same for the odds of a tenant not seen yet, from every tenant's signs.
+PRIOR_WEIGHT = 0.05
 #: Optimistic commits are tried on a tenant while its odds are at least this. A commit
 #: refused because the tenant moved costs the batch's serving once more (~ what a
 #: success saves, one round trip); refused because it was locked, that and a round
@@ -306,8 +308,11 @@ class Sections:
         self.commits_optimistically = coordinator.commits_optimistically
         self._outcomes_guard = threading.Lock()
         #: Per tenant: the odds that an optimistic commit would succeed now, a running
-        #: average of what attempts and locked entries found (absent: 1, never seen).
+        #: average of what attempts and locked entries found.
         self._odds: dict[str, float] = {}
+        #: The same over every tenant, more slowly: the odds of a tenant not seen yet
+        #: (where this process shares most tenants, a new one is no different).
+        self._prior = 1.0
 
     def optimistic(self, tenant: str, *, absent: Sequence[str], present: Sequence[str],
                    read: Sequence[str] = ()) -> Section | None:
@@ -354,6 +359,7 @@ class Sections:
         optimistic commit again (tests that need one)."""
         with self._outcomes_guard:
             self._odds.clear()
+            self._prior = 1.0
 
     def _observe(self, tenant: str, current: bool) -> None:
         """One sign of whether an optimistic commit on `tenant` would have succeeded:
@@ -368,12 +374,13 @@ class Sections:
         and one it shares is rarely tried (a run of current caches, as one process
         sharing a tenant with another finds one time in two, moves it only slowly)."""
         with self._outcomes_guard:
-            odds = self._odds.get(tenant, 1.0)
+            odds = self._odds.get(tenant, self._prior)
             self._odds[tenant] = odds + ODDS_WEIGHT * (float(current) - odds)
+            self._prior += PRIOR_WEIGHT * (float(current) - self._prior)
 
     def _skip(self, tenant: str) -> bool:
         with self._outcomes_guard:
-            if self._odds.get(tenant, 1.0) >= ODDS_TO_TRY:
+            if self._odds.get(tenant, self._prior) >= ODDS_TO_TRY:
                 return False
             self.optimistic_outcomes["skipped"] += 1
             return True
