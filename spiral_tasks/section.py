@@ -43,6 +43,9 @@ CHUNK_BYTES = 8 * 1024 * 1024
 #: How far each observation moves a tenant's odds of an optimistic commit (see
 #: `Sections.optimistic_ended`): the weight of the newest in the running average.
 ODDS_WEIGHT = 0.25
+#: The odds to try at while this process's attempts mostly fail (`_prior` below
+#: `ODDS_TO_TRY`): about six current caches in a row on the tenant.
+ODDS_SURE = 0.95
 #: The same for the odds of a tenant not seen yet, from every tenant's signs.
 PRIOR_WEIGHT = 0.05
 #: Optimistic commits are tried on a tenant while its odds are at least this. A commit
@@ -380,7 +383,10 @@ class Sections:
 
     def _skip(self, tenant: str) -> bool:
         with self._outcomes_guard:
-            if self._odds.get(tenant, self._prior) >= ODDS_TO_TRY:
+            odds = self._odds.get(tenant, self._prior)
+            # Where most of this process's attempts fail (it shares its tenants), a
+            # tenant's run of current caches is mostly chance: it must be longer.
+            if odds >= (ODDS_TO_TRY if self._prior >= ODDS_TO_TRY else ODDS_SURE):
                 return False
             self.optimistic_outcomes["skipped"] += 1
             return True
