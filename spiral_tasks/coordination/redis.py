@@ -249,7 +249,7 @@ class OptimisticFence(Fence):
     section over it, so the writer's locked retry costs one round trip (the commit),
     not two: in round trips an optimistic attempt is then never worse than the locked
     way (its serving of the batch, done again under the lock, is what a refusal still
-    costs, which is why `Sections` backs off after refusals)."""
+    costs, which is why `Sections` tries only where attempts mostly succeed)."""
 
     def __init__(self, coordinator: RedisCoordinator, script: Script, keys: TenantKeys,
                  generation: str, absent: Sequence[str], present: Sequence[str],
