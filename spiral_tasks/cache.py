@@ -74,7 +74,7 @@ class TenantState:
         return self._open
 
     @classmethod
-    def from_snapshot(cls, keys: TenantKeys, snapshot: dict[str, Any], generation: str,
+    def from_snapshot(cls, keys: TenantKeys, snapshot: Mapping[str, Any], generation: str,
                       stored: Mapping[str, bytes | None] | None = None,
                       previous: TenantState | None = None) -> TenantState:
         """The state a snapshot shows; `CorruptRecord` if a spiral record or the total
@@ -89,12 +89,18 @@ class TenantState:
         known = previous._decoded if previous is not None else {}
         decoded: dict[str, tuple[bytes, Spiral]] = {}
         spirals: dict[str, Spiral] = {}
-        for key, value in snapshot.items():
-            if value is None or not key.startswith(prefix):
+        for key in snapshot:
+            if not key.startswith(prefix):
                 continue
             raw = stored.get(key) if stored is not None else None
             hit = known.get(key) if raw is not None else None
-            spiral = hit[1] if hit is not None and hit[0] == raw else records.spiral(key, value)
+            if hit is not None and hit[0] == raw:
+                spiral = hit[1]  # its value is not even decoded (a lazy `snapshot`)
+            else:
+                value = snapshot[key]
+                if value is None:
+                    continue
+                spiral = records.spiral(key, value)
             spirals[spiral.id] = spiral
             if raw is not None:
                 decoded[key] = (raw, spiral)

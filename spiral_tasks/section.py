@@ -40,9 +40,19 @@ from spiral_tasks.storage.base import CheckedPut, Delete, Increment, Put, Storag
 #: values, so one Redis script stays small whatever the memories' sizes.
 CHUNK_WRITES = 1000
 CHUNK_BYTES = 8 * 1024 * 1024
-#: At most this many of a tenant's stores in a row take the lock without trying to
-#: commit optimistically, after refusals (see `Sections.optimistic_ended`).
-MAX_SKIPS = 64
+#: How far each observation moves a tenant's odds of an optimistic commit (see
+#: `Sections.optimistic_ended`): the weight of the newest in the running average.
+ODDS_WEIGHT = 0.25
+#: The odds to try at while this process's attempts mostly fail (`_prior` below
+#: `ODDS_TO_TRY`): about six current caches in a row on the tenant.
+ODDS_SURE = 0.95
+#: The same for the odds of a tenant not seen yet, from every tenant's signs.
+PRIOR_WEIGHT = 0.05
+#: Optimistic commits are tried on a tenant while its odds are at least this. A commit
+#: refused because the tenant moved costs the batch's serving once more (~ what a
+#: success saves, one round trip); refused because it was locked, that and a round
+#: trip: so an attempt pays only where it succeeds more often than not.
+ODDS_TO_TRY = 0.75
 
 
 class Assumed:
@@ -303,9 +313,12 @@ class Sections:
         #: Whether `optimistic` is worth asking (see `Coordinator.commits_optimistically`).
         self.commits_optimistically = coordinator.commits_optimistically
         self._outcomes_guard = threading.Lock()
-        #: Per tenant: (optimistic attempts still to skip, how many to skip after the
-        #: next refusal).
-        self._backoff: dict[str, tuple[int, int]] = {}
+        #: Per tenant: the odds that an optimistic commit would succeed now, a running
+        #: average of what attempts and locked entries found.
+        self._odds: dict[str, float] = {}
+        #: The same over every tenant, more slowly: the odds of a tenant not seen yet
+        #: (where this process shares most tenants, a new one is no different).
+        self._prior = 1.0
 
     def optimistic(self, tenant: str, *, absent: Sequence[str], present: Sequence[str],
                    read: Sequence[str] = ()) -> Section | None:
@@ -342,27 +355,42 @@ class Sections:
 
     def optimistic_ended(self, tenant: str, outcome: str) -> None:
         """How an optimistic section ended ("committed", or why it was not): counted,
-        and a refusal makes the next attempts on the tenant wait.
-
-        A refused attempt costs a round trip the locked way then pays again; where
-        other processes write the same tenant as often as this one, most attempts are
-        refused. So after each refusal the tenant's next attempts are skipped, twice as
-        many each time up to `MAX_SKIPS`, and a success starts over: a tenant this
-        process writes alone commits optimistically, a contended one rarely tries."""
+        and taken into the tenant's odds (`_observe`)."""
         with self._outcomes_guard:
             self.optimistic_outcomes[outcome] += 1
-            if outcome == "committed":
-                self._backoff.pop(tenant, None)
-            else:
-                _, skips = self._backoff.get(tenant, (0, 1))
-                self._backoff[tenant] = (skips, min(MAX_SKIPS, skips * 2))
+        self._observe(tenant, outcome == "committed")
+
+    def reset_odds(self) -> None:
+        """Forget what was seen of every tenant: the next store of each tries an
+        optimistic commit again (tests that need one)."""
+        with self._outcomes_guard:
+            self._odds.clear()
+            self._prior = 1.0
+
+    def _observe(self, tenant: str, current: bool) -> None:
+        """One sign of whether an optimistic commit on `tenant` would have succeeded:
+        an attempt's outcome, or a locked entry that found this process's cache
+        current and the lock free (or not).
+
+        A refused attempt costs what a success saves, or more (`ODDS_TO_TRY`); where
+        other processes write the same tenant as often as this one, most would be
+        refused. So attempts are made only while the running average of these signs
+        says they mostly succeed. Locked entries keep it up to date without attempts:
+        a tenant this process comes to write alone is tried again after a few stores,
+        and one it shares is rarely tried (a run of current caches, as one process
+        sharing a tenant with another finds one time in two, moves it only slowly)."""
+        with self._outcomes_guard:
+            odds = self._odds.get(tenant, self._prior)
+            self._odds[tenant] = odds + ODDS_WEIGHT * (float(current) - odds)
+            self._prior += PRIOR_WEIGHT * (float(current) - self._prior)
 
     def _skip(self, tenant: str) -> bool:
         with self._outcomes_guard:
-            left, skips = self._backoff.get(tenant, (0, 1))
-            if left <= 0:
+            odds = self._odds.get(tenant, self._prior)
+            # Where most of this process's attempts fail (it shares its tenants), a
+            # tenant's run of current caches is mostly chance: it must be longer.
+            if odds >= (ODDS_TO_TRY if self._prior >= ODDS_TO_TRY else ODDS_SURE):
                 return False
-            self._backoff[tenant] = (left - 1, skips)
             self.optimistic_outcomes["skipped"] += 1
             return True
 
@@ -397,6 +425,11 @@ class Sections:
                     wanted if state is StateUse.LOAD else None)) as fence:
                 entered = True
                 self.observer.lock_acquired(tenant, time.perf_counter() - started)
+                if asked[0] is not None and self.commits_optimistically:
+                    # Would an optimistic commit have done? Not if the tenant moved
+                    # past the cache, nor if the lock was held when first asked.
+                    self._observe(tenant, asked[0].generation == fence.generation
+                                  and not fence.waited)
                 try:
                     yield self._section(keys, fence, state, asked[0])
                 except LockLost:

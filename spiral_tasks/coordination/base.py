@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -84,10 +84,12 @@ class Fence(ABC):
 
     read: dict[str, Any]
     #: The snapshot's keys and values, if one was asked for and taken; else None.
-    snapshot: dict[str, Any] | None = None
+    snapshot: Mapping[str, Any] | None = None
     #: The same values as stored (bytes), if the coordinator has them: a spiral whose
     #: bytes did not change since the process last decoded it is not decoded again.
     snapshot_raw: dict[str, bytes | None] | None = None
+    #: Whether entering found the lock held by another and waited for it.
+    waited: bool = False
 
     @property
     @abstractmethod

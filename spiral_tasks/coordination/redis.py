@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -94,9 +94,12 @@ class FencedLock(redis.lock.Lock):
         self.undeclared: list[str] = []
         self._script = script
         self._polled = False
+        #: How many times it asked for the lock (more than once: it waited).
+        self.tries = 0
 
     def do_acquire(self, token: str | bytes) -> bool:
         assert self.timeout is not None
+        self.tries += 1
         # Waiting: ask whether the lock is still held, a few bytes, rather than send the
         # acquire script every spiral key again, polls on end, to a Redis the holder needs.
         if self._polled and self.redis.exists(self.name):
@@ -141,6 +144,31 @@ def _decode(key: str, raw: bytes | None, values: Codec) -> Any:
     return None if raw is None else decode_or_unreadable(key, raw, values)
 
 
+class _Decoded(Mapping[str, Any]):
+    """A snapshot's values, each decoded when first asked for: a process whose cache
+    went stale (another process wrote the tenant) takes a snapshot of every spiral,
+    but rebuilds its state only from those whose bytes changed (`TenantState.
+    from_snapshot`), so the others are never opened."""
+
+    def __init__(self, raw: dict[str, bytes | None], values: Codec) -> None:
+        self._raw = raw
+        self._values = values
+        self._decoded: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._decoded[key]
+        except KeyError:
+            value = self._decoded[key] = _decode(key, self._raw[key], self._values)
+            return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 class RedisFence(Fence):
     def __init__(self, storage: RedisStorage, lock: FencedLock, commit: Script) -> None:
         self._storage = storage
@@ -148,6 +176,7 @@ class RedisFence(Fence):
         self._commit = commit
         self._generation = lock.generation
         self.released = False
+        self.waited = lock.tries > 1
         stored = storage.codec
         self.read = {key: _decode(key, raw, stored)
                      for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
@@ -159,7 +188,7 @@ class RedisFence(Fence):
                 values: list[bytes | None] = storage.client.mget(  # type: ignore[assignment]
                     lock.undeclared)
                 taken.update(zip(lock.undeclared, values, strict=True))
-            self.snapshot = {key: _decode(key, raw, stored) for key, raw in taken.items()}
+            self.snapshot = _Decoded(taken, stored)
             self.snapshot_raw = taken
 
     @property
@@ -220,7 +249,7 @@ class OptimisticFence(Fence):
     section over it, so the writer's locked retry costs one round trip (the commit),
     not two: in round trips an optimistic attempt is then never worse than the locked
     way (its serving of the batch, done again under the lock, is what a refusal still
-    costs, which is why `Sections` backs off after refusals)."""
+    costs, which is why `Sections` tries only where attempts mostly succeed)."""
 
     def __init__(self, coordinator: RedisCoordinator, script: Script, keys: TenantKeys,
                  generation: str, absent: Sequence[str], present: Sequence[str],
@@ -296,6 +325,10 @@ class RedisCoordinator(Coordinator):
     @property
     def lock_lifetime_s(self) -> float:
         return self.ttl_s
+
+    @property
+    def commits_optimistically(self) -> bool:
+        return self._optimistic_on
 
     def optimistic(self, tenant: str, generation: str, absent: Sequence[str],
                    present: Sequence[str], known: dict[str, Any], *,

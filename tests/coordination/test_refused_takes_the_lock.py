@@ -55,7 +55,7 @@ def test_a_refusal_for_a_moved_tenant_takes_the_lock_in_its_round_trip(
     assert not client.exists(KEYS.lock)  # the commit released the lock it took
     # The state the refusal read is the tenant's: `one`'s cache is current again (its
     # next store tries optimistically, the refusal's backoff aside).
-    one.sections._backoff.clear()
+    one.sections.reset_odds()
     one.store("e")
     assert outcomes(one)["committed"] == 2
     assert assert_consistent(one) == 5
