@@ -109,9 +109,11 @@ class LevelStorage(Storage):
         #: Per index (its entries' common head), a key no live entry sorts below: where
         #: a read of the index seeks to (see `_index_range`).
         self._floors: dict[bytes, bytes] = {}
-        #: Per index, how often its floor was lowered: a read raises the floor only if
-        #: no entry went in below it while the read ran.
-        self._lowered: dict[bytes, int] = {}
+        #: Per index, how many writes put entries into it: a read raises the floor only
+        #: if none did while it ran. (An entry put between the floor and the first live
+        #: entry does not lower the floor, yet a read that ran meanwhile may not have
+        #: seen it: raised past it, the floor would hide it from every later read.)
+        self._puts: dict[bytes, int] = {}
         self._floor_lock = threading.Lock()
 
     def init(self) -> None:
@@ -133,6 +135,11 @@ class LevelStorage(Storage):
         if self._db is not None:
             self._db.close()
             self._db = None
+        with self._floor_lock:
+            # Closed, the database is another's to write (a second storage, a restore):
+            # what this one remembered of its indexes holds no more.
+            self._floors.clear()
+            self._puts.clear()
 
     @property
     def db(self) -> Any:
@@ -265,10 +272,11 @@ class LevelStorage(Storage):
         return lowest
 
     def _lower_floor(self, head: bytes, entry: bytes) -> None:
+        """After a write put entries into the index at `head` (`entry` the lowest)."""
         with self._floor_lock:
+            self._puts[head] = self._puts.get(head, 0) + 1
             if entry < self._floors.get(head, head):
                 self._floors[head] = entry
-                self._lowered[head] = self._lowered.get(head, 0) + 1
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
         """The index from its lowest entry, read from its floor on.
@@ -279,22 +287,23 @@ class LevelStorage(Storage):
         3.4 ms for 64 entries behind 20,000 deletions against 0.1 ms with none. So
         each read notes where the live entries began, and the next one seeks there;
         an entry put below it lowers it (`_lower_floor`, after its write), and a read
-        that ran while one did leaves the floor where that entry put it."""
+        that ran while an entry went in (below the floor or not) leaves the floor be."""
         head = _INDEX_ENTRY + index.encode() + b"\x00"
         start, member = len(head), len(head) + 8
         with self._floor_lock:
             floor = self._floors.get(head, head)
-            lowered = self._lowered.get(head, 0)
+            puts = self._puts.get(head, 0)
         with self.db.iterator(start=floor, stop=head[:-1] + b"\x01",
                               include_value=False) as it:
             # The whole index (GC's queue) for a rebuild: no Python step per entry.
             entries = list(it if limit is None else islice(it, limit))
         with self._floor_lock:
-            if entries:
-                if self._lowered.get(head, 0) == lowered:
+            # Unless an entry went in meanwhile (below entries[0] or not, seen or not).
+            if self._puts.get(head, 0) == puts:
+                if entries:
                     self._floors[head] = entries[0]
-            elif limit != 0 and self._lowered.get(head, 0) == lowered:
-                self._floors[head] = head[:-1] + b"\x01"  # empty: any entry lowers it
+                elif limit != 0:
+                    self._floors[head] = head[:-1] + b"\x01"  # empty: any entry lowers it
         members = map(bytes.decode, _slices(entries, member, None))
         return list(zip(members, _scores(entries, start), strict=True))
 
