@@ -15,8 +15,9 @@ A store that fails (a lock lost to a stalled holder on a loaded machine) is coun
 and printed. Printed per configuration: stores/s of each mode (median of the rounds, spread),
 on/off, p50 and p99 latency, and the share of optimistic attempts refused, by reason
 ("moved": another writer committed since this process's cache; "locked": another
-held the lock; "needs the lock": a batch that had to make room), and the share of
-batches that tried at all (after refusals a tenant's next batches skip the attempt);
+held the lock; "needs the lock": a batch that found out while served that it must make room), and
+the share of batches that tried at all (after refusals a tenant's next batches skip
+the attempt, and one that would have to make room is not tried);
 then scripts per store (EVALSHA calls, from the server's statistics: each a round
 trip; waiting for a lock adds EXISTS polls, not counted) and CPU ms per store of the
 writers (getrusage), the steadier figures on a busy machine.
@@ -141,7 +142,7 @@ def main() -> None:
         outcomes: Counter[str] = Counter()
         for run in on:
             outcomes.update(run["outcomes"])
-        skipped = outcomes.pop("skipped", 0)
+        skipped = outcomes.pop("skipped", 0) + outcomes.pop("needs room", 0)
         attempts = sum(outcomes.values()) or 1
         refused = ", ".join(f"{k} {v / attempts:.1%}" for k, v in sorted(outcomes.items())
                             if k != "committed")

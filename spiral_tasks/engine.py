@@ -254,6 +254,13 @@ class SpiralMemory:
         The batch is served on stand-ins, answered only once its commit succeeded: a
         refused commit leaves every request to the locked way, which decides afresh."""
         tenant = keys.tenant
+        cached = self.sections.cache.get(tenant)
+        if (cached is not None and cached.memory_count + len(batch)
+                > self.context.limits.max_memory_nodes):
+            # It would have to make room, which takes a second commit: only the lock
+            # allows that, so an attempt would be served in vain.
+            self.sections.optimistic_ended(tenant, "needs room", contended=False)
+            return False, None
         section = self.sections.optimistic(tenant, absent=absent, present=present,
                                            read=absent + present)
         if section is None:
@@ -265,7 +272,7 @@ class SpiralMemory:
             self.sections.optimistic_ended(tenant, f"refused:{refused.reason}")
             return False, refused.locked
         except NotOptimistic:
-            self.sections.optimistic_ended(tenant, "needs the lock")
+            self.sections.optimistic_ended(tenant, "needs the lock", contended=False)
             return False, None
         self.sections.optimistic_ended(tenant, "committed")
         for pending, stand_in in zip(batch, stand_ins, strict=True):

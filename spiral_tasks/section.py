@@ -353,12 +353,17 @@ class Sections:
         return Section(keys, fence, self.storage, self.cache, cached.copy(), None,
                        self.observer, self.journal)
 
-    def optimistic_ended(self, tenant: str, outcome: str) -> None:
+    def optimistic_ended(self, tenant: str, outcome: str, *, contended: bool = True) -> None:
         """How an optimistic section ended ("committed", or why it was not): counted,
-        and taken into the tenant's odds (`_observe`)."""
+        and, when it tells whether other writers moved the tenant (`contended`), taken
+        into the tenant's odds (`_observe`). A batch that needs the lock for its own
+        reasons (making room in a full tenant) says nothing of other writers: counted
+        against the odds, a tenant kept at its limit would hover near the threshold
+        and waste an attempt every few stores."""
         with self._outcomes_guard:
             self.optimistic_outcomes[outcome] += 1
-        self._observe(tenant, outcome == "committed")
+        if contended:
+            self._observe(tenant, outcome == "committed")
 
     def reset_odds(self) -> None:
         """Forget what was seen of every tenant: the next store of each tries an

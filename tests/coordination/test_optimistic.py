@@ -137,7 +137,23 @@ def test_a_store_that_must_make_room_takes_the_lock(redis_url: str) -> None:
     for i in range(3):
         engine.store(f"m{i}", depth="surface")
     engine.store("evicts", depth="surface")
-    assert outcomes(engine)["needs the lock"] == 1
+    assert outcomes(engine)["needs room"] == 1
+    assert assert_consistent(engine) == 3
+
+
+def test_a_full_tenant_written_alone_keeps_its_odds(redis_url: str) -> None:
+    """Making room needs the lock whoever else writes: a writer alone on a tenant at
+    its limit goes straight to the lock, and commits optimistically again as soon as
+    there is room, its odds untouched by the stores that evicted."""
+    engine = open_engine(redis_url, max_memory_nodes=3)
+    stored = [engine.store(f"m{i}", depth="surface") for i in range(8)]
+    seen = outcomes(engine)
+    assert seen["needs room"] == 5
+    assert "skipped" not in seen
+    assert "needs the lock" not in seen
+    assert engine.collect(stored[-1].id)  # room for one
+    engine.store("fits", depth="surface")
+    assert outcomes(engine)["committed"] == seen["committed"] + 1
     assert assert_consistent(engine) == 3
 
 

@@ -321,7 +321,8 @@ def test_a_full_redis_under_noeviction_refuses_commits_whole(redis_url: str) -> 
     assert assert_consistent(engine) == stored + 1
 
 
-def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(redis_url: str) -> None:
+def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(
+        redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """A run holds a tenant's lock across batches without extending it, for at most
     `MAX_HOLD_S` (50 ms): a coordinator built with a shorter lifetime (40 ms here;
     the environment's floor is 100 ms, code may pass less) lost the lock in every
@@ -330,18 +331,27 @@ def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(redis_url: str) -
     storage = RedisStorage(redis_url)
     storage.init()
     clock = Clock()
+    # The stores take the usual 2 s lock: on a busy machine a store's own section can
+    # outlast 40 ms, which is a LockLost its task would retry, not this test's subject.
+    writer = engine_over(storage, sigil_secret="s", clock=clock, max_memory_spirals=89)
+    for i in range(4000):
+        writer.store(f"m{i}", depth="surface")
     engine = engine_over(storage, sigil_secret="s", clock=clock, max_memory_spirals=89,
                          ttl_s=0.04)
     assert engine.coordinator.lock_lifetime_s == pytest.approx(0.04)
-    for i in range(4000):
-        engine.store(f"m{i}", depth="surface")
     clock.advance(3600)
-    collected = 0
+    collected = runs = 0
     while True:
-        report = engine.gc(time_budget_ms=2000)  # LockLost here was the bug
+        report = engine.gc(time_budget_ms=2000)
+        runs += 1
         collected += report.collected
         if report.complete:
             break
+    # With holds longer than the lock's lifetime every run but the last lost its lock
+    # (a run ends there). A busy machine's stall can still outlast a 20 ms hold's 20
+    # ms of slack, now and then.
+    lost = sum("GC lost the lock" in r.getMessage() for r in caplog.records)
+    assert lost < max(2, runs // 2), f"{lost} of {runs} runs lost their lock"
     assert collected > 1000
     assert assert_consistent(engine) == 0
 
