@@ -178,11 +178,33 @@ def infer_type(radii: Iterable[tuple[int, float]], fallback: SpiralType) -> Spir
     return fallback
 
 
-#: Nodes scanned between two calls of the rebuild's heartbeat.
-HEARTBEAT_EVERY = 20_000
+#: Nodes scanned between two calls of the rebuild's heartbeat (`Paced`: it extends
+#: the lock only when a share of its lifetime has passed).
+HEARTBEAT_EVERY = 2_000
+#: The share of the lock's lifetime after which a heartbeat extends it: a scan may
+#: run this many times slower than usual (a busy machine) and keep its lock.
+HEARTBEAT_SHARE = 0.125
 #: By a record's depth (its JSON value): its weight, and whether GC may take it.
 _DEPTH_TENTHS = {depth.value: depth.tenths for depth in Depth}
 _COLLECTABLE = frozenset(depth.value for depth in Depth if not depth.protected)
+
+
+class Paced:
+    """`extend`, called at most once every `interval_s`: the scan calls it every few
+    thousand nodes, and a count of nodes is no clock. 20,000 nodes between extensions
+    took well under the 2 s lifetime on a quiet machine and over it on a busy one,
+    which lost the lock, and the retry on the same machine lost it again."""
+
+    def __init__(self, extend: Callable[[], None], interval_s: float) -> None:
+        self._extend = extend
+        self._interval_s = interval_s
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval_s:
+            self._extend()
+            self._last = now
 
 
 def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bool = False,
@@ -204,7 +226,10 @@ def rebuild(ctx: Context, sections: Sections, tenants: list[str], *, dry_run: bo
     for tenant in tenants:
         try:
             with sections.enter(tenant) as section:
-                part, writes = rebuild_tenant(ctx, section, heartbeat=section.fence.extend)
+                lifetime = sections.coordinator.lock_lifetime_s  # None: never expires
+                heartbeat = Paced(section.fence.extend,
+                                  math.inf if lifetime is None else lifetime * HEARTBEAT_SHARE)
+                part, writes = rebuild_tenant(ctx, section, heartbeat=heartbeat)
                 if not dry_run and (writes or part.total_nodes):
                     section.audit(audit_as)  # a tenant with nothing in it: nothing to record
                     section.commit_in_chunks(writes, final=True)  # the last, even empty
@@ -251,9 +276,9 @@ def rebuild_tenant(ctx: Context, section: Section,
                            writes)
     _reconcile_counters(section, moves, truths, report, writes)
     heartbeat()
-    _reconcile_sigils(ctx, section, moves, sigil_of, report, writes)
+    _reconcile_sigils(ctx, section, moves, sigil_of, report, writes, heartbeat)
     heartbeat()
-    _reconcile_queue(section, deadlines, report, writes)
+    _reconcile_queue(section, deadlines, report, writes, heartbeat)
     heartbeat()
     restored = _restore_tombstones(ctx, section, moves)
     report.quarantined = moves.moved
@@ -422,7 +447,7 @@ def _reconcile_counters(section: Section, moves: Quarantine, truths: dict[str, S
 
 def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
                       sigil_of: dict[str, tuple[str, float]], report: RebuildReport,
-                      writes: list[Write]) -> None:
+                      writes: list[Write], heartbeat: Callable[[], None]) -> None:
     """Every memory has the index entry of its sigil; an entry stays only if it names
     a memory that holds that sigil, or one a re-signing left under a key still
     accepted (its grace period). Entries are named by the sigil's hash, and so is
@@ -439,10 +464,12 @@ def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
     stored_at: dict[str, Any] = {}
     for batch in section.read_batches(prefix):
         stored_at.update(batch)
+        heartbeat()
     expected_at = dict(zip(index_names([sigil for sigil, _ in sigil_of.values()], prefix),
                            sigil_of, strict=True))
     if stored_at == expected_at:
         return  # every entry names its memory, and every memory has its entry
+    heartbeat()
     stored = {key[start:]: value for key, value in stored_at.items()}
     expected = {key[start:]: memory_id for key, memory_id in expected_at.items()}
     keyring, now = ctx.sigils.current(), ctx.clock()
@@ -452,12 +479,15 @@ def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
             owner[name] = records.sigil_owner(prefix + name, value)
         except CorruptRecord as exc:
             moves.move(prefix + name, value, exc.reason)
-    for name, memory_id in owner.items():
+    for checked, (name, memory_id) in enumerate(owner.items()):
+        if not checked % HEARTBEAT_EVERY:
+            heartbeat()
         if expected.get(name) == memory_id or _kept_through_grace(
                 keyring, keys.tenant, sigil_of, name, memory_id, now):
             continue
         report.orphans.sigils.append(name)
         writes.append(Delete(keys.sigil(name)))
+    heartbeat()
     for name, memory_id in expected.items():
         if owner.get(name) != memory_id:
             report.sigil_fixes += 1
@@ -475,11 +505,12 @@ def _kept_through_grace(keyring: Keyring, tenant: str,
 
 
 def _reconcile_queue(section: Section, deadlines: dict[str, float], report: RebuildReport,
-                     writes: list[Write]) -> None:
+                     writes: list[Write], heartbeat: Callable[[], None]) -> None:
     keys = section.keys
     queued = dict(section.index_range(keys.gc_queue))
     if queued == deadlines:
         return  # every score exactly what it should be (as a store leaves it)
+    heartbeat()
     for member in queued.keys() - deadlines.keys():
         report.orphans.queue_entries.append(member)
         writes.append(IndexRemove(keys.gc_queue, member))

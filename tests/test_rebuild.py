@@ -7,6 +7,7 @@ from typing import Any
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.model import SpiralType
+from spiral_tasks.rebuild import Paced
 from spiral_tasks.security.sigils import index_name, index_names
 from spiral_tasks.storage.base import Delete, IndexPut, IndexRemove, Put
 from tests.conftest import EngineFactory
@@ -149,3 +150,14 @@ def test_index_names_names_each_sigil_as_index_name_does() -> None:
     otherwise would be called an orphan and rewritten."""
     sigils = ["0" * 40, "f" * 40, "0123456789abcdef" * 2 + "01234567"]
     assert index_names(sigils) == [index_name(s) for s in sigils]
+
+
+def test_a_paced_heartbeat_extends_only_once_its_interval_has_passed() -> None:
+    extended: list[None] = []
+    rarely = Paced(lambda: extended.append(None), 3600)
+    always = Paced(lambda: extended.append(None), 0.0)
+    rarely()
+    assert extended == []
+    always()
+    always()
+    assert len(extended) == 2
