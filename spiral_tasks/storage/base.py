@@ -240,11 +240,19 @@ def _check_delete(write: Delete, values: Codec) -> EncodedWrite:
     return write
 
 
+#: The largest step of a counter: 18 digits, so a counter and a step add up inside the
+#: 64 bits Redis counts in.
+MAX_DELTA = 10**18 - 1
+
+
 def _check_increment(write: Increment, values: Codec) -> EncodedWrite:
     check_key(write.key)
     delta = write.delta
     if isinstance(delta, bool) or not isinstance(delta, int):
         raise TypeError(f"delta must be an int, got {type(delta).__name__}")
+    if not -MAX_DELTA <= delta <= MAX_DELTA:
+        # Redis adds 64-bit integers only, and refuses the batch (`writes.lua`) past this.
+        raise ValueError(f"delta {delta} is out of range (at most {MAX_DELTA} either way)")
     return write
 
 

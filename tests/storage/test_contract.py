@@ -22,6 +22,7 @@ from spiral_tasks.storage.base import (
 from spiral_tasks.storage.level import LevelStorage
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.redis_server import free_port
+from tests.corruption import write_raw
 from tests.processes import run_in_processes
 
 JSON_VALUES: list[Any] = [
@@ -195,6 +196,33 @@ def test_values_that_cannot_be_encoded_are_refused(storage: Storage, value: Any)
         storage.set("bad", value)
     assert storage.get("bad") is None
     assert storage.keys("") == []
+
+
+@pytest.mark.parametrize("raw", [b"007", b"-0", b"00", b"12345678901234567890",
+                                 b"9223372036854775807"])
+def test_a_counter_the_backend_cannot_add_to_stops_the_batch_before_it_writes(
+        storage: Storage, raw: bytes) -> None:
+    """Bytes that read as digits but are no integer Redis adds to (a leading zero,
+    "-0", past 64 bits) passed the write script's check, and its INCRBY failed half-way
+    through the batch, after the writes before it had landed. Each backend either
+    adds to the counter or refuses the whole batch."""
+    write_raw(storage, "n", raw)
+    try:
+        storage.apply([Put("first", 1), Increment("n", 1)])
+    except ValueError:
+        assert storage.get("first") is None
+        assert storage.keys("first") == []
+    else:
+        assert storage.get("first") == 1
+        assert storage.get("n") == int(raw) + 1
+
+
+def test_a_step_past_18_digits_is_refused_by_every_backend(storage: Storage) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        storage.apply([Put("first", 1), Increment("n", 10**18)])
+    assert storage.keys("") == []
+    storage.apply([Increment("n", 10**18 - 1), Increment("n", -(10**18 - 1))])
+    assert storage.get("n") == 0
 
 
 def test_batch_with_one_bad_value_writes_nothing(storage: Storage) -> None:

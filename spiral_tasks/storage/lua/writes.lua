@@ -15,14 +15,24 @@ local function write_count(a)
   return (#ARGV - a) / 3
 end
 
+-- Whether INCRBY takes `text` and adds any other such number without overflow: Redis
+-- reads no leading zero, no "-0", nothing past 64 bits; at most 18 digits, two such
+-- numbers add up well inside them.
+local function addable(text)
+  return text == '0' or string.match(text, '^%-?[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$') ~= nil
+end
+
 -- Refuse the whole batch before writing anything if an INCRBY would fail half-way.
 local function check_counters(k, a)
   for i = 1, write_count(a) do
     if ARGV[a + 3 * i - 2] == 'I' then
       local key = KEYS[k + 2 * i - 1]
       local current = redis.call('GET', key)
-      if current and not string.match(current, '^%-?%d+$') then
+      if current and not addable(current) then
         return redis.error_reply('NOTINT ' .. key .. ' does not hold an integer counter')
+      end
+      if not addable(ARGV[a + 3 * i - 1]) then
+        return redis.error_reply('ERR the increment of ' .. key .. ' is out of range')
       end
     end
   end
