@@ -261,7 +261,8 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
                 entered = time.perf_counter()
                 costs.entered(entered - started)
                 held = _hold(ctx, section, progress, costs, previous,
-                             min(deadline - reserve, entered + hold_s), report, counts)
+                             min(deadline - reserve, entered + hold_s),
+                             deadline - reserve, report, counts)
                 section.commit(final=True)
         except LockTimeout:
             return Outcome.SKIPPED
@@ -288,16 +289,23 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
 
 
 def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
-          previous: Costs, hold_ends: float, report: GcReport,
+          previous: Costs, hold_ends: float, run_ends: float, report: GcReport,
           counts: dict[str, int]) -> int:
     """Batches under one hold of the tenant's lock, each committed, until the tenant
-    is done or the next batch would not end by `hold_ends`; how many ran."""
+    is done or the next batch would not end by `hold_ends` (the hold's first: by
+    `run_ends`, the budget's end); how many ran."""
     held = 0
     while not progress.done:
         begun = time.perf_counter()
         # Sized now, with the lock: what the wait took is known.
         batch = 1 if progress.forced else _size(costs, previous, progress.touched,
                                                 hold_ends - begun)
+        if batch == 0 and held == 0 and _size(costs, previous, progress.touched,
+                                              run_ends - begun):
+            # Batches slower than half a hold (a loaded machine, a batch cut short
+            # at its time) still make one memory of progress per hold while the
+            # budget lasts: otherwise the run ended there, whatever budget was left.
+            batch = 1
         if batch == 0:
             break
         probe, progress.forced, held = progress.forced, False, held + 1
