@@ -10,6 +10,7 @@ old sigil's entry through the grace period), so its sigils stop working at once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from spiral_tasks import events, gc, records
@@ -25,17 +26,23 @@ log = logging.getLogger(__name__)
 
 def remove(ctx: Context, section: Section, memories: Sequence[Memory],
            stale_entries: Sequence[str] = (), *, announce: bool = False,
-           audit_as: str = "collect") -> None:
+           audit_as: str = "collect", until: float | None = None) -> list[Memory]:
     """Stage the removal of `memories` (and drop the queue entries `stale_entries`, of
     memories already missing or whose records are corrupt); their spirals free their
-    slots; the audit log names the operation `audit_as`. The caller commits."""
+    slots; the audit log names the operation `audit_as`. The caller commits. Those
+    staged are returned: all of them, unless `until` (a `time.perf_counter()` time)
+    passes first, when the rest are left as they are (at least one is staged)."""
     keys = section.keys
     now = ctx.clock()
     expires = now + ctx.gc.tombstone_ttl_s
     shrunk: dict[str, Spiral] = {}
     writes: list[Write] = [IndexRemove(keys.gc_queue, m) for m in stale_entries]
     keyring = ctx.sigils.current()
+    staged: list[Memory] = []
     for memory in memories:
+        if until is not None and staged and time.perf_counter() > until:
+            break
+        staged.append(memory)
         writes += [Delete(keys.sigil(index_name(sigil))) for sigil in sorted(
             keyring.sigils_of(keys.tenant, memory.id, memory.created, memory.sigil))]
         writes += [Delete(keys.memory(memory.id)),
@@ -50,23 +57,25 @@ def remove(ctx: Context, section: Section, memories: Sequence[Memory],
         if spiral is not None:
             shrunk[spiral.id] = spiral.without_node(
                 memory.position.index, memory.depth, now, ctx.limits.spiral_turns)
-    if memories:
-        writes.append(Increment(keys.memory_count, -len(memories)))
-        section.state.memory_count -= len(memories)
+    if staged:
+        writes.append(Increment(keys.memory_count, -len(staged)))
+        section.state.memory_count -= len(staged)
     for spiral in shrunk.values():
         section.put_spiral(spiral)
     section.stage(*writes)
-    if memories:
-        section.audit(audit_as, [m.id for m in memories])
+    if staged:
+        section.audit(audit_as, [m.id for m in staged])
+    return staged
 
 
-def collect_lowest(ctx: Context, section: Section, *, over: int,
-                   limit: int) -> tuple[int, list[str], bool]:
+def collect_lowest(ctx: Context, section: Section, *, over: int, limit: int,
+                   until: float | None = None) -> tuple[int, list[str], bool]:
     """Stage the removal of up to `limit` eligible memories from the head of the GC
-    queue (see `gc.select`). Returns how many queue entries were handled (stale ones
-    included), the ids of the memories removed, and whether more are eligible (one
-    entry past the batch is looked at, so a caller knows it is done without another
-    batch: another lock and round trips)."""
+    queue (see `gc.select`), staging no more once `until` (a `time.perf_counter()`
+    time) has passed (see `remove`). Returns how many queue entries were handled
+    (stale ones included), the ids of the memories removed, and whether more are
+    eligible (one entry past the batch is looked at, so a caller knows it is done
+    without another batch: another lock and round trips)."""
     keys = section.keys
     chosen = gc.select(section.index_range(keys.gc_queue, limit + 1), ctx.clock(), over)
     more = len(chosen) > limit
@@ -87,8 +96,10 @@ def collect_lowest(ctx: Context, section: Section, *, over: int,
             # batch) and the record stays, counted, for a rebuild to quarantine.
             log.warning("GC passed by a corrupt record: %s", exc)
         stale.append(memory_id)
-    remove(ctx, section, memories, stale, audit_as="gc")
-    return len(chosen), [m.id for m in memories], more
+    removed = remove(ctx, section, memories, stale, audit_as="gc", until=until)
+    if len(removed) < len(memories):
+        return len(removed) + len(stale), [m.id for m in removed], True
+    return len(chosen), [m.id for m in removed], more
 
 
 def collect(ctx: Context, section: Section, memory_id: str) -> bool:

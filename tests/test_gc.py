@@ -7,12 +7,14 @@ import threading
 import pytest
 
 from spiral_tasks import gc
+from spiral_tasks.collect import collect_lowest
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.observe import Observer
+from spiral_tasks.section import StateUse
 from spiral_tasks.storage.base import Delete, Storage
 from spiral_tasks.testing.engines import engine_over
 from tests.conftest import Clock, EngineFactory
@@ -340,3 +342,33 @@ def stores_beside_a_run(engine: SpiralMemory, holds: RunHolds) -> list[int]:
         i += 1
     thread.join(60)
     return spans
+
+
+def test_a_slow_entry_does_not_make_a_batch_all_fixed_part() -> None:
+    """An entry that waited for the lock (11 ms) is no round trip: the batch of 64
+    after a probe of one is mostly memories, so four times as many cost about four
+    times as much (taken as a round trip, the whole batch was fixed part, and 256
+    were predicted at twice the cost of 64)."""
+    costs = gc_run.Costs()
+    costs.entered(0.011)
+    costs.observe(1, 0.0003)
+    costs.observe(64, 0.0025)
+    assert costs.round_trip == pytest.approx(0.0001)
+    assert costs.predict(256) > 3.5 * 0.0025
+    assert costs.fitting(0.0025) <= 64
+
+
+def test_a_batch_past_its_time_stages_one_memory_and_leaves_the_rest(
+        engine: SpiralMemory, clock: Clock) -> None:
+    for i in range(10):
+        engine.store(f"m{i}", depth="surface")
+    clock.advance(HOUR)
+    with engine.sections.enter("default", state=StateUse.LOAD) as section:
+        handled, collected, more = collect_lowest(engine.context, section, over=0,
+                                                  limit=10, until=0.0)
+        section.commit(final=True)
+    assert (handled, len(collected), more) == (1, 1, True)
+    assert engine.storage.index_size(TenantKeys("default").gc_queue) == 9
+    assert assert_consistent(engine) == 9
+    assert len(collected_ids(gc_until_complete(engine))) == 9
+    assert assert_consistent(engine) == 0

@@ -4,13 +4,18 @@ test runner's own heap would change every test after this one."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 from pathlib import Path
 
 import pytest
+
+from spiral_tasks.storage.memory import MemoryStorage
+from spiral_tasks.testing.engines import engine_over
 
 SCRIPT = """
 import gc, os, sys
@@ -115,3 +120,25 @@ def test_a_prefork_worker_settles_before_it_forks_its_children() -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("shared ")
+
+
+def test_a_dropped_engine_goes_without_a_full_collection() -> None:
+    """An engine in a reference cycle (its combiner held its bound method) stayed
+    alive with everything it held until Python's next full collection, which then
+    freed it inside whatever ran: a GC run of the next engine paid 11-17 ms for it.
+    Dropped, an engine is freed by reference counting, its storage with it."""
+    storage = MemoryStorage()
+    engine = engine_over(storage)
+    engine.store("one", tenant="t")
+    engine.gc(25, tenant="t")
+    dropped = weakref.ref(engine)
+    held = weakref.ref(storage)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del engine, storage
+        assert dropped() is None
+        assert held() is None
+    finally:
+        if enabled:
+            gc.enable()
