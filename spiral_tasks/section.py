@@ -290,9 +290,9 @@ def _state_request(keys: TenantKeys, cached: TenantState | None) -> Snapshot:
     total, its marker and its spirals (those `cached` knows by name; the rest are
     found under the prefix)."""
     known = cached.spiral_keys(keys) if cached else ()
-    return Snapshot(prefix=keys.spirals,
-                    keys=(keys.memory_count, tenant_marker(keys.tenant), *known),
-                    unless_generation=cached.generation if cached else None)
+    # Positional (prefix, keys, unless_generation): asked on every locked entry.
+    return Snapshot(keys.spirals, (keys.memory_count, tenant_marker(keys.tenant), *known),
+                    cached.generation if cached else None)
 
 
 class Sections:
