@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sortedcontainers import SortedList
 
@@ -16,11 +17,15 @@ from spiral_tasks.storage.base import (
     LogTrim,
     Storage,
     Write,
+    _read_one,
+    check_key,
+    decode_or_unreadable,
     parse_counter,
     seq_position,
     stage_values,
     stage_writes,
 )
+from spiral_tasks.storage.codec import Codec
 
 
 class _OrderedIndex:
@@ -56,6 +61,16 @@ class MemoryStorage(Storage):
 
     def close(self) -> None:
         pass
+
+    def read_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """`Storage.read_many` without the steps between: every key checked first, then
+        each value read and decoded (every section reads the audit log's head so)."""
+        for key in keys:
+            check_key(key)
+        data, values = self._data, self.codec
+        read = _read_one if type(values) is Codec else decode_or_unreadable
+        return [None if (raw := data.get(key)) is None else read(key, raw, values)
+                for key in keys]
 
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         data = self._data
