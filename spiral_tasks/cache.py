@@ -51,9 +51,18 @@ class TenantState:
 
     def copy(self) -> TenantState:
         self._shared = True
-        return TenantState(self.spirals, self.memory_count, self.generation,
-                           self._spiral_keys, self.audit_head, self._open, True,
-                           self._decoded)
+        # Every field set here, in `__init__`'s order (so the copy's attributes share
+        # their keys as its would), without its call: a section copies twice per store.
+        copied = object.__new__(TenantState)
+        copied.spirals = self.spirals
+        copied.memory_count = self.memory_count
+        copied.generation = self.generation
+        copied._spiral_keys = self._spiral_keys
+        copied.audit_head = self.audit_head
+        copied._open = self._open
+        copied._shared = True
+        copied._decoded = self._decoded
+        return copied
 
     def put(self, spiral: Spiral) -> None:
         if self._shared:

@@ -55,11 +55,7 @@ def place(spiral_type: str, index: int, spiral_turns: int) -> Position:
     theta = angle(index)
     r = radius(spiral_type, index)
     rad = math.radians(theta)
-    return Position(
-        index=index,
-        angle=theta,
-        radius=r,
-        x=r * math.cos(rad),
-        y=r * math.sin(rad),
-        turn=turn(index, spiral_turns),
-    )
+    # Positional, in the fields' order (index, angle, radius, x, y, turn): a class
+    # called with keywords builds a dict of them first, and every store places a node.
+    return Position(index, theta, r, r * math.cos(rad), r * math.sin(rad),
+                    turn(index, spiral_turns))

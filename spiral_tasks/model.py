@@ -171,19 +171,21 @@ class Spiral:
         if created - created != 0.0 or updated - updated != 0.0:
             raise ValueError(f"spiral {id}: times must be finite, got {created!r}, "
                              f"{updated!r}")
+        # Positional, in the fields' order: a class called with keywords builds a dict
+        # of them first (every store makes a spiral here).
         return cls(
-            id=id,
-            tenant=tenant,
-            type=type,
-            capacity=type.capacity,
-            node_count=node_count,
-            depth_tenths=depth_tenths,
-            holes=holes,
-            average_depth=depth_tenths / 10 / node_count if node_count else 0.0,
-            current_radius=geometry.radius(type, high - 1) if high else 0.0,
-            total_turns=geometry.turn(high - 1, spiral_turns) if high else 0,
-            created=created,
-            updated=updated,
+            id,
+            tenant,
+            type,
+            type.capacity,
+            node_count,
+            depth_tenths,
+            holes,
+            depth_tenths / 10 / node_count if node_count else 0.0,  # average_depth
+            geometry.radius(type, high - 1) if high else 0.0,  # current_radius
+            geometry.turn(high - 1, spiral_turns) if high else 0,  # total_turns
+            created,
+            updated,
         )
 
     @classmethod

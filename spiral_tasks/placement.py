@@ -83,8 +83,10 @@ class OpenSpirals:
                 bucket.pop(spiral.id, None)
 
     def copy(self) -> OpenSpirals:
-        copied = OpenSpirals()
-        copied._by_type = {kind: dict(bucket) for kind, bucket in self._by_type.items()
+        # Made without `__init__` (it would only set an empty index to replace): a
+        # section's first store copies its state's index.
+        copied = object.__new__(OpenSpirals)
+        copied._by_type = {kind: bucket.copy() for kind, bucket in self._by_type.items()
                            if bucket}
         return copied
 

@@ -253,7 +253,9 @@ class Section:
         if self._journal is None or not self._events:
             return None
         events = [Event(op, tuple(ids), actor) for (op, actor), ids in self._events.items()]
-        (head,) = self.read_many([self.keys.audit_head])
+        key = self.keys.audit_head  # read on entering: nearly always known
+        head = self._staged[key] if key in self._staged else self._known[key] \
+            if key in self._known else self.read_many([key])[0]
         if isinstance(head, Unreadable):
             raise head.error()
         added, head = self._journal.writes(self._storage, self.keys, head, events)
@@ -290,9 +292,9 @@ def _state_request(keys: TenantKeys, cached: TenantState | None) -> Snapshot:
     total, its marker and its spirals (those `cached` knows by name; the rest are
     found under the prefix)."""
     known = cached.spiral_keys(keys) if cached else ()
-    return Snapshot(prefix=keys.spirals,
-                    keys=(keys.memory_count, tenant_marker(keys.tenant), *known),
-                    unless_generation=cached.generation if cached else None)
+    # Positional (prefix, keys, unless_generation): asked on every locked entry.
+    return Snapshot(keys.spirals, (keys.memory_count, tenant_marker(keys.tenant), *known),
+                    cached.generation if cached else None)
 
 
 class Sections:

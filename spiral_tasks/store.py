@@ -50,15 +50,16 @@ class StoreRequest:
     @classmethod
     def validated(cls, content: Any, type: Any, depth: Any, associations: Any,
                   tenant: Any, memory_id: Any) -> StoreRequest:
+        # Positional, in the fields' order (tenant, content, kind, depth, associations,
+        # memory_id, actor): keywords would cost a dict per store.
         return cls(
-            tenant=validation.name("tenant", tenant),
-            content=validation.content(content),
-            kind=validation.name("type", type),
-            depth=validation.depth(depth),
-            associations=validation.associations(associations),
-            memory_id=None if memory_id is None
-            else validation.memory_id("memory_id", memory_id),
-            actor=audit_actor.current(),
+            validation.name("tenant", tenant),
+            validation.content(content),
+            validation.name("type", type),
+            validation.depth(depth),
+            validation.associations(associations),
+            None if memory_id is None else validation.memory_id("memory_id", memory_id),
+            audit_actor.current(),
         )
 
 
@@ -121,14 +122,12 @@ class StoreBatch:
         memory_id = request.memory_id or self.ctx.new_id()
         slot = spiral.next_slot()
         turns = self.ctx.limits.spiral_turns
-        memory = Memory(
-            id=memory_id, tenant=request.tenant, content=request.content,
-            type=request.kind, depth=request.depth,
-            sigil=self.ctx.sigils.current().sign(request.tenant, memory_id, now),
-            spiral_id=spiral.id,
-            position=geometry.place(spiral.type, slot, turns),
-            associations=request.associations, created=now, last_accessed=now,
-            access_count=0, strength=gc.INITIAL_STRENGTH,
+        memory = Memory(  # positional, in the fields' order: see `Spiral._derived`
+            memory_id, request.tenant, request.content, request.kind, request.depth,
+            self.ctx.sigils.current().sign(request.tenant, memory_id, now),  # sigil
+            spiral.id, geometry.place(spiral.type, slot, turns),  # spiral_id, position
+            request.associations, now, now,  # associations, created, last_accessed
+            0, gc.INITIAL_STRENGTH,  # access_count, strength
         )
         result = StoreResult(memory_id, request.tenant, memory, created=True)
         self._stage_memory(memory, spiral.with_node(slot, request.depth, now, turns), result)

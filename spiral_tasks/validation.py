@@ -34,10 +34,23 @@ def ids(values: Sequence[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
+#: Names that matched `NAME_PATTERN` (plain `str` only): every store names a tenant and
+#: a type, nearly always ones seen before, and the match costs more than the lookup.
+#: Forgotten whole when it fills, so callers naming ever new tenants cannot grow it.
+_NAMES_SEEN: set[str] = set()
+NAMES_REMEMBERED = 1024
+
+
 def name(argument: str, value: Any) -> str:
     """A tenant or a memory type: a short label."""
+    if type(value) is str and value in _NAMES_SEEN:
+        return value
     if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise InvalidArgument(argument, f"must match {NAME_PATTERN.pattern}, got {quote(value)}")
+    if type(value) is str:
+        if len(_NAMES_SEEN) >= NAMES_REMEMBERED:
+            _NAMES_SEEN.clear()
+        _NAMES_SEEN.add(value)
     return value
 
 

@@ -35,9 +35,11 @@ from spiral_tasks.storage.base import (
     IndexRemove,
     LogTrim,
     Storage,
+    Write,
     parse_counter,
     seq_position,
     stage_values,
+    stage_writes,
 )
 
 _INDEX_ENTRY = b"\xffz"
@@ -199,26 +201,41 @@ class LevelStorage(Storage):
             self.db.put(raw_key, raw, sync=True)
             return raw
 
+    def apply(self, writes: Sequence[Write]) -> int | None:
+        """`Storage.apply`, a batch checked, encoded and staged in one pass
+        (`stage_writes`); one write as before (a put is atomic by itself)."""
+        if len(writes) < 2:
+            return super().apply(writes)
+        db = self.db
+        with self._write_lock:
+            return self._write(*stage_writes(writes, self.codec, lambda k: db.get(k.encode())))
+
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         db = self.db
         if len(writes) == 1 and isinstance(writes[0], EncodedPut):
             db.put(writes[0].key.encode(), writes[0].raw)  # one put is atomic by itself
             return None
         with self._write_lock:
-            staged, last, rest = stage_values(writes, lambda k: db.get(k.encode()))
-            with db.write_batch(transaction=True) as batch:
-                for key, raw in staged.items():
-                    if raw is None:
-                        batch.delete(key.encode())
-                    else:
-                        batch.put(key.encode(), raw)
-                lowest = self._stage_index(batch, rest)
-                self._stage_logs(batch, rest)
-            # After the write, so a read that seeks from the floor lowered here finds
-            # the entries it was lowered for.
-            for head, entry in lowest.items():
-                self._lower_floor(head, entry)
-            return last
+            return self._write(*stage_values(writes, lambda k: db.get(k.encode())))
+
+    def _write(self, staged: dict[str, bytes | None], last: int | None,
+               rest: Sequence[EncodedWrite]) -> int | None:
+        """Apply a staged batch in one LevelDB transaction (the caller holds the write
+        lock); `last` is handed back."""
+        db = self.db
+        with db.write_batch(transaction=True) as batch:
+            for key, raw in staged.items():
+                if raw is None:
+                    batch.delete(key.encode())
+                else:
+                    batch.put(key.encode(), raw)
+            lowest = self._stage_index(batch, rest)
+            self._stage_logs(batch, rest)
+        # After the write, so a read that seeks from the floor lowered here finds
+        # the entries it was lowered for.
+        for head, entry in lowest.items():
+            self._lower_floor(head, entry)
+        return last
 
     def _stage_logs(self, batch: Any, writes: Sequence[EncodedWrite]) -> None:
         for write in writes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sortedcontainers import SortedList
 
@@ -15,10 +16,16 @@ from spiral_tasks.storage.base import (
     IndexRemove,
     LogTrim,
     Storage,
+    Write,
+    _read_one,
+    check_key,
+    decode_or_unreadable,
     parse_counter,
     seq_position,
     stage_values,
+    stage_writes,
 )
+from spiral_tasks.storage.codec import Codec
 
 
 class _OrderedIndex:
@@ -55,6 +62,16 @@ class MemoryStorage(Storage):
     def close(self) -> None:
         pass
 
+    def read_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """`Storage.read_many` without the steps between: every key checked first, then
+        each value read and decoded (every section reads the audit log's head so)."""
+        for key in keys:
+            check_key(key)
+        data, values = self._data, self.codec
+        read = _read_one if type(values) is Codec else decode_or_unreadable
+        return [None if (raw := data.get(key)) is None else read(key, raw, values)
+                for key in keys]
+
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         data = self._data
         return [data.get(k) for k in keys]
@@ -81,30 +98,41 @@ class MemoryStorage(Storage):
         with self._lock:
             return self._data.setdefault(key, raw)
 
+    def apply(self, writes: Sequence[Write]) -> int | None:
+        """`Storage.apply`, checked, encoded and staged in one pass (`stage_writes`)."""
+        if not writes:
+            return None
+        with self._lock:
+            return self._write(*stage_writes(writes, self.codec, self._data.get))
+
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         with self._lock:
-            staged, last, rest = stage_values(writes, self._data.get)
-            data = self._data
-            for key, raw in staged.items():
-                if raw is None:
-                    data.pop(key, None)
-                else:
-                    data[key] = raw
-            for write in rest:
-                if isinstance(write, IndexPut):
-                    index = self._indexes.get(write.index)
-                    if index is None:
-                        index = self._indexes[write.index] = _OrderedIndex()
-                    index.put(write.member, float(write.score))
-                elif isinstance(write, IndexRemove) and write.index in self._indexes:
-                    self._indexes[write.index].remove(write.member)
-                elif isinstance(write, EncodedLogAppend):
-                    self._logs.setdefault(write.log, []).append(
-                        (seq_position(write.seq), write.raw))
-                elif isinstance(write, LogTrim):
-                    self._logs[write.log] = [e for e in self._logs.get(write.log, [])
-                                             if e[0] > write.through]
-            return last
+            return self._write(*stage_values(writes, self._data.get))
+
+    def _write(self, staged: dict[str, bytes | None], last: int | None,
+               rest: Sequence[EncodedWrite]) -> int | None:
+        """Apply a staged batch (the caller holds the lock); `last` is handed back."""
+        data = self._data
+        for key, raw in staged.items():
+            if raw is None:
+                data.pop(key, None)
+            else:
+                data[key] = raw
+        for write in rest:
+            if isinstance(write, IndexPut):
+                index = self._indexes.get(write.index)
+                if index is None:
+                    index = self._indexes[write.index] = _OrderedIndex()
+                index.put(write.member, float(write.score))
+            elif isinstance(write, IndexRemove) and write.index in self._indexes:
+                self._indexes[write.index].remove(write.member)
+            elif isinstance(write, EncodedLogAppend):
+                self._logs.setdefault(write.log, []).append(
+                    (seq_position(write.seq), write.raw))
+            elif isinstance(write, LogTrim):
+                self._logs[write.log] = [e for e in self._logs.get(write.log, [])
+                                         if e[0] > write.through]
+        return last
 
     def _index_range(self, index: str, limit: int | None) -> list[tuple[str, float]]:
         with self._lock:
