@@ -554,7 +554,7 @@ def _stage_one_pass(
         elif kind is Increment:
             key, delta = write.key, write.delta
             if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES) \
-                    or type(delta) is not int:
+                    or type(delta) is not int or not -MAX_DELTA <= delta <= MAX_DELTA:
                 _check_increment(write, values)
             last = parse_counter(key, staged[key] if key in staged else read(key)) + delta
             staged[key] = str(last).encode()
