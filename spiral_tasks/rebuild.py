@@ -23,10 +23,8 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from spiral_tasks import events, gc, geometry, records
 from spiral_tasks.context import Context
@@ -237,37 +235,25 @@ def rebuild_tenant(ctx: Context, section: Section,
     report = RebuildReport()
     writes: list[Write] = []
     moves = Quarantine(keys, now)
-    # The sigil index and the GC queue, as many entries as nodes, are read whatever
-    # the nodes say. Where a read waits on a server, they are read in a thread of
-    # their own while this one reads and counts the nodes, so the server's work for
-    # them overlaps ours (on Redis about a third of a rebuild's time); else each is
-    # read when it is needed, as before. Either way every read is made under the
-    # tenant's lock, and before anything is written.
-    with ThreadPoolExecutor(1, "rebuild-read") if section.reads_wait else nullcontext() \
-            as reader:
-        stored_sigils = _read_by(reader, _read_sigils, section)
-        queued = _read_by(reader, _read_queue, section)
-        spirals: dict[str, Spiral] = {}
-        for key, value in section.read_scan(keys.spirals):
-            spiral = moves.read(records.spiral, key, value)
-            if spiral is not None:
-                spirals[spiral.id] = spiral
-        slots, sigil_of, deadlines = _read_nodes(ctx, section, moves, spirals, report,
-                                                 heartbeat)
-        moves.check()
+    spirals: dict[str, Spiral] = {}
+    for key, value in section.read_scan(keys.spirals):
+        spiral = moves.read(records.spiral, key, value)
+        if spiral is not None:
+            spirals[spiral.id] = spiral
+    slots, sigil_of, deadlines = _read_nodes(ctx, section, moves, spirals, report, heartbeat)
+    moves.check()
 
-        # Each step below reads or compares as many entries as there are nodes (a
-        # large tenant's sigil index alone can take seconds on a busy machine): the
-        # lock gets a full lifetime again before each, not only while the nodes are
-        # read.
-        heartbeat()
-        truths = _true_spirals(section, spirals, slots, ctx.limits.spiral_turns, now,
-                               report, writes)
-        _reconcile_counters(section, moves, truths, report, writes)
-        heartbeat()
-        _reconcile_sigils(ctx, section, moves, sigil_of, stored_sigils(), report, writes)
-        heartbeat()
-        _reconcile_queue(section, deadlines, queued(), report, writes)
+    # Each step below reads or compares as many entries as there are nodes (a large
+    # tenant's sigil index alone can take seconds on a busy machine): the lock gets
+    # a full lifetime again before each, not only while the nodes are read.
+    heartbeat()
+    truths = _true_spirals(section, spirals, slots, ctx.limits.spiral_turns, now, report,
+                           writes)
+    _reconcile_counters(section, moves, truths, report, writes)
+    heartbeat()
+    _reconcile_sigils(ctx, section, moves, sigil_of, report, writes)
+    heartbeat()
+    _reconcile_queue(section, deadlines, report, writes)
     heartbeat()
     restored = _restore_tombstones(ctx, section, moves)
     report.quarantined = moves.moved
@@ -434,35 +420,9 @@ def _reconcile_counters(section: Section, moves: Quarantine, truths: dict[str, S
         writes.append(Put(keys.memory_count, total))
 
 
-_T = TypeVar("_T")
-
-
-def _read_by(reader: ThreadPoolExecutor | None, read: Callable[[Section], _T],
-             section: Section) -> Callable[[], _T]:
-    """What `read(section)` returns, when asked for: started now in `reader` if there
-    is one (its error, if any, raised when asked for), else read then."""
-    if reader is None:
-        return functools.partial(read, section)
-    return reader.submit(read, section).result
-
-
-def _read_sigils(section: Section) -> dict[str, Any]:
-    """The tenant's sigil index entries by whole key, decoded and not checked (see
-    `_reconcile_sigils`), read a batch at a time: no Python step per entry."""
-    stored_at: dict[str, Any] = {}
-    for batch in section.read_batches(section.keys.sigils):
-        stored_at.update(batch)
-    return stored_at
-
-
-def _read_queue(section: Section) -> dict[str, float]:
-    """The tenant's GC queue: each member's score."""
-    return dict(section.index_range(section.keys.gc_queue))
-
-
 def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
-                      sigil_of: dict[str, tuple[str, float]], stored_at: dict[str, Any],
-                      report: RebuildReport, writes: list[Write]) -> None:
+                      sigil_of: dict[str, tuple[str, float]], report: RebuildReport,
+                      writes: list[Write]) -> None:
     """Every memory has the index entry of its sigil; an entry stays only if it names
     a memory that holds that sigil, or one a re-signing left under a key still
     accepted (its grace period). Entries are named by the sigil's hash, and so is
@@ -475,7 +435,10 @@ def _reconcile_sigils(ctx: Context, section: Section, moves: Quarantine,
     keys = section.keys
     prefix = keys.sigils
     start = len(prefix)
-    # Compared by whole keys (`_read_sigils`): no Python step per entry.
+    # Compared by whole keys, read a batch at a time: no Python step per entry.
+    stored_at: dict[str, Any] = {}
+    for batch in section.read_batches(prefix):
+        stored_at.update(batch)
     expected_at = dict(zip(index_names([sigil for sigil, _ in sigil_of.values()], prefix),
                            sigil_of, strict=True))
     if stored_at == expected_at:
@@ -511,10 +474,10 @@ def _kept_through_grace(keyring: Keyring, tenant: str,
         tenant, memory_id, float(created), current, now)}
 
 
-def _reconcile_queue(section: Section, deadlines: dict[str, float],
-                     queued: dict[str, float], report: RebuildReport,
+def _reconcile_queue(section: Section, deadlines: dict[str, float], report: RebuildReport,
                      writes: list[Write]) -> None:
     keys = section.keys
+    queued = dict(section.index_range(keys.gc_queue))
     if queued == deadlines:
         return  # every score exactly what it should be (as a store leaves it)
     for member in queued.keys() - deadlines.keys():

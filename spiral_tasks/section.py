@@ -105,11 +105,6 @@ class Section:
         return self._storage.publishes
 
     @property
-    def reads_wait(self) -> bool:
-        """Whether a read waits on a server (`Storage.reads_wait`)."""
-        return self._storage.reads_wait
-
-    @property
     def state(self) -> TenantState:
         """The tenant's spirals and total, as the staged writes leave them."""
         if self._state is None:

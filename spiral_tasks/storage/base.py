@@ -305,10 +305,6 @@ class Storage(ABC):
     #: Whether `Publish` writes reach anyone (pub/sub): a store without it drops them,
     #: so the engine need not make them.
     publishes: bool = False
-    #: Whether a read waits on a server (a round trip, with the GIL released): a read
-    #: started in another thread then runs while this one works. The rebuild reads a
-    #: tenant's sigil index and GC queue so, beside its nodes.
-    reads_wait: bool = False
     #: How values become bytes here: plain JSON unless a key is configured (see
     #: `security.atrest.seal_storage`, which replaces it when the store is opened).
     codec: Codec = PLAIN

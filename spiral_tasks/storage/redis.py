@@ -138,7 +138,6 @@ WRITE_ERRORS: dict[str, ErrorReply] = {"NOTINT ": _not_a_counter}
 class RedisStorage(Storage):
     name = "redis"
     publishes = True
-    reads_wait = True
 
     def __init__(self, url: str) -> None:
         self.url = url
