@@ -40,7 +40,13 @@ from spiral_tasks.storage.base import (
     Storage,
 )
 
-SCAN_COUNT = 1000
+#: Keys listed per directory page (ZRANGEBYLEX), and so per MGET, and SCAN's COUNT.
+#: A tenant under the default limits holds at most 2,618 memories (`Limits`), so one
+#: page holds all of its nodes, and another all of its sigil index: a rebuild reads
+#: each in one listing and one MGET, not three of each (0-12% less CPU, client and
+#: server, per rebuild than at 1,000: `benchmarks.redis_pages`). An MGET of a full page
+#: of memory records is about 2 MB, answered in a few milliseconds.
+SCAN_COUNT = 4096
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
