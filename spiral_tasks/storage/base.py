@@ -588,9 +588,13 @@ MIN_COUNTER, MAX_COUNTER = -(2**63), 2**63 - 1
 
 
 def add_to_counter(key: str, raw: bytes | None, delta: int) -> int:
-    """The counter `raw` plus `delta`; a sum outside 64 bits is refused by every backend
-    (Redis's INCRBY fails there: `writes.lua` refuses the batch before it writes)."""
-    value = parse_counter(key, raw) + delta
+    """The counter `raw` plus `delta`; a counter or a sum outside 64 bits is refused by
+    every backend (Redis's INCRBY fails there: `writes.lua` refuses the batch before
+    it writes)."""
+    current = parse_counter(key, raw)
+    if not MIN_COUNTER <= current <= MAX_COUNTER:  # Redis reads no such counter
+        raise CorruptRecord(key, "does not hold an integer counter (past 64 bits)")
+    value = current + delta
     if not MIN_COUNTER <= value <= MAX_COUNTER:
         raise ValueError(f"counter {key} would leave 64 bits ({value})")
     return value

@@ -456,3 +456,21 @@ def test_a_counter_put_earlier_in_the_batch_is_what_its_step_adds_to(
     with pytest.raises(ValueError, match="64 bits"):
         storage.apply([Put("first", 1), Increment("l", -1)])
     assert storage.get_many(["first", "l"]) == [None, -(2**63)]
+
+
+@pytest.mark.parametrize("raw", [b"-9223372036854775808", b"9223372036854775807",
+                                 b"9223372036854775808", b"-9223372036854775809",
+                                 b"999999999", b"1000000000", b"-1000000000",
+                                 b"1234567890123456789", b"0", b"-1"])
+@pytest.mark.parametrize("delta", [1, -1, 10**18 - 1, -(10**18 - 1)])
+def test_a_counter_at_the_edges_of_64_bits(storage: Storage, raw: bytes, delta: int) -> None:
+    """Every backend adds exactly when Redis's INCRBY does (the counter and the sum
+    inside 64 bits), and refuses the whole batch otherwise."""
+    write_raw(storage, "n", raw)
+    if -(2**63) <= int(raw) <= 2**63 - 1 and -(2**63) <= int(raw) + delta <= 2**63 - 1:
+        assert storage.apply([Put("first", 1), Increment("n", delta)]) == int(raw) + delta
+        assert storage.get_many(["first", "n"]) == [1, int(raw) + delta]
+    else:
+        with pytest.raises(ValueError, match=r"integer counter|64 bits"):
+            storage.apply([Put("first", 1), Increment("n", delta)])
+        assert storage.get("first") is None
