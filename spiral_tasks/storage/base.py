@@ -556,7 +556,7 @@ def _stage_one_pass(
             if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES) \
                     or type(delta) is not int or not -MAX_DELTA <= delta <= MAX_DELTA:
                 _check_increment(write, values)
-            last = parse_counter(key, staged[key] if key in staged else read(key)) + delta
+            last = add_to_counter(key, staged[key] if key in staged else read(key), delta)
             staged[key] = str(last).encode()
         elif kind is Delete:
             _check_delete(write, values)
@@ -583,6 +583,23 @@ def parse_counter(key: str, raw: bytes | None) -> int:
         raise CorruptRecord(key, "does not hold an integer counter") from None
 
 
+#: The range of a counter: Redis's, which adds 64-bit integers only.
+MIN_COUNTER, MAX_COUNTER = -(2**63), 2**63 - 1
+
+
+def add_to_counter(key: str, raw: bytes | None, delta: int) -> int:
+    """The counter `raw` plus `delta`; a counter or a sum outside 64 bits is refused by
+    every backend (Redis's INCRBY fails there: `writes.lua` refuses the batch before
+    it writes)."""
+    current = parse_counter(key, raw)
+    if not MIN_COUNTER <= current <= MAX_COUNTER:  # Redis reads no such counter
+        raise CorruptRecord(key, "does not hold an integer counter (past 64 bits)")
+    value = current + delta
+    if not MIN_COUNTER <= value <= MAX_COUNTER:
+        raise ValueError(f"counter {key} would leave 64 bits ({value})")
+    return value
+
+
 def stage_values(
     writes: Sequence[EncodedWrite], read: Callable[[str], bytes | None]
 ) -> tuple[dict[str, bytes | None], int | None, list[EncodedWrite]]:
@@ -604,7 +621,7 @@ def stage_values(
         elif isinstance(write, Increment):
             key = write.key
             current = staged[key] if key in staged else read(key)
-            last = parse_counter(key, current) + write.delta
+            last = add_to_counter(key, current, write.delta)
             staged[key] = str(last).encode()
         elif isinstance(write, Delete):
             staged[write.key] = None

@@ -36,7 +36,7 @@ from spiral_tasks.storage.base import (
     LogTrim,
     Storage,
     Write,
-    parse_counter,
+    add_to_counter,
     seq_position,
     stage_values,
     stage_writes,
@@ -187,7 +187,7 @@ class LevelStorage(Storage):
     def _incr(self, key: str, delta: int) -> int:
         raw_key = key.encode()
         with self._write_lock:
-            value = parse_counter(key, self.db.get(raw_key)) + delta
+            value = add_to_counter(key, self.db.get(raw_key), delta)
             self.db.put(raw_key, str(value).encode())
             return value
 

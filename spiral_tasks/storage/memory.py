@@ -18,9 +18,9 @@ from spiral_tasks.storage.base import (
     Storage,
     Write,
     _read_one,
+    add_to_counter,
     check_key,
     decode_or_unreadable,
-    parse_counter,
     seq_position,
     stage_values,
     stage_writes,
@@ -90,7 +90,7 @@ class MemoryStorage(Storage):
 
     def _incr(self, key: str, delta: int) -> int:
         with self._lock:
-            value = parse_counter(key, self._data.get(key)) + delta
+            value = add_to_counter(key, self._data.get(key), delta)
             self._data[key] = str(value).encode()
             return value
 

@@ -138,7 +138,7 @@ def connect(url: str, **options: Any) -> redis.Redis:
 
 
 #: Error replies of the write script.
-WRITE_ERRORS: dict[str, ErrorReply] = {"NOTINT ": _not_a_counter}
+WRITE_ERRORS: dict[str, ErrorReply] = {"NOTINT ": _not_a_counter, "OVERFLOW ": ValueError}
 
 
 class RedisStorage(Storage):

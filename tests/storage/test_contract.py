@@ -428,3 +428,54 @@ def test_a_refused_batch_appends_nothing(storage: Storage) -> None:
     with pytest.raises(ValueError, match="seq"):
         storage.apply([LogAppend("t:{a}:log", 0, "entry")])
     assert storage.log_read("t:{a}:log") == []
+
+
+def test_steps_that_add_up_past_64_bits_stop_the_batch_before_it_writes(
+        storage: Storage) -> None:
+    """Each step is in range and so is the counter before the batch, but the batch's
+    steps on one counter add up past 64 bits: Redis's INCRBY overflowed half-way
+    through the batch, after the writes before it had landed. Each backend applies
+    none (every backend refuses a counter past 64 bits, as Redis does)."""
+    steps = [Increment("n", 10**18 - 1)] * 10
+    with pytest.raises(ValueError, match="64 bits"):
+        storage.apply([Put("first", 1), *steps])
+    assert storage.keys("") == []
+    storage.apply(steps[:9])
+    assert storage.incr("n", -1) == 9 * (10**18 - 1) - 1  # 19 digits: still a counter
+
+
+@pytest.mark.parametrize("value", ["text", 2**63 - 1])
+def test_a_counter_put_earlier_in_the_batch_is_what_its_step_adds_to(
+        storage: Storage, value: Any) -> None:
+    """The write script checked each counter as stored before the batch: a put earlier
+    in the same batch (text, or a number its step takes past 64 bits) went through
+    the check and its INCRBY failed after the put had landed."""
+    storage.apply([Put("n", 1)])
+    with pytest.raises(ValueError, match=r"integer counter|64 bits"):
+        storage.apply([Put("first", 1), Put("n", value), Increment("n", 1)])
+    assert storage.get_many(["first", "n"]) == [None, 1]
+    storage.apply([Put("n", "text"), Delete("n"), Increment("n", 2)])
+    storage.apply([Put("m", 2**63 - 2), Increment("m", 1), Put("l", -(2**63) + 1),
+                   Increment("l", -1)])
+    assert storage.get_many(["n", "m", "l"]) == [2, 2**63 - 1, -(2**63)]
+    with pytest.raises(ValueError, match="64 bits"):
+        storage.apply([Put("first", 1), Increment("l", -1)])
+    assert storage.get_many(["first", "l"]) == [None, -(2**63)]
+
+
+@pytest.mark.parametrize("raw", [b"-9223372036854775808", b"9223372036854775807",
+                                 b"9223372036854775808", b"-9223372036854775809",
+                                 b"999999999", b"1000000000", b"-1000000000",
+                                 b"1234567890123456789", b"0", b"-1"])
+@pytest.mark.parametrize("delta", [1, -1, 10**18 - 1, -(10**18 - 1)])
+def test_a_counter_at_the_edges_of_64_bits(storage: Storage, raw: bytes, delta: int) -> None:
+    """Every backend adds exactly when Redis's INCRBY does (the counter and the sum
+    inside 64 bits), and refuses the whole batch otherwise."""
+    write_raw(storage, "n", raw)
+    if -(2**63) <= int(raw) <= 2**63 - 1 and -(2**63) <= int(raw) + delta <= 2**63 - 1:
+        assert storage.apply([Put("first", 1), Increment("n", delta)]) == int(raw) + delta
+        assert storage.get_many(["first", "n"]) == [1, int(raw) + delta]
+    else:
+        with pytest.raises(ValueError, match=r"integer counter|64 bits"):
+            storage.apply([Put("first", 1), Increment("n", delta)])
+        assert storage.get("first") is None
