@@ -556,7 +556,10 @@ def _stage_one_pass(
             if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES) \
                     or type(delta) is not int or not -MAX_DELTA <= delta <= MAX_DELTA:
                 _check_increment(write, values)
-            last = add_to_counter(key, staged[key] if key in staged else read(key), delta)
+            last = parse_counter(key, staged[key] if key in staged else read(key)) + delta
+            if not (MIN_COUNTER <= last <= MAX_COUNTER
+                    and MIN_COUNTER <= last - delta <= MAX_COUNTER):
+                raise _Unusual  # the two steps raise what `add_to_counter` says
             staged[key] = str(last).encode()
         elif kind is Delete:
             _check_delete(write, values)
