@@ -212,10 +212,13 @@ class LevelStorage(Storage):
 
     def _apply(self, writes: Sequence[EncodedWrite]) -> int | None:
         db = self.db
-        if len(writes) == 1 and isinstance(writes[0], EncodedPut):
-            db.put(writes[0].key.encode(), writes[0].raw)  # one put is atomic by itself
-            return None
         with self._write_lock:
+            if len(writes) == 1 and isinstance(writes[0], EncodedPut):
+                # Atomic by itself, but under the lock all the same: a batch staged
+                # meanwhile (an increment of the same key, read before this put) would
+                # write its stale sum over it.
+                db.put(writes[0].key.encode(), writes[0].raw)
+                return None
             return self._write(*stage_values(writes, lambda k: db.get(k.encode())))
 
     def _write(self, staged: dict[str, bytes | None], last: int | None,
