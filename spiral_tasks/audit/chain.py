@@ -65,11 +65,20 @@ class Signer:
     # --- entries, head, checkpoint -----------------------------------------------------
     def entry(self, body: dict[str, Any]) -> dict[str, Any]:
         """`body` with its hash and the hash's signature."""
-        digest = entry_hash(body)
-        return {**body, "hash": digest, "mac": self.sign("entry", digest)}
+        digest = entry_hash(body)  # a str: joined as `sign` would, without its `map`
+        return {**body, "hash": digest, "mac": self._keyed.hexdigest(
+            f"entry\x00{digest}".encode())}
 
     def head(self, tenant: str, seq: int, digest: str) -> dict[str, Any]:
-        return {"seq": seq, "hash": digest, "mac": self.sign("head", tenant, seq, digest)}
+        # Every commit signs one: the message as `sign` joins it, in one f-string where
+        # that is the same text (a str formats as itself, an int as `str` gives it;
+        # a subclass could differ, so it goes the general way). About 4k instructions
+        # of a store's 550k (`benchmarks.store_instructions`).
+        if type(tenant) is str and type(seq) is int and type(digest) is str:
+            mac = self._keyed.hexdigest(f"head\x00{tenant}\x00{seq}\x00{digest}".encode())
+        else:
+            mac = self.sign("head", tenant, seq, digest)
+        return {"seq": seq, "hash": digest, "mac": mac}
 
     def checkpoint(self, tenant: str, seq: int, digest: str, time: float) -> dict[str, Any]:
         return {"seq": seq, "hash": digest, "time": time,
