@@ -36,7 +36,10 @@ def entry_hash(body: dict[str, Any]) -> str:
     """SHA-256 of the entry's fields (all but `hash` and `mac`), canonical JSON."""
     # An entry being made holds exactly these fields: hashed as it is (the JSON sorts
     # its keys either way); a stored one holds `hash` and `mac` besides.
-    fields = body if body.keys() == _FIELD_SET else {k: body.get(k) for k in FIELDS}
+    return _digest(body if body.keys() == _FIELD_SET else {k: body.get(k) for k in FIELDS})
+
+
+def _digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -65,9 +68,20 @@ class Signer:
     # --- entries, head, checkpoint -----------------------------------------------------
     def entry(self, body: dict[str, Any]) -> dict[str, Any]:
         """`body` with its hash and the hash's signature."""
-        digest = entry_hash(body)  # a str: joined as `sign` would, without its `map`
-        return {**body, "hash": digest, "mac": self._keyed.hexdigest(
-            f"entry\x00{digest}".encode())}
+        digest = entry_hash(body)
+        return {**body, "hash": digest, "mac": self._entry_mac(digest)}
+
+    def seal(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`entry(body)` for a body made for it, holding exactly `FIELDS` in any order:
+        its hash and signature added in place, with neither the check of its fields
+        nor the copy (every store's entry)."""
+        digest = body["hash"] = _digest(body)
+        body["mac"] = self._entry_mac(digest)
+        return body
+
+    def _entry_mac(self, digest: str) -> str:
+        # `sign("entry", digest)` for the str a digest is, without its `map` and join.
+        return self._keyed.hexdigest(f"entry\x00{digest}".encode())
 
     def head(self, tenant: str, seq: int, digest: str) -> dict[str, Any]:
         # Every commit signs one: the message as `sign` joins it, in one f-string where

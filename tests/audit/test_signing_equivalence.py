@@ -1,19 +1,24 @@
 """The audit signer's and actor's fast paths against the general ones they replace:
 the MACs of an entry and a head are the bytes `Signer.sign` gives (a store writes
-both, and a verifier recomputes them with `sign`), and `current()` names the actor
+both, and a verifier recomputes them with `sign`), a sealed entry is `entry`'s, a sigil
+is the HMAC of its fields joined as bytes, and `current()` names the actor
 `process_actor()` names, in a forked child too."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spiral_tasks.audit import actor as audit_actor
-from spiral_tasks.audit.chain import Signer, entry_hash
+from spiral_tasks.audit.chain import FIELDS, Signer, entry_hash
+from spiral_tasks.security.sigils import MAC_CHARS, VERSION, SigilKey
 
 texts = st.text(min_size=0, max_size=40)
 keys = st.binary(min_size=0, max_size=100)
@@ -84,3 +89,40 @@ def test_a_forked_child_names_itself() -> None:
         os.close(read)
         os.waitpid(pid, 0)
     assert audit_actor.current() == parent
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys, st.integers(min_value=0, max_value=2**40), texts, st.lists(texts, max_size=3),
+       st.none() | texts, st.floats(allow_nan=False, allow_infinity=False), st.randoms())
+def test_a_sealed_body_is_the_entry_of_it(key: bytes, seq: int, tenant: str,
+                                          ids: list[str], task: str | None, time: float,
+                                          order: Any) -> None:
+    signer = Signer(key)
+    fields = list(zip(FIELDS, [seq, "p" * 64, tenant, "store", ids, task, "w:1", time],
+                      strict=True))
+    order.shuffle(fields)  # any order: the hash sorts the keys
+    body = dict(fields)
+    expected = signer.entry(body)
+    sealed = signer.seal(dict(body))
+    assert sealed == expected
+    assert list(sealed) == list(expected)  # the stored JSON keeps this order
+    assert orjson.dumps(sealed) == orjson.dumps(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys, texts, texts, st.floats(allow_nan=False) | st.integers(-(2**60), 2**60))
+def test_a_sigil_is_the_bytes_of_the_joined_fields(key: bytes, tenant: str, memory_id: str,
+                                                   created: float) -> None:
+    sigil_key = SigilKey(key)
+    message = b"\x00".join((VERSION, tenant.encode("utf-8", "surrogatepass"),
+                            memory_id.encode("utf-8", "surrogatepass"),
+                            repr(float(created)).encode()))
+    try:
+        tenant.encode()
+        memory_id.encode()
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            sigil_key.sign(tenant, memory_id, created)
+        return
+    expected = sigil_key.kid + hmac.new(key, message, hashlib.sha256).hexdigest()[:MAC_CHARS]
+    assert sigil_key.sign(tenant, memory_id, created) == expected
