@@ -37,9 +37,21 @@ def process_actor() -> Actor:
 _CURRENT: ContextVar[Actor | None] = ContextVar("spiral_audit_actor", default=None)
 
 
+#: `process_actor()` as this process found it first (empty until then): every store
+#: asks for its actor, and `os.getpid` with the cache lookup was about 2k instructions
+#: of it. Emptied in a forked child, which names itself.
+_this_process: list[Actor] = []
+os.register_at_fork(after_in_child=_this_process.clear)
+
+
 def current() -> Actor:
     """The actor set around the running task, else this process."""
-    return _CURRENT.get() or process_actor()
+    actor = _CURRENT.get()
+    if actor is not None:
+        return actor
+    if not _this_process:
+        _this_process.append(process_actor())
+    return _this_process[0]
 
 
 @contextmanager

@@ -36,7 +36,10 @@ def entry_hash(body: dict[str, Any]) -> str:
     """SHA-256 of the entry's fields (all but `hash` and `mac`), canonical JSON."""
     # An entry being made holds exactly these fields: hashed as it is (the JSON sorts
     # its keys either way); a stored one holds `hash` and `mac` besides.
-    fields = body if body.keys() == _FIELD_SET else {k: body.get(k) for k in FIELDS}
+    return _digest(body if body.keys() == _FIELD_SET else {k: body.get(k) for k in FIELDS})
+
+
+def _digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -66,10 +69,30 @@ class Signer:
     def entry(self, body: dict[str, Any]) -> dict[str, Any]:
         """`body` with its hash and the hash's signature."""
         digest = entry_hash(body)
-        return {**body, "hash": digest, "mac": self.sign("entry", digest)}
+        return {**body, "hash": digest, "mac": self._entry_mac(digest)}
+
+    def seal(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`entry(body)` for a body made for it, holding exactly `FIELDS` in any order:
+        its hash and signature added in place, with neither the check of its fields
+        nor the copy (every store's entry)."""
+        digest = body["hash"] = _digest(body)
+        body["mac"] = self._entry_mac(digest)
+        return body
+
+    def _entry_mac(self, digest: str) -> str:
+        # `sign("entry", digest)` for the str a digest is, without its `map` and join.
+        return self._keyed.hexdigest(f"entry\x00{digest}".encode())
 
     def head(self, tenant: str, seq: int, digest: str) -> dict[str, Any]:
-        return {"seq": seq, "hash": digest, "mac": self.sign("head", tenant, seq, digest)}
+        # Every commit signs one: the message as `sign` joins it, in one f-string where
+        # that is the same text (a str formats as itself, an int as `str` gives it;
+        # a subclass could differ, so it goes the general way). About 4k instructions
+        # of a store's 550k (`benchmarks.store_instructions`).
+        if type(tenant) is str and type(seq) is int and type(digest) is str:
+            mac = self._keyed.hexdigest(f"head\x00{tenant}\x00{seq}\x00{digest}".encode())
+        else:
+            mac = self.sign("head", tenant, seq, digest)
+        return {"seq": seq, "hash": digest, "mac": mac}
 
     def checkpoint(self, tenant: str, seq: int, digest: str, time: float) -> dict[str, Any]:
         return {"seq": seq, "hash": digest, "time": time,

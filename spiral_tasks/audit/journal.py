@@ -72,7 +72,7 @@ class Journal:
         for event in events:
             seq += 1
             actor = event.actor
-            entry = self.signer.entry({
+            entry = self.signer.seal({
                 "seq": seq, "prev": prev, "tenant": keys.tenant, "op": event.op,
                 "ids": list(event.ids), "task": actor.task,
                 "worker": actor.worker, "time": now})
