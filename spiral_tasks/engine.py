@@ -96,6 +96,9 @@ class SpiralMemory:
         #: Concurrent stores into one tenant, combined (see `combining`).
         self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(
             _weakly(self._store_batch), STORE_BATCH)
+        #: What the closing steps of this engine's GC runs cost: each run keeps back
+        #: that much of its budget for its own (see `gc_run.Closings`).
+        self.gc_closings = gc_run.Closings()
 
     @property
     def limits(self) -> Limits:
@@ -189,7 +192,7 @@ class SpiralMemory:
         with short_slices(self.context.gc.switch_interval_ms / 1000):
             report = gc_run.run(self.context, self.sections,
                                 self.tenants() if tenants is None else tenants, budget_ms,
-                                resume=tenants is None)
+                                resume=tenants is None, closings=self.gc_closings)
         self.observer.gc_ran(report)
         return report
 

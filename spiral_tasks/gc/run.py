@@ -43,6 +43,7 @@ from __future__ import annotations
 import bisect
 import enum
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -91,6 +92,34 @@ HANDOVER_S = 0.001
 FIXED_ROUND_TRIPS = 3
 #: The least share of a measured batch counted as the memories' own cost.
 MIN_PER_MEMORY_SHARE = 0.25
+#: How many of an engine's recent runs say what a run's closing steps cost.
+RECENT_CLOSINGS = 8
+
+
+class Closings:
+    """What the closing steps of an engine's recent runs cost, per round trip: the
+    measure of the reserve a run keeps back for its own (the lock's release, the
+    cursor, the totals, the announcement), which come after its last batch and so
+    cannot be measured in time by the run itself. The slowest of the recent ones, not
+    the cheapest round trip the run saw: with Redis busy (a writer's scripts, a loaded
+    machine) the closing round trips of a 25 ms run took 0.8-9.6 ms while its cheapest
+    entry was 0.5-0.8 ms, and runs whose last batch ended at their deadline ended 1-3
+    ms past it. Shared by the engine's runs, which may overlap in threads."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._per_trip: deque[float] = deque(maxlen=RECENT_CLOSINGS)
+
+    def observe(self, seconds: float, trips: int) -> None:
+        """A run's closing steps, `trips` round trips, took `seconds`."""
+        with self._guard:
+            self._per_trip.append(seconds / max(trips, 1))
+
+    @property
+    def round_trip(self) -> float:
+        """The slowest closing round trip of the recent runs (0: none yet)."""
+        with self._guard:
+            return max(self._per_trip, default=0.0)
 
 
 class Costs:
@@ -157,6 +186,33 @@ class Costs:
         return max(0, min(fits, MAX_BATCH, GROWTH * max(largest, 1)))
 
 
+@dataclass
+class _Budget:
+    """A run's deadline, and what it keeps back before it for its closing steps."""
+
+    deadline: float
+    #: The run's closing steps after the last lock goes, a round trip each.
+    closing: int
+    closings: Closings
+    #: When the run's last batch ended (0: none yet): its closing is timed from there.
+    last_batch: float = 0.0
+
+    def ends(self, costs: Costs) -> float:
+        """When batches must have ended: the deadline less the closing steps and the
+        round trip that lets the lock go, each as long as the slowest of the engine's
+        recent closings (before any, this run's round trip). Asked before every
+        batch, as measures come in: kept from the hold's start, it was 0 in a run's
+        first hold (nothing measured yet), so a 25 ms run, one hold, kept nothing
+        back and closed after its deadline."""
+        trip = max(self.closings.round_trip, costs.round_trip)
+        return self.deadline - (self.closing + 1) * trip
+
+    def closed(self, closings: Closings) -> None:
+        """The run's closing steps are done: what they took is measured."""
+        if self.last_batch:
+            closings.observe(time.perf_counter() - self.last_batch, self.closing + 1)
+
+
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
     """`tenants` (sorted) starting after `cursor`, wrapping around."""
     if not isinstance(cursor, str):
@@ -166,12 +222,14 @@ def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
 
 
 def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: float, *,
-        resume: bool) -> GcReport:
+        resume: bool, closings: Closings | None = None) -> GcReport:
     """GC `tenants` within `budget_ms`. `resume`: start after the stored cursor and move
-    it (a run over every tenant); otherwise visit `tenants` as given."""
+    it (a run over every tenant); otherwise visit `tenants` as given. `closings`: the
+    engine's measure of its runs' closing steps (see `Closings`), which this run's
+    closing adds to."""
     storage = sections.storage
     started = time.perf_counter()
-    deadline = started + budget_ms / 1000
+    closings = closings if closings is not None else Closings()
     report = GcReport(time_budget_ms=budget_ms)
     # Read tolerantly: a corrupt cursor is no cursor (it is written again below).
     order = (rotated(tenants, storage.read_many([GC_CURSOR_KEY])[0]) if resume
@@ -180,12 +238,12 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     previous = Costs()
     # The closing steps, a round trip each: the cursor, the totals not known from a
     # section, the announcement.
-    closing = 3 if resume else 1
+    budget = _Budget(started + budget_ms / 1000, 3 if resume else 1, closings)
     counts: dict[str, int] = {}
     for position, tenant in enumerate(order):
         costs = Costs(previous.round_trip)
-        outcome = _tenant(ctx, sections, tenant, deadline, report, costs, previous,
-                          closing, counts, first_of_run=position == 0)
+        outcome = _tenant(ctx, sections, tenant, budget, report, costs, previous,
+                          counts, first_of_run=position == 0)
         if costs.batches:
             previous = costs
         if outcome is not Outcome.OUT_OF_TIME:
@@ -203,6 +261,7 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
                         + sum(c for c in read if isinstance(c, int)))
     report.duration_ms = (time.perf_counter() - started) * 1000
     storage.apply([events.event(events.GC_TICK, report.to_json())])
+    budget.closed(closings)
     return report
 
 
@@ -233,10 +292,10 @@ class _Progress:
     done: bool = False
 
 
-def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
-            report: GcReport, costs: Costs, previous: Costs, closing: int,
+def _tenant(ctx: Context, sections: Sections, tenant: str, budget: _Budget,
+            report: GcReport, costs: Costs, previous: Costs,
             counts: dict[str, int], first_of_run: bool) -> Outcome:
-    """GC one tenant in batches, each sized to end before `deadline`, under one hold of
+    """GC one tenant in batches, each sized to end before `budget.ends`, under one hold of
     its lock (at most `MAX_HOLD_S` and half the lock's lifetime, then it is let go
     and taken again). Its first batch is sized from the previous tenant's batches
     (`previous`), or is a probe of one; the first batch of a run starts whatever the
@@ -248,8 +307,7 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
     while True:
         started = time.perf_counter()
         # Kept back: the closing steps, and the round trip that lets the lock go.
-        reserve = (closing + 1) * costs.round_trip
-        left = deadline - started - reserve
+        left = budget.ends(costs) - started
         if not progress.forced and _size(costs, previous, progress.touched,
                                          left - costs.round_trip) == 0:
             return Outcome.PARTIAL if progress.touched else Outcome.OUT_OF_TIME
@@ -260,9 +318,8 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
                 costs.entered(entered - started)
-                held = _hold(ctx, section, progress, costs, previous,
-                             min(deadline - reserve, entered + hold_s),
-                             deadline - reserve, report, counts)
+                held = _hold(ctx, section, progress, costs, previous, entered + hold_s,
+                             budget, report, counts)
                 section.commit(final=True)
         except LockTimeout:
             return Outcome.SKIPPED
@@ -284,19 +341,21 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, deadline: float,
             return Outcome.PARTIAL if progress.touched else Outcome.OUT_OF_TIME
         # The hold ran its length, not the budget's: the stores waiting for the lock go
         # first (never past the budget: then the next turn ends the tenant's part).
-        if time.perf_counter() + HANDOVER_S < deadline - reserve:
+        if time.perf_counter() + HANDOVER_S < budget.ends(costs):
             time.sleep(HANDOVER_S)
 
 
 def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
-          previous: Costs, hold_ends: float, run_ends: float, report: GcReport,
+          previous: Costs, hold_limit: float, budget: _Budget, report: GcReport,
           counts: dict[str, int]) -> int:
     """Batches under one hold of the tenant's lock, each committed, until the tenant
-    is done or the next batch would not end by `hold_ends` (the hold's first: by
-    `run_ends`, the budget's end); how many ran."""
+    is done or the next batch would not end by the hold's end (`hold_limit`, or the
+    budget's end if sooner; the hold's first: by the budget's end); how many ran."""
     held = 0
     while not progress.done:
         begun = time.perf_counter()
+        run_ends = budget.ends(costs)
+        hold_ends = min(hold_limit, run_ends)
         # Sized now, with the lock: what the wait took is known.
         batch = 1 if progress.forced else _size(costs, previous, progress.touched,
                                                 hold_ends - begun)
@@ -331,7 +390,8 @@ def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
         section.commit()
         report.collected_ids += collected
         counts[section.tenant] = section.state.memory_count
-        costs.observe(handled + chosen, time.perf_counter() - begun)
+        budget.last_batch = time.perf_counter()
+        costs.observe(handled + chosen, budget.last_batch - begun)
         progress.done = not more and not progress.purge
     return held
 
