@@ -207,6 +207,16 @@ class _Budget:
         trip = max(self.closings.round_trip, costs.round_trip)
         return self.deadline - (self.closing + 1) * trip
 
+    def lock_wait(self, costs: Costs, need: float, now: float, *, forced: bool) -> float:
+        """How long to wait for a tenant's lock at `now`: a share of the time left,
+        less `need` (a batch of one). The run's first batch starts whatever the
+        budget, so its wait is a share of the budget itself, not of what is left once
+        the closing is kept back: a reserve past the budget (a loaded server's
+        closings) left it no wait at all, and a run passed its first tenant by
+        whenever a store held the lock for a moment."""
+        left = (self.deadline if forced else self.ends(costs)) - now
+        return max(0.0, min(left * LOCK_WAIT_SHARE, left - need))
+
     def closed(self, closings: Closings) -> None:
         """The run's closing steps are done: what they took is measured."""
         if self.last_batch:
@@ -313,7 +323,7 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, budget: _Budget,
             return Outcome.PARTIAL if progress.touched else Outcome.OUT_OF_TIME
         # What a batch of one needs is kept back from the wait.
         need = (costs if progress.touched else previous).predict(1) / BATCH_SHARE
-        wait = max(0.0, min(left * LOCK_WAIT_SHARE, left - need))
+        wait = budget.lock_wait(costs, need, started, forced=progress.forced)
         try:
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
