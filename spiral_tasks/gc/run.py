@@ -94,6 +94,10 @@ FIXED_ROUND_TRIPS = 3
 MIN_PER_MEMORY_SHARE = 0.25
 #: How many of an engine's recent runs say what a run's closing steps cost.
 RECENT_CLOSINGS = 8
+#: The most of a budget kept back for a run's closing steps: past it, a run did nothing
+#: but its first batch (a probe of one) while the closings stayed slow, and a closing
+#: that long breaks the budget by a little whatever the batches before it do.
+MAX_RESERVE_SHARE = 0.5
 
 
 class Closings:
@@ -191,6 +195,8 @@ class _Budget:
     """A run's deadline, and what it keeps back before it for its closing steps."""
 
     deadline: float
+    #: The budget, in seconds.
+    seconds: float
     #: The run's closing steps after the last lock goes, a round trip each.
     closing: int
     closings: Closings
@@ -205,7 +211,8 @@ class _Budget:
         first hold (nothing measured yet), so a 25 ms run, one hold, kept nothing
         back and closed after its deadline."""
         trip = max(self.closings.round_trip, costs.round_trip)
-        return self.deadline - (self.closing + 1) * trip
+        return self.deadline - min((self.closing + 1) * trip,
+                                   self.seconds * MAX_RESERVE_SHARE)
 
     def lock_wait(self, costs: Costs, need: float, now: float, *, forced: bool) -> float:
         """How long to wait for a tenant's lock at `now`: a share of the time left,
@@ -248,7 +255,8 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     previous = Costs()
     # The closing steps, a round trip each: the cursor, the totals not known from a
     # section, the announcement.
-    budget = _Budget(started + budget_ms / 1000, 3 if resume else 1, closings)
+    budget = _Budget(started + budget_ms / 1000, budget_ms / 1000, 3 if resume else 1,
+                     closings)
     counts: dict[str, int] = {}
     for position, tenant in enumerate(order):
         costs = Costs(previous.round_trip)
