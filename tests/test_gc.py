@@ -372,3 +372,58 @@ def test_a_batch_past_its_time_stages_one_memory_and_leaves_the_rest(
     assert assert_consistent(engine) == 9
     assert len(collected_ids(gc_until_complete(engine))) == 9
     assert assert_consistent(engine) == 0
+
+
+def test_the_closing_reserve_is_the_slowest_of_the_engines_recent_closings() -> None:
+    """A run keeps back for its closing steps (the release, the announcement) as long
+    as the slowest of the engine's recent closings, not the cheapest round trip it
+    saw: 10 ms before the deadline a batch still fits by the cheapest, and not once
+    a slow closing is kept back. A slow closing is forgotten after
+    `RECENT_CLOSINGS` runs, and at most half the budget is kept back."""
+    costs = gc_run.Costs()
+    costs.entered(0.0005)
+    costs.observe(1, 0.0015)
+    costs.observe(4, 0.002)
+    assert costs.round_trip == pytest.approx(0.0005)
+    closings = gc_run.Closings()
+    budget = gc_run.Budget(deadline=1.0, seconds=0.025, closing=1, closings=closings)
+    # Before any closing was measured: this run's round trip, two of them.
+    assert budget.ends(costs) == pytest.approx(1.0 - 2 * 0.0005)
+    for seconds in (0.002, 0.009, 0.002):  # two round trips each
+        closings.observe(seconds, 2)
+    assert budget.ends(costs) == pytest.approx(1.0 - 0.009)
+    now = 1.0 - 0.010
+    assert gc_run._size(costs, costs, True, 1.0 - 2 * costs.round_trip - now) > 0
+    assert gc_run._size(costs, costs, True, budget.ends(costs) - now) == 0
+    for _ in range(gc_run.RECENT_CLOSINGS):
+        closings.observe(0.002, 2)
+    assert budget.ends(costs) == pytest.approx(1.0 - 0.002)
+    closings.observe(10.0, 2)
+    assert budget.ends(costs) == pytest.approx(1.0 - 0.025 * gc_run.MAX_RESERVE_SHARE)
+
+
+def test_a_runs_first_lock_wait_is_a_share_of_the_budget_not_of_what_the_reserve_left(
+        ) -> None:
+    """The run's first batch starts whatever the budget, so a closing reserve that
+    took half of it does not cut the first wait for the lock: a store holding it a
+    moment does not make the run pass its first tenant by."""
+    closings = gc_run.Closings()
+    closings.observe(10.0, 2)
+    budget = gc_run.Budget(deadline=1.0, seconds=0.04, closing=1, closings=closings)
+    costs = gc_run.Costs()
+    now = 1.0 - 0.04
+    assert budget.lock_wait(costs, 0.001, now, forced=True) == pytest.approx(
+        0.04 * gc_run.LOCK_WAIT_SHARE)
+    assert budget.lock_wait(costs, 0.001, now, forced=False) == pytest.approx(
+        0.04 * (1 - gc_run.MAX_RESERVE_SHARE) * gc_run.LOCK_WAIT_SHARE)
+
+
+def test_an_engines_runs_measure_their_closing(engine: SpiralMemory, clock: Clock) -> None:
+    """Each run's closing steps are timed into the engine's `gc_closings`, which the
+    next run keeps back (a run cannot measure its own closing before it comes)."""
+    for i in range(3):
+        engine.store(f"m{i}", depth="surface")
+    clock.advance(HOUR)
+    assert engine.gc_closings.round_trip == 0
+    assert len(collected_ids(gc_until_complete(engine))) == 3
+    assert engine.gc_closings.round_trip > 0

@@ -191,7 +191,7 @@ class Costs:
 
 
 @dataclass
-class _Budget:
+class Budget:
     """A run's deadline, and what it keeps back before it for its closing steps."""
 
     deadline: float
@@ -255,7 +255,7 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     previous = Costs()
     # The closing steps, a round trip each: the cursor, the totals not known from a
     # section, the announcement.
-    budget = _Budget(started + budget_ms / 1000, budget_ms / 1000, 3 if resume else 1,
+    budget = Budget(started + budget_ms / 1000, budget_ms / 1000, 3 if resume else 1,
                      closings)
     counts: dict[str, int] = {}
     for position, tenant in enumerate(order):
@@ -310,7 +310,7 @@ class _Progress:
     done: bool = False
 
 
-def _tenant(ctx: Context, sections: Sections, tenant: str, budget: _Budget,
+def _tenant(ctx: Context, sections: Sections, tenant: str, budget: Budget,
             report: GcReport, costs: Costs, previous: Costs,
             counts: dict[str, int], first_of_run: bool) -> Outcome:
     """GC one tenant in batches, each sized to end before `budget.ends`, under one hold of
@@ -364,7 +364,7 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, budget: _Budget,
 
 
 def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
-          previous: Costs, hold_limit: float, budget: _Budget, report: GcReport,
+          previous: Costs, hold_limit: float, budget: Budget, report: GcReport,
           counts: dict[str, int]) -> int:
     """Batches under one hold of the tenant's lock, each committed, until the tenant
     is done or the next batch would not end by the hold's end (`hold_limit`, or the
