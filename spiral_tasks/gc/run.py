@@ -1,8 +1,9 @@
 """A GC run: eligible memories collected in short locked batches, within a time budget.
 
 Each batch is sized from what batches cost in this run, and a batch that would not end
-before the budget (less a reserve for the run's closing writes) is not started: the
-run stops before its budget rather than after it. A run's first batch is one memory, a
+before the budget (less a reserve for the run's closing writes, as long as the
+engine's recent runs' closings took: see `Closings`) is not started: the run stops
+before its budget rather than after it. A run's first batch is one memory, a
 probe. Every batch is timed, and so is every entry to a tenant's section (the
 cheapest entry is the run's round trip); a batch's cost is split into a fixed part
 (its round trips) and a part per memory, and the next batch is as large as the
@@ -105,10 +106,9 @@ class Closings:
     measure of the reserve a run keeps back for its own (the lock's release, the
     cursor, the totals, the announcement), which come after its last batch and so
     cannot be measured in time by the run itself. The slowest of the recent ones, not
-    the cheapest round trip the run saw: with Redis busy (a writer's scripts, a loaded
-    machine) the closing round trips of a 25 ms run took 0.8-9.6 ms while its cheapest
-    entry was 0.5-0.8 ms, and runs whose last batch ended at their deadline ended 1-3
-    ms past it. Shared by the engine's runs, which may overlap in threads."""
+    the cheapest round trip the run saw: on Redis under load, a 25 ms run's closing
+    (its last batch's end to its own) took 0.8-9.6 ms, median 1.9, while its cheapest
+    entry was 0.5-0.8 ms. Shared by the engine's runs, which may overlap in threads."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
