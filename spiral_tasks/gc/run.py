@@ -224,10 +224,10 @@ class Budget:
         left = (self.deadline if forced else self.ends(costs)) - now
         return max(0.0, min(left * LOCK_WAIT_SHARE, left - need))
 
-    def closed(self, closings: Closings) -> None:
+    def closed(self) -> None:
         """The run's closing steps are done: what they took is measured."""
         if self.last_batch:
-            closings.observe(time.perf_counter() - self.last_batch, self.closing + 1)
+            self.closings.observe(time.perf_counter() - self.last_batch, self.closing + 1)
 
 
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
@@ -279,7 +279,7 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
                         + sum(c for c in read if isinstance(c, int)))
     report.duration_ms = (time.perf_counter() - started) * 1000
     storage.apply([events.event(events.GC_TICK, report.to_json())])
-    budget.closed(closings)
+    budget.closed()
     return report
 
 
