@@ -27,7 +27,10 @@ mean the same with task events on or off. Setups:
 - engine0: the engine on the in-memory backend in each child, no locks: no I/O, the
   engine's Python only;
 - instant: the engine answers a store at once (`benchmarks/instant_engine.py`): the
-  Celery layer's own ceiling for the store/no-op ratio.
+  Celery layer's own ceiling for the store/no-op ratio;
+- floor: the engine's store is one round trip writing one record and one count on
+  the storage Redis, nothing else (`benchmarks/floor_engine.py`): the ceiling of any
+  engine that keeps its stores on Redis.
 
 Rounds alternate which task goes first and rotate the setups' order; ratios are
 taken within one setup's run, then their median and spread over the rounds.
@@ -91,6 +94,8 @@ SETUPS = {
                                      "SPIRAL_UNSAFE_UNLOCKED": "1"}),
     "instant": Setup("instant", env={"PYTHONPATH": str(ROOT)},
                      worker_args=("-I", "benchmarks.instant_engine")),
+    "floor": Setup("floor", env={"PYTHONPATH": str(ROOT)},
+                   worker_args=("-I", "benchmarks.floor_engine")),
 }
 
 
