@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import threading
 
+import orjson
 import pytest
 
 from spiral_tasks import gc
 from spiral_tasks.collect import collect_lowest
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument
+from spiral_tasks.events import GC_TICK
 from spiral_tasks.gc import GcReport
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.observe import Observer
 from spiral_tasks.section import StateUse
 from spiral_tasks.storage.base import Delete, Storage
+from spiral_tasks.storage.factory import open_storage
+from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
+from spiral_tasks.testing.waiting import wait_until
 from tests.conftest import Clock, EngineFactory
 from tests.invariants import assert_consistent
 
@@ -427,3 +432,30 @@ def test_an_engines_runs_measure_their_closing(engine: SpiralMemory, clock: Cloc
     assert engine.gc_closings.round_trip == 0
     assert len(collected_ids(gc_until_complete(engine))) == 3
     assert engine.gc_closings.round_trip > 0
+
+
+def test_the_reported_pause_includes_the_announcement(redis_url: str) -> None:
+    """The run's announcement is its last round trip: the pause it reports (the metric,
+    the task's result) ends after it, while the announcement carries the time up to
+    its own write."""
+    storage = open_storage("redis", redis_url=redis_url)
+    assert isinstance(storage, RedisStorage)
+    listener = storage.client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(GC_TICK)
+    try:
+        report = engine_over(storage).gc(25)
+        messages: list[dict[str, object]] = []
+
+        def announced() -> bool:
+            message = listener.get_message(timeout=0.1)
+            if message is not None:
+                messages.append(orjson.loads(message["data"]))
+            return bool(messages)
+
+        wait_until(announced, 30, message="the GC run's announcement")
+        announced_ms = messages[0]["duration_ms"]
+        assert isinstance(announced_ms, float)
+        assert report.duration_ms > announced_ms
+    finally:
+        listener.close()
+        storage.close()
