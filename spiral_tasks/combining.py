@@ -24,14 +24,12 @@ thread is scheduled), and a leader whose batch left nobody queued stored again a
 and led again, alone, until the 5 ms switch interval took the GIL from it. Their
 stores, answered on time, ended late, and their next ones queued late: on the memory
 backend, with 50 callers, the p99 of the batches served between a store's answer and
-its caller's return was 1-3 on a loaded machine and 15-30 with the process's threads
-given the CPUs (`nice -20`, `SCHED_FIFO`); with the wait, 0. Only the memory
-backend's tail showed it, since
-LevelDB's and Redis's batches release the GIL for I/O (see BENCHMARKS.md). Waiting on
-a condition releases the GIL to exactly those callers, and a leader, handed the lead
-or leading afresh, cuts its batch once they have woken; a lone caller never waits. The
-wait is bounded (`claim_wait_s`), so a caller that cannot run (held in a debugger, or
-in a signal handler) costs fairness, never progress.
+its caller's return was 1-29 (the worst 37-64), and 0 with the wait. Only the memory
+backend's tail showed much of it, since LevelDB's and Redis's batches release the GIL
+for I/O (see BENCHMARKS.md). A leader, handed the lead or leading afresh, now cuts its
+batch once they have woken, waiting on a condition, which releases the GIL to them; a
+lone caller never waits. The wait is bounded (`claim_wait_s`), so a caller that cannot
+run (held in a debugger, or in a signal handler) costs fairness, never progress.
 
 Waiting for an answer cannot hang: a leader finishes or fails every request it took,
 whatever happens (a `LockTimeout` fails the whole batch, with nothing written).
@@ -111,8 +109,8 @@ class Combiner(Generic[P, R]):
                  max_batch: int | None = None, claim_wait_s: float = CLAIM_WAIT_S) -> None:
         """`serve(key, batch)` must answer every request in the batch or raise;
         `max_batch`: at most this many requests per batch (None: all queued);
-        `claim_wait_s`: how long a leader handed the lead waits at most for the callers
-        the last batch answered to wake."""
+        `claim_wait_s`: how long a new leader waits at most for the callers the last
+        batch answered to wake."""
         self._serve = serve
         self._max_batch = max_batch
         self._claim_wait_s = claim_wait_s
