@@ -195,8 +195,8 @@ class Waking:
     def _returns(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "return":
             self.woke.set()
-            if self.hold:
-                self.release.wait()
+            if self.hold:  # bounded only so that a failing test cannot hang the pool
+                self.release.wait(60)
         return self._returns
 
 
