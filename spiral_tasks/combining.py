@@ -24,7 +24,7 @@ thread is scheduled), and a leader whose batch left nobody queued stored again a
 and led again, alone, until the 5 ms switch interval took the GIL from it. Their
 stores, answered on time, ended late, and their next ones queued late: on the memory
 backend, with 50 callers, the p99 of the batches served between a store's answer and
-its caller's return was 1-29 (the worst 37-64), and 0 with the wait. Only the memory
+its caller's return was 1-29 (the worst 26-74), and 0 with the wait. Only the memory
 backend's tail showed much of it, since LevelDB's and Redis's batches release the GIL
 for I/O (see BENCHMARKS.md). A leader, handed the lead or leading afresh, now cuts its
 batch once they have woken, waiting on a condition, which releases the GIL to them; a
