@@ -15,6 +15,22 @@ the stores queued before it and at most B-1 others; with N callers, at most N-1+
 instead of about 2N (measured with 50 callers: 1.04-1.16x the median count at B=12
 against 1.7-3.5x unbounded; see BENCHMARKS.md).
 
+Why a new leader first waits for the callers the last batch answered to wake: an
+answer is an event set, and its caller still needs the GIL to act on it. A backend
+with no I/O never releases the GIL during a batch, so those callers could stay
+unscheduled while batch after batch was cut without them: a leader handed the lead
+took the GIL back at once (a `time.sleep(0)` meant to yield it returns before a woken
+thread is scheduled), and a leader whose batch left nobody queued stored again at once
+and led again, alone, until the 5 ms switch interval took the GIL from it. Their
+stores, answered on time, ended late, and their next ones queued late: on the memory
+backend, with 50 callers, the p99 of the batches served between a store's answer and
+its caller's return was 1-29 (the worst 26-74), and 0 with the wait. Only the memory
+backend's tail showed much of it, since LevelDB's and Redis's batches release the GIL
+for I/O (see BENCHMARKS.md). A leader, handed the lead or leading afresh, now cuts its
+batch once they have woken, waiting on a condition, which releases the GIL to them; a
+lone caller never waits. The wait is bounded (`claim_wait_s`), so a caller that cannot
+run (held in a debugger, or in a signal handler) costs fairness, never progress.
+
 Waiting for an answer cannot hang: a leader finishes or fails every request it took,
 whatever happens (a `LockTimeout` fails the whole batch, with nothing written).
 """
@@ -22,10 +38,15 @@ whatever happens (a `LockTimeout` fails the whole batch, with nothing written).
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+#: The longest a new leader waits for the callers the last batch answered to take
+#: their answers before it cuts its own batch: far above a thread's wake-up (tens of
+#: microseconds, a few ms on a loaded machine), so it ends only for a caller that
+#: cannot run at all.
+CLAIM_WAIT_S = 0.05
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -44,6 +65,9 @@ class Pending(Generic[P, R]):
         #: request is only ever answered by whoever took it from the queue, under the
         #: guard that made its event.
         self._turn: threading.Event | None = None
+        #: Whether its caller woke from waiting (answered or made leader); set under
+        #: the combiner's guard.
+        self._claimed = False
 
     @property
     def done(self) -> bool:
@@ -82,14 +106,21 @@ class Pending(Generic[P, R]):
 
 class Combiner(Generic[P, R]):
     def __init__(self, serve: Callable[[str, list[Pending[P, R]]], None],
-                 max_batch: int | None = None) -> None:
+                 max_batch: int | None = None, claim_wait_s: float = CLAIM_WAIT_S) -> None:
         """`serve(key, batch)` must answer every request in the batch or raise;
-        `max_batch`: at most this many requests per batch (None: all queued)."""
+        `max_batch`: at most this many requests per batch (None: all queued);
+        `claim_wait_s`: how long a new leader waits at most for the callers the last
+        batch answered to wake."""
         self._serve = serve
         self._max_batch = max_batch
+        self._claim_wait_s = claim_wait_s
         self._queues: dict[str, deque[Pending[P, R]]] = {}
         self._leaders: set[str] = set()
         self._guard = threading.Lock()
+        #: Per key, the waiters the last batch answered whose callers have not woken
+        #: yet; the next leader cuts its batch once it is empty (see the module).
+        self._unclaimed: dict[str, set[Pending[P, R]]] = {}
+        self._claims = threading.Condition(self._guard)
 
     def waiting(self, key: str) -> int:
         """How many requests for `key` wait for a leader to take them."""
@@ -111,17 +142,38 @@ class Combiner(Generic[P, R]):
                 turn = pending.wait_turn()
             else:
                 self._leaders.add(key)
+                if self._unclaimed:  # (tested first: a lone caller's every store)
+                    self._await_claims(key)
         if turn is not None:
-            turn.wait()
-            if not pending.done:
-                # Handed the lead: give the GIL a turn first, so the callers the last
-                # batch answered queue again before this batch is taken, not after
-                # it (in a process whose backend never waits on I/O, they would
-                # otherwise wait for the GIL while batch after batch is served).
-                time.sleep(0)
+            try:
+                turn.wait()
+            finally:  # woken, or leaving by an exception: either way, not waited for
+                self._claim(key, pending)
+            if not pending.done:  # handed the lead
+                with self._guard:
+                    self._await_claims(key)
         if not pending.done:  # this caller leads now
             self._serve_queue(key)
         return pending.outcome()
+
+    def _await_claims(self, key: str) -> None:
+        """Called by a new leader, under the guard: the callers the last batch answered
+        go first. Also when leading afresh (nobody was queued when that batch ended):
+        else its own leader, storing again at once, would serve itself alone, batch
+        after batch, never releasing the GIL, while they wait for it."""
+        if self._unclaimed.get(key):
+            self._claims.wait_for(lambda: not self._unclaimed.get(key),
+                                  self._claim_wait_s)
+
+    def _claim(self, key: str, pending: Pending[P, R]) -> None:
+        with self._guard:
+            pending._claimed = True
+            unclaimed = self._unclaimed.get(key)
+            if unclaimed is not None and pending in unclaimed:
+                unclaimed.discard(pending)
+                if not unclaimed:
+                    del self._unclaimed[key]
+                    self._claims.notify_all()
 
     def _serve_queue(self, key: str) -> None:
         with self._guard:
@@ -141,7 +193,14 @@ class Combiner(Generic[P, R]):
                 raise
         finally:
             with self._guard:
-                if queue:  # the oldest waiter leads next
+                # A batch of one is its leader's own request, claimed by then.
+                unclaimed = {p for p in batch if p._turn is not None
+                             and not p._claimed} if len(batch) > 1 else None
+                if unclaimed:
+                    self._unclaimed[key] = unclaimed
+                elif self._unclaimed:
+                    self._unclaimed.pop(key, None)
+                if queue:  # the oldest waiter leads next, once this batch's have woken
                     turn = queue[0]._turn
                     assert turn is not None, "a queued request not first waits"
                     turn.set()

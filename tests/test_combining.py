@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -157,4 +160,120 @@ def test_batches_are_bounded_and_served_oldest_first() -> None:
         assert leader.result(5) == 0
         assert [w.result(5) for w in waiters] == list(range(1, 8))
     assert serve.batches == [[0], [1, 2, 3], [4, 5, 6], [7]]
+    assert not combiner.leading("k")
+
+
+class Waking:
+    """Follows one caller's thread through its waits with a trace function
+    (`sys.settrace`, which is not traced itself): `woke` once its turn's `Event.wait`
+    returns (answered, or handed the lead), `parked` at a `Condition.wait` of its own,
+    not its turn's (a leader waiting before it cuts its batch). With `hold`, the thread
+    stops right after waking, before the combiner can learn that it woke, until
+    `release`: a caller answered but not yet scheduled again, made to last as long as
+    the test needs."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.woke, self.parked, self.release = (threading.Event(), threading.Event(),
+                                                threading.Event())
+        self.hold = hold
+
+    def run(self, combiner: Combiner[int, int], key: str, payload: int) -> int:
+        sys.settrace(self._calls)
+        try:
+            return combiner.run(key, payload)
+        finally:
+            sys.settrace(None)
+
+    def _calls(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code is threading.Event.wait.__code__ and not self.woke.is_set():
+            return self._returns
+        if (frame.f_code is threading.Condition.wait.__code__ and frame.f_back is not None
+                and frame.f_back.f_code is not threading.Event.wait.__code__):
+            self.parked.set()
+        return None
+
+    def _returns(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "return":
+            self.woke.set()
+            if self.hold:  # bounded only so that a failing test cannot hang the pool
+                self.release.wait(60)
+        return self._returns
+
+
+class HeldAtCut(FirstBatchHeld):
+    """`FirstBatchHeld`, noting at each batch whether the request `payload` of caller
+    `answered` had been answered before and its caller was still held then (not
+    released: it cannot have taken its answer)."""
+
+    def __init__(self, answered: Waking, payload: int) -> None:
+        super().__init__()
+        self.answered, self.payload = answered, payload
+        self.held_at_cut: list[bool] = []
+
+    def __call__(self, key: str, batch: list[Pending[int, int]]) -> None:
+        self.held_at_cut.append(
+            any(self.payload in b for b in self.batches) and not self.answered.release.is_set())
+        super().__call__(key, batch)
+
+
+def queue_one_by_one(pool: ThreadPoolExecutor, combiner: Combiner[int, int],
+                     callers: list[Waking], first: int) -> list[Future[int]]:
+    """`callers` queued in this order, payloads counting from `first`."""
+    futures = []
+    for i, caller in enumerate(callers, first):
+        futures.append(pool.submit(caller.run, combiner, "k", i))
+        wait_until(lambda i=i: combiner.waiting("k") == i - first + 1, 30,
+                   message=f"{i} queued")
+    return futures
+
+
+def test_a_leader_handed_the_lead_waits_for_the_callers_answered_before() -> None:
+    """On a backend that never releases the GIL in a batch, the callers a batch answered
+    could stay unscheduled while the next leader served batch after batch: their
+    stores ended late and their next ones queued late (the memory backend's tail).
+    Here one answered caller is held between waking and taking its answer; the leader
+    after it must wait for it before cutting its own batch."""
+    answered, leader_next = Waking(hold=True), Waking()
+    serve = HeldAtCut(answered, 2)
+    combiner: Combiner[int, int] = Combiner(serve, max_batch=2, claim_wait_s=60)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        leader = pool.submit(combiner.run, "k", 0)
+        assert serve.first_entered.wait(5)
+        # 1 leads the batch [1, 2], which answers 2; then 3 leads.
+        waiters = queue_one_by_one(pool, combiner, [Waking(), answered, leader_next], 1)
+        serve.release.set()
+        wait_until(lambda: leader_next.parked.is_set() or len(serve.batches) == 3, 30,
+                   message="3, handed the lead, waiting or serving")
+        answered.release.set()
+        assert leader.result(5) == 0
+        assert [w.result(5) for w in waiters] == [1, 2, 3]
+    assert serve.batches == [[0], [1, 2], [3]]
+    assert serve.held_at_cut == [False, False, False]
+    assert not combiner.leading("k")
+
+
+def test_a_caller_leading_afresh_waits_for_the_callers_answered_before() -> None:
+    """The same when the last batch left nobody queued: whoever stores next leads
+    without being handed the lead (in a closed loop, often that batch's own leader,
+    which would otherwise serve itself alone, batch after batch, holding the GIL)."""
+    answered, fresh = Waking(hold=True), Waking()
+    serve = HeldAtCut(answered, 2)
+    combiner: Combiner[int, int] = Combiner(serve, claim_wait_s=60)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        leader = pool.submit(combiner.run, "k", 0)
+        assert serve.first_entered.wait(5)
+        # 1 leads the batch [1, 2], which answers 2 and leaves nobody queued.
+        waiters = queue_one_by_one(pool, combiner, [Waking(), answered], 1)
+        serve.release.set()
+        assert waiters[0].result(5) == 1
+        wait_until(answered.woke.is_set, 30, message="2 answered")
+        assert not combiner.leading("k")
+        waiters.append(pool.submit(fresh.run, combiner, "k", 3))
+        wait_until(lambda: fresh.parked.is_set() or len(serve.batches) == 3, 30,
+                   message="3, leading, waiting or serving")
+        answered.release.set()
+        assert leader.result(5) == 0
+        assert [w.result(5) for w in waiters] == [1, 2, 3]
+    assert serve.batches == [[0], [1, 2], [3]]
+    assert serve.held_at_cut == [False, False, False]
     assert not combiner.leading("k")
