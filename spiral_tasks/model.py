@@ -171,6 +171,9 @@ class Spiral:
         if created - created != 0.0 or updated - updated != 0.0:
             raise ValueError(f"spiral {id}: times must be finite, got {created!r}, "
                              f"{updated!r}")
+        # The last slot's radius and turn, as its position has them (computed once per
+        # slot: `geometry.place`); an empty spiral has neither.
+        last = geometry.place(type, high - 1, spiral_turns) if high else None
         # Positional, in the fields' order: a class called with keywords builds a dict
         # of them first (every store makes a spiral here).
         return cls(
@@ -182,8 +185,8 @@ class Spiral:
             depth_tenths,
             holes,
             depth_tenths / 10 / node_count if node_count else 0.0,  # average_depth
-            geometry.radius(type, high - 1) if high else 0.0,  # current_radius
-            geometry.turn(high - 1, spiral_turns) if high else 0,  # total_turns
+            last.radius if last is not None else 0.0,  # current_radius
+            last.turn if last is not None else 0,  # total_turns
             created,
             updated,
         )

@@ -420,8 +420,10 @@ class Sections:
         # meanwhile) asks by the state that commit left, not the one it found first.
         asked: list[TenantState | None] = [None]
 
-        def wanted() -> Snapshot:
+        def wanted(generation: str | None) -> Snapshot | None:
             cached = asked[0] = self._trusted(tenant)
+            if cached is not None and cached.generation == generation:
+                return None  # the coordinator found the tenant where the cache is
             return _state_request(keys, cached)
 
         started = time.perf_counter()

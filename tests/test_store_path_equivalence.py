@@ -1,6 +1,7 @@
 """What the store path's shortcuts stand for: a validated name remembered answers as the
 pattern does; a state's copy carries every field, as its `__init__` would; a memory
-backend's `read_many` reads as the base class's."""
+backend's `read_many` reads as the base class's; a position remembered is the one
+computed; a snapshot request is asked with the generation a local lock found."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spiral_tasks import validation
+from spiral_tasks import geometry, validation
 from spiral_tasks.cache import UNKNOWN, TenantState
+from spiral_tasks.coordination.base import Snapshot, resolve
+from spiral_tasks.coordination.local import LocalCoordinator
 from spiral_tasks.errors import InvalidArgument
-from spiral_tasks.storage.base import Storage
+from spiral_tasks.model import Spiral, SpiralType
+from spiral_tasks.storage.base import Put, Storage
 from spiral_tasks.storage.memory import MemoryStorage
 
 NAMES = st.one_of(st.sampled_from(["bench", "a", "x" * 64, "x" * 65, "-a", "a b", "é", ""]),
@@ -84,3 +88,58 @@ def test_memory_read_many_reads_as_the_base_class(stored: dict[str, bytes],
             return ("raised", type(exc), str(exc))
 
     assert outcome(storage.read_many) == outcome(lambda k: Storage.read_many(storage, k))
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(list(SpiralType)),
+       index=st.one_of(st.integers(min_value=0, max_value=700), st.sampled_from([3.0, True])),
+       turns=st.integers(min_value=1, max_value=60))
+def test_a_remembered_position_is_the_one_computed(kind: SpiralType, index: Any,
+                                                   turns: int) -> None:
+    """`geometry.place` answers from what it computed before: the same position, field
+    for field and type for type (an index of 3.0 or True is not taken for 3 or 1)."""
+    computed = geometry._place(kind, index, turns)
+    for _ in range(2):  # the second time from the table, if it kept it
+        placed = geometry.place(kind, index, turns)
+        assert placed == computed
+        assert [type(v) for v in dataclasses.astuple(placed)] == \
+            [type(v) for v in dataclasses.astuple(computed)]
+    spiral = Spiral.from_slots(id="s", tenant="t", type=kind, used={int(index)},
+                               depth_tenths=2, created=1.0, updated=1.0, spiral_turns=turns)
+    # A spiral's radius and turns, taken from its last slot's position, are the formulas'.
+    assert spiral.current_radius == geometry.radius(kind, int(index))
+    assert spiral.total_turns == geometry.turn(int(index), turns)
+
+
+def test_remembered_positions_stay_bounded() -> None:
+    saved = dict(geometry._placed)
+    try:
+        for i in range(geometry.PLACED_MAX + 10):
+            geometry.place(SpiralType.ARCHIMEDEAN, i, 7)
+        assert len(geometry._placed) <= geometry.PLACED_MAX
+    finally:  # the rest of this process's tests place as before
+        geometry._placed.clear()
+        geometry._placed.update(saved)
+
+
+def test_a_local_snapshot_request_is_asked_at_the_generation_found() -> None:
+    """A local coordinator knows the tenant's generation before it reads: a callable
+    request is given it, and answering None takes no snapshot (a section whose cache
+    is current builds no request at all); a request not knowing it (None) is asked for
+    the distributed coordinators' sake."""
+    storage = MemoryStorage()
+    coordinator = LocalCoordinator(storage)
+    with coordinator.critical("t") as fence:
+        fence.commit([Put("t:x", 1)])
+        generation = fence.generation
+    asked: list[str | None] = []
+
+    def request(found: str | None) -> Snapshot | None:
+        asked.append(found)
+        return None if found == generation else Snapshot("t:", (), found)
+
+    with coordinator.critical("t", snapshot=request) as fence:
+        assert fence.snapshot is None
+    assert asked == [generation]
+    assert resolve(request) is not None
+    assert asked[-1] is None

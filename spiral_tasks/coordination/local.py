@@ -68,7 +68,7 @@ class DirectFence(Fence):
         self._generation = self._generations.get(tenant, "")
         # Tolerant reads: a bad value stays `Unreadable` until a section reads it.
         self.read = dict(zip(read, storage.read_many(read), strict=True)) if read else {}
-        snapshot = resolve(request)  # the lock is held: asked once, now
+        snapshot = resolve(request, self._generation)  # the lock is held: asked once, now
         if snapshot is not None and snapshot.unless_generation != self._generation:
             taken = dict(storage.read_scan(snapshot.prefix))
             taken.update(zip(snapshot.keys, storage.read_many(snapshot.keys), strict=True))
