@@ -37,7 +37,7 @@ class Depth(enum.StrEnum):
     @property
     def protected(self) -> bool:
         """Core and transcendent memories are never garbage-collected."""
-        return self in (Depth.CORE, Depth.TRANSCENDENT)
+        return self in PROTECTED_DEPTHS
 
 
 _DEPTH_TENTHS = {
@@ -48,6 +48,8 @@ _DEPTH_TENTHS = {
     Depth.TRANSCENDENT: 10,
 }
 _DEPTH_WEIGHTS = {depth: tenths / 10 for depth, tenths in _DEPTH_TENTHS.items()}
+#: The depths GC never collects (`Depth.protected`).
+PROTECTED_DEPTHS = frozenset({Depth.CORE, Depth.TRANSCENDENT})
 
 
 class SpiralType(enum.StrEnum):
@@ -82,6 +84,12 @@ _PREFERRED = {
     Depth.CORE: SpiralType.LOGARITHMIC,
     Depth.TRANSCENDENT: SpiralType.CONSCIOUSNESS,
 }
+
+#: `Depth.weight`, `Depth.tenths` and `SpiralType.preferred_for` as mappings, for the
+#: store path: an enum property is a Python call per use, a mapping one C lookup.
+DEPTH_WEIGHTS: dict[Depth, float] = _DEPTH_WEIGHTS
+DEPTH_TENTHS: dict[Depth, int] = _DEPTH_TENTHS
+PREFERRED_TYPES: dict[Depth, SpiralType] = _PREFERRED
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,7 @@ class Spiral:
             id,
             tenant,
             type,
-            type.capacity,
+            _CAPACITY[type],  # `type.capacity`, a call fewer
             node_count,
             depth_tenths,
             holes,
@@ -209,7 +217,8 @@ class Spiral:
         return self.node_count / self.capacity
 
     def next_slot(self) -> int:
-        return self.holes[0] if self.holes else self.high
+        holes = self.holes
+        return holes[0] if holes else self.node_count  # no holes: `high` is the count
 
     def with_node(self, slot: int, depth: Depth, now: float, spiral_turns: int) -> Spiral:
         holes, high = self.holes, self.node_count + len(self.holes)
@@ -220,7 +229,7 @@ class Spiral:
         else:
             raise ValueError(f"slot {slot} of spiral {self.id} is not free")
         return self._derived(self.id, self.tenant, self.type, self.node_count + 1,
-                             self.depth_tenths + depth.tenths, holes, high,
+                             self.depth_tenths + _DEPTH_TENTHS[depth], holes, high,
                              self.created, now, spiral_turns)
 
     def without_node(self, slot: int, depth: Depth, now: float, spiral_turns: int) -> Spiral:

@@ -17,7 +17,15 @@ from spiral_tasks.cache import UNKNOWN, TenantState
 from spiral_tasks.coordination.base import Snapshot, resolve
 from spiral_tasks.coordination.local import LocalCoordinator
 from spiral_tasks.errors import InvalidArgument
-from spiral_tasks.model import Spiral, SpiralType
+from spiral_tasks.model import (
+    DEPTH_TENTHS,
+    DEPTH_WEIGHTS,
+    PREFERRED_TYPES,
+    PROTECTED_DEPTHS,
+    Depth,
+    Spiral,
+    SpiralType,
+)
 from spiral_tasks.storage.base import Put, Storage
 from spiral_tasks.storage.memory import MemoryStorage
 
@@ -143,3 +151,23 @@ def test_a_local_snapshot_request_is_asked_at_the_generation_found() -> None:
     assert asked == [generation]
     assert resolve(request) is not None
     assert asked[-1] is None
+
+
+def test_the_store_paths_mappings_are_the_properties() -> None:
+    """The mappings the store path reads instead of enum properties say what the
+    properties say."""
+    for depth in Depth:
+        assert DEPTH_WEIGHTS[depth] == depth.weight
+        assert DEPTH_TENTHS[depth] == depth.tenths
+        assert PREFERRED_TYPES[depth] is SpiralType.preferred_for(depth)
+        assert (depth in PROTECTED_DEPTHS) == (depth in (Depth.CORE, Depth.TRANSCENDENT))
+
+
+@settings(max_examples=200, deadline=None)
+@given(used=st.frozensets(st.integers(min_value=0, max_value=88), max_size=20))
+def test_the_next_slot_is_the_lowest_hole_else_high(used: frozenset[int]) -> None:
+    spiral = Spiral.from_slots(id="s", tenant="t", type=SpiralType.ARCHIMEDEAN, used=used,
+                               depth_tenths=2 * len(used), created=1.0, updated=1.0,
+                               spiral_turns=7)
+    assert spiral.next_slot() == (spiral.holes[0] if spiral.holes else spiral.high)
+    assert spiral.next_slot() == min(set(range(spiral.high + 1)) - used)
