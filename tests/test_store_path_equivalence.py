@@ -1,13 +1,15 @@
 """What the store path's shortcuts stand for: a validated name remembered answers as the
 pattern does; a state's copy carries every field, as its `__init__` would; a memory
 backend's `read_many` reads as the base class's; a position remembered is the one
-computed; a snapshot request is asked with the generation a local lock found."""
+computed; a snapshot request is asked with the generation a local lock found; records
+copied from a value's fields are the records built key by key."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from spiral_tasks.model import (
     PREFERRED_TYPES,
     PROTECTED_DEPTHS,
     Depth,
+    Memory,
     Spiral,
     SpiralType,
 )
@@ -171,3 +174,68 @@ def test_the_next_slot_is_the_lowest_hole_else_high(used: frozenset[int]) -> Non
                                spiral_turns=7)
     assert spiral.next_slot() == (spiral.holes[0] if spiral.holes else spiral.high)
     assert spiral.next_slot() == min(set(range(spiral.high + 1)) - used)
+
+
+def _memory_fields(memory: Memory) -> dict[str, Any]:
+    """A memory's record key by key: what `Memory.to_json` wrote before it copied."""
+    p = memory.position
+    return {"id": memory.id, "tenant": memory.tenant, "content": memory.content,
+            "type": memory.type, "depth": memory.depth.value, "sigil": memory.sigil,
+            "spiral_id": memory.spiral_id,
+            "position": {"index": p.index, "angle": p.angle, "radius": p.radius, "x": p.x,
+                         "y": p.y, "turn": p.turn},
+            "associations": list(memory.associations), "created": memory.created,
+            "last_accessed": memory.last_accessed, "access_count": memory.access_count,
+            "strength": memory.strength}
+
+
+def _spiral_fields(spiral: Spiral) -> dict[str, Any]:
+    """A spiral's record key by key: what `Spiral.to_json` wrote before it copied."""
+    return {"id": spiral.id, "tenant": spiral.tenant, "type": spiral.type.value,
+            "capacity": spiral.capacity, "node_count": spiral.node_count,
+            "depth_tenths": spiral.depth_tenths, "holes": list(spiral.holes),
+            "average_depth": spiral.average_depth, "current_radius": spiral.current_radius,
+            "total_turns": spiral.total_turns, "created": spiral.created,
+            "updated": spiral.updated}
+
+
+def _same_record(made: Any, expected: Any) -> None:
+    """Equal, key order, types and JSON bytes alike (nested dicts and lists too)."""
+    assert made == expected
+    assert orjson.dumps(made) == orjson.dumps(expected)
+    assert type(made) is type(expected)
+    if isinstance(expected, dict):
+        assert list(made) == list(expected)
+        for key in expected:
+            _same_record(made[key], expected[key])
+    elif isinstance(expected, list):
+        for mine, theirs in zip(made, expected, strict=True):
+            _same_record(mine, theirs)
+
+
+TIMES = st.floats(min_value=0, max_value=4e9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(list(SpiralType)),
+       used=st.frozensets(st.integers(min_value=0, max_value=88), max_size=12),
+       created=TIMES, updated=TIMES, turns=st.integers(min_value=1, max_value=40),
+       depth=st.sampled_from(list(Depth)), content=st.text(max_size=20),
+       associations=st.lists(st.text(min_size=1, max_size=6), max_size=3),
+       accessed=st.integers(min_value=0, max_value=3))
+def test_records_copied_from_fields_are_the_records_built_key_by_key(
+        kind: SpiralType, used: frozenset[int], created: float, updated: float, turns: int,
+        depth: Depth, content: str, associations: list[str], accessed: int) -> None:
+    spiral = Spiral.from_slots(id="spiral_1", tenant="t", type=kind, used=used,
+                               depth_tenths=2 * len(used), created=created,
+                               updated=updated, spiral_turns=turns)
+    _same_record(spiral.to_json(), _spiral_fields(spiral))
+    _same_record(Spiral.from_json(spiral.to_json()).to_json(), _spiral_fields(spiral))
+    memory = Memory("m1", "t", content, "general", depth, "sigil", spiral.id,
+                    geometry.place(kind, max(used, default=0), turns), tuple(associations),
+                    created, created, 0, 0.5)
+    for _ in range(accessed):  # `replace` builds it again, through `__init__`
+        memory = memory.accessed(updated)
+    _same_record(memory.to_json(), _memory_fields(memory))
+    _same_record(memory.position_json(), _memory_fields(memory)["position"])
+    _same_record(Memory.from_json(memory.to_json()).to_json(), _memory_fields(memory))

@@ -119,7 +119,9 @@ class _Held(AbstractContextManager[Fence]):
         self._wait = wait
         self._read = read
         self._snapshot = snapshot
-        self._lock = coordinator._shared.lock_for(tenant)
+        shared = coordinator._shared
+        # A tenant's lock, once made, is found by one lookup (`lock_for` makes it).
+        self._lock = shared.locks.get(tenant) or shared.lock_for(tenant)
 
     def __enter__(self) -> Fence:
         if not self._lock.acquire(timeout=self._wait):
