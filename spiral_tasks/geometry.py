@@ -49,7 +49,31 @@ def turn(index: int, spiral_turns: int) -> int:
     return index // spiral_turns
 
 
+#: Positions already computed, by (spiral type, index, turn length). A position is a
+#: pure function of those and a frozen value, so it is computed once and shared: a
+#: store then places its node (and its spiral finds its radius) by one dict lookup
+#: instead of five calls. A tenant's slots are bounded by its spirals' capacities, so
+#: few keys recur; past `PLACED_MAX` positions are computed and not kept.
+_placed: dict[tuple[str, int, int], Position] = {}
+PLACED_MAX = 8192
+
+
 def place(spiral_type: str, index: int, spiral_turns: int) -> Position:
+    """Where slot `index` of a spiral of `spiral_type` sits."""
+    # Exact ints only: 3.0 or True would find the entry of 3 or 1 (equal keys) and get
+    # a position whose index is not what they gave.
+    if type(index) is int and type(spiral_turns) is int:
+        key = (spiral_type, index, spiral_turns)
+        found = _placed.get(key)
+        if found is None:
+            found = _place(spiral_type, index, spiral_turns)
+            if len(_placed) < PLACED_MAX:
+                _placed[key] = found
+        return found
+    return _place(spiral_type, index, spiral_turns)
+
+
+def _place(spiral_type: str, index: int, spiral_turns: int) -> Position:
     if index < 0:
         raise ValueError(f"slot index must be >= 0, got {index}")
     theta = angle(index)

@@ -37,7 +37,7 @@ class Depth(enum.StrEnum):
     @property
     def protected(self) -> bool:
         """Core and transcendent memories are never garbage-collected."""
-        return self in (Depth.CORE, Depth.TRANSCENDENT)
+        return self in PROTECTED_DEPTHS
 
 
 _DEPTH_TENTHS = {
@@ -48,6 +48,8 @@ _DEPTH_TENTHS = {
     Depth.TRANSCENDENT: 10,
 }
 _DEPTH_WEIGHTS = {depth: tenths / 10 for depth, tenths in _DEPTH_TENTHS.items()}
+#: The depths GC never collects (`Depth.protected`).
+PROTECTED_DEPTHS = frozenset({Depth.CORE, Depth.TRANSCENDENT})
 
 
 class SpiralType(enum.StrEnum):
@@ -82,6 +84,12 @@ _PREFERRED = {
     Depth.CORE: SpiralType.LOGARITHMIC,
     Depth.TRANSCENDENT: SpiralType.CONSCIOUSNESS,
 }
+
+#: `Depth.weight`, `Depth.tenths` and `SpiralType.preferred_for` as mappings, for the
+#: store path: an enum property is a Python call per use, a mapping one C lookup.
+DEPTH_WEIGHTS: dict[Depth, float] = _DEPTH_WEIGHTS
+DEPTH_TENTHS: dict[Depth, int] = _DEPTH_TENTHS
+PREFERRED_TYPES: dict[Depth, SpiralType] = _PREFERRED
 
 
 @dataclass(frozen=True)
@@ -171,19 +179,22 @@ class Spiral:
         if created - created != 0.0 or updated - updated != 0.0:
             raise ValueError(f"spiral {id}: times must be finite, got {created!r}, "
                              f"{updated!r}")
+        # The last slot's radius and turn, as its position has them (computed once per
+        # slot: `geometry.place`); an empty spiral has neither.
+        last = geometry.place(type, high - 1, spiral_turns) if high else None
         # Positional, in the fields' order: a class called with keywords builds a dict
         # of them first (every store makes a spiral here).
         return cls(
             id,
             tenant,
             type,
-            type.capacity,
+            _CAPACITY[type],  # `type.capacity`, a call fewer
             node_count,
             depth_tenths,
             holes,
             depth_tenths / 10 / node_count if node_count else 0.0,  # average_depth
-            geometry.radius(type, high - 1) if high else 0.0,  # current_radius
-            geometry.turn(high - 1, spiral_turns) if high else 0,  # total_turns
+            last.radius if last is not None else 0.0,  # current_radius
+            last.turn if last is not None else 0,  # total_turns
             created,
             updated,
         )
@@ -206,7 +217,8 @@ class Spiral:
         return self.node_count / self.capacity
 
     def next_slot(self) -> int:
-        return self.holes[0] if self.holes else self.high
+        holes = self.holes
+        return holes[0] if holes else self.node_count  # no holes: `high` is the count
 
     def with_node(self, slot: int, depth: Depth, now: float, spiral_turns: int) -> Spiral:
         holes, high = self.holes, self.node_count + len(self.holes)
@@ -217,7 +229,7 @@ class Spiral:
         else:
             raise ValueError(f"slot {slot} of spiral {self.id} is not free")
         return self._derived(self.id, self.tenant, self.type, self.node_count + 1,
-                             self.depth_tenths + depth.tenths, holes, high,
+                             self.depth_tenths + _DEPTH_TENTHS[depth], holes, high,
                              self.created, now, spiral_turns)
 
     def without_node(self, slot: int, depth: Depth, now: float, spiral_turns: int) -> Spiral:
@@ -239,20 +251,14 @@ class Spiral:
                            self.total_turns)
 
     def to_json(self) -> JSONDict:
-        return {
-            "id": self.id,
-            "tenant": self.tenant,
-            "type": self.type._value_,  # `.value` is a Python-level enum property
-            "capacity": self.capacity,
-            "node_count": self.node_count,
-            "depth_tenths": self.depth_tenths,
-            "holes": list(self.holes),
-            "average_depth": self.average_depth,
-            "current_radius": self.current_radius,
-            "total_turns": self.total_turns,
-            "created": self.created,
-            "updated": self.updated,
-        }
+        # Every field, in its order, as it is, but the two JSON has no type for: the
+        # instance's dict holds exactly the fields in that order (`quick_init` fills it
+        # so), and a C copy of it costs half the dict built key by key (every store
+        # writes a spiral). `tests/test_store_path_equivalence.py` holds it to that.
+        record = self.__dict__.copy()
+        record["type"] = self.type._value_  # `.value` is a Python-level enum property
+        record["holes"] = list(self.holes)
+        return record
 
     @classmethod
     def from_json(cls, data: JSONDict) -> Spiral:
@@ -302,26 +308,17 @@ class Memory:
                        strength=min(1.0, round(self.strength + 0.1, 10)))
 
     def position_json(self) -> JSONDict:
-        p = self.position
-        return {"index": p.index, "angle": p.angle, "radius": p.radius, "x": p.x, "y": p.y,
-                "turn": p.turn}
+        """The position's fields (index, angle, radius, x, y, turn), as they are."""
+        return self.position.__dict__.copy()  # see `to_json`
 
     def to_json(self) -> JSONDict:
-        return {
-            "id": self.id,
-            "tenant": self.tenant,
-            "content": self.content,
-            "type": self.type,
-            "depth": self.depth._value_,
-            "sigil": self.sigil,
-            "spiral_id": self.spiral_id,
-            "position": self.position_json(),
-            "associations": list(self.associations),
-            "created": self.created,
-            "last_accessed": self.last_accessed,
-            "access_count": self.access_count,
-            "strength": self.strength,
-        }
+        # As `Spiral.to_json`: the fields in their order, copied in C, but the three
+        # JSON has no type for (every store writes a memory).
+        record = self.__dict__.copy()
+        record["depth"] = self.depth._value_
+        record["position"] = self.position.__dict__.copy()  # `position_json`, inline
+        record["associations"] = list(self.associations)
+        return record
 
     @staticmethod
     def checked_json(data: Any) -> JSONDict:

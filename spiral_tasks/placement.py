@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 
-from spiral_tasks.model import Depth, Spiral, SpiralType
+from spiral_tasks.model import DEPTH_WEIGHTS, PREFERRED_TYPES, Depth, Spiral, SpiralType
 
 #: The highest fit a spiral of a type other than the depth's preferred one can have:
 #: its type term is 0 and the other two terms are each at most 1.0 (1.0 minus an
@@ -75,7 +75,7 @@ class OpenSpirals:
         """`spiral` replaces `previous` (the tenant's spiral of that id before, if any)."""
         if previous is not None and previous.type is not spiral.type:
             self._by_type.get(previous.type, {}).pop(previous.id, None)
-        if spiral.has_room:
+        if spiral.node_count < spiral.capacity:  # `has_room`, a call fewer
             self._by_type.setdefault(spiral.type, {})[spiral.id] = spiral
         else:
             bucket = self._by_type.get(spiral.type)
@@ -97,7 +97,7 @@ class OpenSpirals:
                now: float) -> Spiral | None:
         """`choose_spiral(tenant, spirals, depth, max_spirals, now)` for a tenant of
         `spiral_count` spirals whose open ones are these."""
-        preferred = SpiralType.preferred_for(depth)
+        preferred = PREFERRED_TYPES[depth]  # `SpiralType.preferred_for`, a call fewer
         candidates = self._by_type.get(preferred)
         if not candidates:
             if spiral_count < max_spirals:
@@ -108,6 +108,6 @@ class OpenSpirals:
         # the best of them without computing its fit twice.
         best = next(iter(candidates.values())) if len(candidates) == 1 \
             else _best(candidates.values(), depth)
-        if _fit(best, preferred, depth.weight) > OTHER_TYPE_MAX_FIT:
+        if _fit(best, preferred, DEPTH_WEIGHTS[depth]) > OTHER_TYPE_MAX_FIT:
             return best  # no spiral of another type can reach it, nor tie
         return _best(self.all(), depth)

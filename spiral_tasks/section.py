@@ -19,8 +19,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -269,8 +270,9 @@ class Section:
             self._state.generation = generation
             self._state.audit_head = head
             self._cache.put(self.tenant, self._state.copy())
-            self._observer.tenant_counts(self.tenant, self._state.memory_count,
-                                         len(self._state.spirals))
+            if type(self._observer) is not Observer:  # the default hears nothing
+                self._observer.tenant_counts(self.tenant, self._state.memory_count,
+                                             len(self._state.spirals))
         elif self._carried is not None:
             self._carried = replace(self._carried, generation=generation, audit_head=head)
             self._cache.put(self.tenant, self._carried)
@@ -401,11 +403,11 @@ class Sections:
             self.optimistic_outcomes["skipped"] += 1
             return True
 
-    @contextmanager
     def enter(self, tenant: str, *, read: Sequence[str] = (),
               state: StateUse = StateUse.IGNORE, timeout_s: float | None = None,
               keys: TenantKeys | None = None,
-              taken: AbstractContextManager[Fence] | None = None) -> Iterator[Section]:
+              taken: AbstractContextManager[Fence] | None = None,
+              ) -> AbstractContextManager[Section]:
         """Take the tenant's lock (waiting at most `timeout_s`), reading `read` and,
         for `StateUse.LOAD`, the tenant's state unless this process's cache of it is
         current, in the same step. `keys`: the tenant's, if the caller made them.
@@ -414,38 +416,8 @@ class Sections:
         tenant moved, its state): entered instead.
 
         The coordinator's wait and the section's losses are observed here."""
-        keys = keys or TenantKeys(tenant)
-        # The cache entry the lock's last try asked about: read when the lock is about
-        # to be taken, so a section that waited for another (a commit of this process
-        # meanwhile) asks by the state that commit left, not the one it found first.
-        asked: list[TenantState | None] = [None]
-
-        def wanted() -> Snapshot:
-            cached = asked[0] = self._trusted(tenant)
-            return _state_request(keys, cached)
-
-        started = time.perf_counter()
-        entered = False
-        try:
-            with (taken if taken is not None else self.coordinator.critical(
-                    tenant, timeout_s, self._reads(keys, read),
-                    wanted if state is StateUse.LOAD else None)) as fence:
-                entered = True
-                self.observer.lock_acquired(tenant, time.perf_counter() - started)
-                if asked[0] is not None and self.commits_optimistically:
-                    # Would an optimistic commit have done? Not if the tenant moved
-                    # past the cache, nor if the lock was held when first asked.
-                    self._observe(tenant, asked[0].generation == fence.generation
-                                  and not fence.waited)
-                try:
-                    yield self._section(keys, fence, state, asked[0])
-                except LockLost:
-                    self.observer.lock_lost(tenant)
-                    raise
-        except LockTimeout:
-            if not entered:
-                self.observer.lock_timed_out(tenant, time.perf_counter() - started)
-            raise
+        return _Entering(self, tenant, keys or TenantKeys(tenant), read, state, timeout_s,
+                         taken)
 
     def _section(self, keys: TenantKeys, fence: Fence, state: StateUse,
                  asked: TenantState | None) -> Section:
@@ -489,3 +461,77 @@ class Sections:
             self.cache.forget_registered(keys.tenant)
         self.cache.put(keys.tenant, loaded.copy())
         return loaded
+
+
+class _Entering(AbstractContextManager[Section]):
+    """`Sections.enter`'s section: a class, not a generator context manager (every
+    operation enters one; the generator's frames and `contextlib`'s wrapper were four
+    Python calls more per store)."""
+
+    __slots__ = (
+        "_asked",
+        "_held",
+        "_keys",
+        "_read",
+        "_sections",
+        "_state",
+        "_tenant",
+        "_timeout_s",
+    )
+
+    def __init__(self, sections: Sections, tenant: str, keys: TenantKeys,
+                 read: Sequence[str], state: StateUse, timeout_s: float | None,
+                 taken: AbstractContextManager[Fence] | None) -> None:
+        self._sections = sections
+        self._tenant = tenant
+        self._keys = keys
+        self._read = read
+        self._state = state
+        self._timeout_s = timeout_s
+        self._held = taken
+        #: The cache entry the lock's last try asked about: read when the lock is about
+        #: to be taken, so a section that waited for another (a commit of this process
+        #: meanwhile) asks by the state that commit left, not the one it found first.
+        self._asked: TenantState | None = None
+
+    def _wanted(self, generation: str | None) -> Snapshot | None:
+        cached = self._asked = self._sections._trusted(self._tenant)
+        if cached is not None and cached.generation == generation:
+            return None  # the coordinator found the tenant where the cache is
+        return _state_request(self._keys, cached)
+
+    def __enter__(self) -> Section:
+        sections, tenant, state = self._sections, self._tenant, self._state
+        started = time.perf_counter()
+        held = self._held
+        if held is None:
+            held = self._held = sections.coordinator.critical(
+                tenant, self._timeout_s, sections._reads(self._keys, self._read),
+                self._wanted if state is StateUse.LOAD else None)
+        try:
+            fence = held.__enter__()
+        except LockTimeout:
+            sections.observer.lock_timed_out(tenant, time.perf_counter() - started)
+            raise
+        try:
+            observer = sections.observer
+            if type(observer) is not Observer:  # the default hears nothing
+                observer.lock_acquired(tenant, time.perf_counter() - started)
+            asked = self._asked
+            if asked is not None and sections.commits_optimistically:
+                # Would an optimistic commit have done? Not if the tenant moved past
+                # the cache, nor if the lock was held when first asked.
+                sections._observe(tenant, asked.generation == fence.generation
+                                  and not fence.waited)
+            return sections._section(self._keys, fence, state, asked)
+        except BaseException as exc:  # as a `with` body would: the lock is left
+            if not held.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+            raise RuntimeError("a lock's exit swallowed an error entering it") from exc
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> bool | None:
+        if kind is not None and issubclass(kind, LockLost):
+            self._sections.observer.lock_lost(self._tenant)
+        assert self._held is not None, "left without being entered"
+        return self._held.__exit__(kind, exc, traceback)

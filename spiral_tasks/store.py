@@ -22,7 +22,7 @@ from spiral_tasks.context import Context
 from spiral_tasks.errors import CapacityExceeded, CorruptRecord, InvalidArgument
 from spiral_tasks.frozen import quick_init
 from spiral_tasks.keys import TenantKeys
-from spiral_tasks.model import Depth, Memory, Spiral
+from spiral_tasks.model import PROTECTED_DEPTHS, Depth, Memory, Spiral
 from spiral_tasks.results import StoreResult
 from spiral_tasks.section import Section
 from spiral_tasks.security.sigils import index_name
@@ -114,7 +114,8 @@ class StoreBatch:
             if existing is not None:
                 self._waiting.append((pending, existing))
                 return
-        self._check_associations(request.associations)
+        if request.associations:  # most stores link to nothing: no call
+            self._check_associations(request.associations)
         now = self.ctx.clock()
         if now - now != 0.0:  # inf or nan: the record is written unchecked (CheckedPut)
             raise ValueError(f"the clock says {now!r}, which is no time")
@@ -170,7 +171,7 @@ class StoreBatch:
                                Put(keys.sigil(index_name(memory.sigil)), memory.id)]
         if section.publishes:
             writes.append(events.event(events.STORED, result.to_json()))
-        if not memory.depth.protected:
+        if memory.depth not in PROTECTED_DEPTHS:  # `depth.protected`, a call fewer
             writes.append(IndexPut(keys.gc_queue, memory.id,
                                    gc.retain_until(memory, self.ctx.gc.retention_s)))
         section.stage(*writes)

@@ -61,12 +61,18 @@ class NotOptimistic(Exception):
 
 
 #: A snapshot request, or what makes one when the lock is about to be taken: a section
-#: that waited for the lock then asks by the cache as the holder left it.
-SnapshotRequest = Snapshot | Callable[[], Snapshot] | None
+#: that waited for the lock then asks by the cache as the holder left it. Called, it is
+#: given the generation the coordinator already found the tenant at (None: not known
+#: yet, read with the snapshot), and may answer None for "nothing to read at that
+#: generation": a local coordinator knows the generation before it reads anything, and
+#: a section whose cache is at it then builds no request at all (every locked store).
+SnapshotRequest = Snapshot | Callable[[str | None], Snapshot | None] | None
 
 
-def resolve(request: SnapshotRequest) -> Snapshot | None:
-    return request() if callable(request) else request
+def resolve(request: SnapshotRequest, generation: str | None = None) -> Snapshot | None:
+    """The snapshot `request` asks for, the tenant being at `generation` (None: not
+    known yet)."""
+    return request(generation) if callable(request) else request
 
 
 def new_generation() -> str:

@@ -68,7 +68,7 @@ class DirectFence(Fence):
         self._generation = self._generations.get(tenant, "")
         # Tolerant reads: a bad value stays `Unreadable` until a section reads it.
         self.read = dict(zip(read, storage.read_many(read), strict=True)) if read else {}
-        snapshot = resolve(request)  # the lock is held: asked once, now
+        snapshot = resolve(request, self._generation)  # the lock is held: asked once, now
         if snapshot is not None and snapshot.unless_generation != self._generation:
             taken = dict(storage.read_scan(snapshot.prefix))
             taken.update(zip(snapshot.keys, storage.read_many(snapshot.keys), strict=True))
@@ -119,7 +119,9 @@ class _Held(AbstractContextManager[Fence]):
         self._wait = wait
         self._read = read
         self._snapshot = snapshot
-        self._lock = coordinator._shared.lock_for(tenant)
+        shared = coordinator._shared
+        # A tenant's lock, once made, is found by one lookup (`lock_for` makes it).
+        self._lock = shared.locks.get(tenant) or shared.lock_for(tenant)
 
     def __enter__(self) -> Fence:
         if not self._lock.acquire(timeout=self._wait):

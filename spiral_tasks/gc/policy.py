@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from spiral_tasks.model import Depth, Memory
+from spiral_tasks.model import DEPTH_WEIGHTS, Depth, Memory
 
 INITIAL_STRENGTH = 0.5
 
 
 def retention_deadline(depth: Depth, strength: float, access_count: int,
                        last_accessed: float, retention_s: float) -> float:
-    value = depth.weight * (0.5 + strength) * (1 + math.log2(1 + access_count))
+    value = DEPTH_WEIGHTS[depth] * (0.5 + strength) * (1 + math.log2(1 + access_count))
     return last_accessed + retention_s * value
 
 

@@ -92,6 +92,10 @@ ANY: st.SearchStrategy[Write] = st.one_of(
     st.builds(Publish, KEYS, st.one_of(st.text(max_size=3), st.integers())),
     st.builds(LogAppend, KEYS, st.one_of(st.integers(min_value=-1, max_value=3),
                                          st.booleans()), VALUES),
+    # Checked entries have an inline path in the one pass: bad logs and seqs leave it.
+    st.builds(CheckedLogAppend, KEYS,
+              st.one_of(st.integers(min_value=-1, max_value=3), st.booleans(),
+                        st.sampled_from([2**63 - 1, 2**63, 1.0])), VALUES),
     st.builds(LogTrim, KEYS, KEYS),
     st.sampled_from([object(), "not a write"]),
 )
