@@ -511,6 +511,7 @@ class _Entering(AbstractContextManager[Section]):
         try:
             fence = held.__enter__()
         except LockTimeout:
+            self._held = None  # see `__exit__`
             sections.observer.lock_timed_out(tenant, time.perf_counter() - started)
             raise
         try:
@@ -525,6 +526,7 @@ class _Entering(AbstractContextManager[Section]):
                                   and not fence.waited)
             return sections._section(self._keys, fence, state, asked)
         except BaseException as exc:  # as a `with` body would: the lock is left
+            self._held = None  # see `__exit__`
             if not held.__exit__(type(exc), exc, exc.__traceback__):
                 raise
             raise RuntimeError("a lock's exit swallowed an error entering it") from exc
@@ -533,5 +535,8 @@ class _Entering(AbstractContextManager[Section]):
                  traceback: TracebackType | None) -> bool | None:
         if kind is not None and issubclass(kind, LockLost):
             self._sections.observer.lock_lost(self._tenant)
-        assert self._held is not None, "left without being entered"
-        return self._held.__exit__(kind, exc, traceback)
+        held, self._held = self._held, None
+        assert held is not None, "left without being entered"
+        # Let go of the lock's context: it holds this entry's `_wanted`, a cycle that
+        # would keep the engine's storage alive until a full collection.
+        return held.__exit__(kind, exc, traceback)
