@@ -227,6 +227,18 @@ def queue_one_by_one(pool: ThreadPoolExecutor, combiner: Combiner[int, int],
     return futures
 
 
+def assert_served_unheld(combiner: Combiner[int, int], serve: HeldAtCut, answered: Waking,
+                         leader: Future[int], waiters: list[Future[int]]) -> None:
+    """Release the held caller; then every store was answered, in the batches expected,
+    and no batch was cut while an answered caller was still held."""
+    answered.release.set()
+    assert leader.result(5) == 0
+    assert [w.result(5) for w in waiters] == [1, 2, 3]
+    assert serve.batches == [[0], [1, 2], [3]]
+    assert serve.held_at_cut == [False, False, False]
+    assert not combiner.leading("k")
+
+
 def test_a_leader_handed_the_lead_waits_for_the_callers_answered_before() -> None:
     """On a backend that never releases the GIL in a batch, the callers a batch answered
     could stay unscheduled while the next leader served batch after batch: their
@@ -244,12 +256,7 @@ def test_a_leader_handed_the_lead_waits_for_the_callers_answered_before() -> Non
         serve.release.set()
         wait_until(lambda: leader_next.parked.is_set() or len(serve.batches) == 3, 30,
                    message="3, handed the lead, waiting or serving")
-        answered.release.set()
-        assert leader.result(5) == 0
-        assert [w.result(5) for w in waiters] == [1, 2, 3]
-    assert serve.batches == [[0], [1, 2], [3]]
-    assert serve.held_at_cut == [False, False, False]
-    assert not combiner.leading("k")
+        assert_served_unheld(combiner, serve, answered, leader, waiters)
 
 
 def test_a_caller_leading_afresh_waits_for_the_callers_answered_before() -> None:
@@ -271,9 +278,4 @@ def test_a_caller_leading_afresh_waits_for_the_callers_answered_before() -> None
         waiters.append(pool.submit(fresh.run, combiner, "k", 3))
         wait_until(lambda: fresh.parked.is_set() or len(serve.batches) == 3, 30,
                    message="3, leading, waiting or serving")
-        answered.release.set()
-        assert leader.result(5) == 0
-        assert [w.result(5) for w in waiters] == [1, 2, 3]
-    assert serve.batches == [[0], [1, 2], [3]]
-    assert serve.held_at_cut == [False, False, False]
-    assert not combiner.leading("k")
+        assert_served_unheld(combiner, serve, answered, leader, waiters)
