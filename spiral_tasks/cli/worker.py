@@ -5,10 +5,12 @@ and stopped after it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,24 @@ class WorkerHandle:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM held back (listed, not acted on) while a worker is started:
+    one arriving inside `Popen`, after the fork, raised there, before this run had a
+    handle on the process, and left the worker running after the run (seen on a busy
+    machine, where the fork-to-exec wait is longest). A started program gets the
+    default handlers back at exec, so the worker hears its signals as usual."""
+    deferred: list[int] = []
+    kept = {signum: signal.signal(signum, lambda got, _: deferred.append(got))
+            for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield deferred
+    finally:
+        for signum, handler in kept.items():
+            # None: not set from Python, so never anything but the default here.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def worker_command(settings: Settings, node: str) -> list[str]:
@@ -72,7 +92,7 @@ def find_or_start_worker(app: Celery, settings: Settings) -> WorkerHandle:
     log_path = folder / "demo-worker.log"
     node = f"demo-{os.getpid()}"
     command = worker_command(settings, f"{node}@%h")
-    with log_path.open("ab") as log:
+    with log_path.open("ab") as log, _interrupts_deferred() as deferred:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                    env=run_worker_env(os.environ))
     handle = WorkerHandle(
@@ -81,6 +101,8 @@ def find_or_start_worker(app: Celery, settings: Settings) -> WorkerHandle:
     deadline = time.monotonic() + START_TIMEOUT_S
     mine = local_worker_name(node)
     try:
+        for signum in deferred:  # what arrived while it was being started, now
+            signal.raise_signal(signum)
         while mine not in workers(app):
             if process.poll() is not None:
                 break

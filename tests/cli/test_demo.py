@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from spiral_tasks.cli.worker import _interrupts_deferred
 from spiral_tasks.testing.celery_worker import worker_env
 from spiral_tasks.testing.waiting import wait_until
 
@@ -115,3 +116,15 @@ def test_an_interrupted_demo_stops_the_worker_it_started(tmp_path: Path,
             os.kill(pid, signal.SIGKILL)
         if process.poll() is None:
             process.kill()
+
+
+def test_a_signal_while_a_worker_is_started_is_acted_on_once_there_is_a_handle() -> None:
+    """SIGINT or SIGTERM arriving inside `Popen` (after the fork, before the run had a
+    handle on the worker) left the worker running after the run: while one is started,
+    both are held back and listed, and the handlers the run had come back after."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with _interrupts_deferred() as deferred:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+        assert deferred == [signal.SIGINT, signal.SIGTERM]
+    assert {s: signal.getsignal(s) for s in before} == before
