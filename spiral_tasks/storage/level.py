@@ -46,6 +46,17 @@ _INDEX_ENTRY = b"\xffz"
 _INDEX_MEMBER = b"\xffm"
 _LOG_ENTRY = b"\xffl"
 _SIGN = 1 << 63
+#: LevelDB's memtable (`write_buffer_size`, 4 MiB by default, RocksDB's 64 MiB): each
+#: time one fills, a call into the database (a write, a read, an iterator) could block
+#: for a while, the thread asleep rather than waiting for a core, about 0.25 ms per MiB
+#: of buffer. Measured by writing 300 MiB in batches of 50 records with reads between
+#: them: 4 MiB gave 11-13 stalls over 2 ms per 100 MiB written, of 6-7 ms; 64 MiB gave
+#: 1.3-1.7, of 14-18 ms (128 MiB: 0.7, of 30 ms). A GC run whose budget is 5 or 25 ms
+#: breaks it by a stall of either size, so fewer stalls is what keeps its pauses in
+#: budget (`benchmarks/gc_pause.py`: 4-17 runs over budget + 2 ms in a round at 4 MiB,
+#: none at 64). The price: up to twice the buffer in memory, and up to 64 MiB of log
+#: to replay when a database that was not closed opens again.
+WRITE_BUFFER_BYTES = 64 << 20
 _ALL = (1 << 64) - 1
 
 
@@ -122,7 +133,8 @@ class LevelStorage(Storage):
         if self._db is not None:
             return
         try:
-            self._db = plyvel.DB(str(self.path), create_if_missing=True)
+            self._db = plyvel.DB(str(self.path), create_if_missing=True,
+                                 write_buffer_size=WRITE_BUFFER_BYTES)
         except plyvel.IOError as exc:
             message = _plain(exc)
             # LevelDB's own words when another process holds the folder's LOCK file
