@@ -30,7 +30,9 @@ from spiral_tasks.coordination.base import Coordinator, Fence, NotOptimistic, Re
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.gc import GcReport, retain_until
 from spiral_tasks.gc import run as gc_run
+from spiral_tasks.gc.budget import Closings
 from spiral_tasks.gc.slices import short_slices
+from spiral_tasks.gc.tombstones import PurgeTimes
 from spiral_tasks.keys import TENANTS_PREFIX, TenantKeys, tenant_keys
 from spiral_tasks.model import Memory
 from spiral_tasks.observe import NO_OBSERVER, Observer
@@ -98,8 +100,11 @@ class SpiralMemory:
         self.store_combiner: Combiner[StoreRequest, StoreResult] = Combiner(
             _weakly(self), STORE_BATCH)
         #: What the closing steps of this engine's GC runs cost: each run keeps back
-        #: that much of its budget for its own (see `gc_run.Closings`).
-        self.gc_closings = gc_run.Closings()
+        #: that much of its budget for its own (see `gc.budget.Closings`).
+        self.gc_closings = Closings()
+        #: When this engine's GC runs last saw each tenant's next tombstone due: they
+        #: look for expired ones only from then on (see `gc.tombstones`).
+        self.gc_purges = PurgeTimes()
 
     @property
     def limits(self) -> Limits:
@@ -196,7 +201,8 @@ class SpiralMemory:
         with short_slices(self.context.gc.switch_interval_ms / 1000):
             report = gc_run.run(self.context, self.sections,
                                 self.tenants() if tenants is None else tenants, budget_ms,
-                                resume=tenants is None, closings=self.gc_closings)
+                                resume=tenants is None, closings=self.gc_closings,
+                                purges=self.gc_purges)
         self.observer.gc_ran(report)
         return report
 

@@ -6,6 +6,7 @@ import threading
 
 import orjson
 import pytest
+import redis
 
 from spiral_tasks import gc
 from spiral_tasks.collect import collect_lowest
@@ -13,6 +14,7 @@ from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import InvalidArgument
 from spiral_tasks.events import GC_TICK
 from spiral_tasks.gc import GcReport
+from spiral_tasks.gc import budget as gc_budget
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TenantKeys
 from spiral_tasks.observe import Observer
@@ -24,6 +26,7 @@ from spiral_tasks.testing.engines import engine_over
 from spiral_tasks.testing.waiting import wait_until
 from tests.conftest import Clock, EngineFactory
 from tests.invariants import assert_consistent
+from tests.round_trips import commands_sent
 
 HOUR = 3600.0
 
@@ -261,7 +264,7 @@ def test_a_run_holds_the_tenants_lock_across_its_batches(storage: Storage,
     `MAX_BATCH`) takes the lock about once per `MAX_HOLD_S` it lasts, not per batch."""
     acquired = Acquisitions()
     engine = engine_over(storage, clock=clock, observer=acquired, max_memory_spirals=89)
-    memories = 3 * gc_run.MAX_BATCH
+    memories = 3 * gc_budget.MAX_BATCH
     for i in range(memories):
         engine.store(f"m{i}", depth="surface")
     clock.advance(HOUR)
@@ -354,7 +357,7 @@ def test_a_slow_entry_does_not_make_a_batch_all_fixed_part() -> None:
     after a probe of one is mostly memories, so four times as many cost about four
     times as much (taken as a round trip, the whole batch was fixed part, and 256
     were predicted at twice the cost of 64)."""
-    costs = gc_run.Costs()
+    costs = gc_budget.Costs()
     costs.entered(0.011)
     costs.observe(1, 0.0003)
     costs.observe(64, 0.0025)
@@ -385,13 +388,13 @@ def test_the_closing_reserve_is_the_slowest_of_the_engines_recent_closings() -> 
     saw: 10 ms before the deadline a batch still fits by the cheapest, and not once
     a slow closing is kept back. A slow closing is forgotten after
     `RECENT_CLOSINGS` runs, and at most half the budget is kept back."""
-    costs = gc_run.Costs()
+    costs = gc_budget.Costs()
     costs.entered(0.0005)
     costs.observe(1, 0.0015)
     costs.observe(4, 0.002)
     assert costs.round_trip == pytest.approx(0.0005)
-    closings = gc_run.Closings()
-    budget = gc_run.Budget(deadline=1.0, seconds=0.025, closing=1, closings=closings)
+    closings = gc_budget.Closings()
+    budget = gc_budget.Budget(deadline=1.0, seconds=0.025, closing=1, closings=closings)
     # Before any closing was measured: this run's round trip, two of them.
     assert budget.ends(costs) == pytest.approx(1.0 - 2 * 0.0005)
     for seconds in (0.002, 0.009, 0.002):  # two round trips each
@@ -400,11 +403,11 @@ def test_the_closing_reserve_is_the_slowest_of_the_engines_recent_closings() -> 
     now = 1.0 - 0.010
     assert gc_run._size(costs, costs, True, 1.0 - 2 * costs.round_trip - now) > 0
     assert gc_run._size(costs, costs, True, budget.ends(costs) - now) == 0
-    for _ in range(gc_run.RECENT_CLOSINGS):
+    for _ in range(gc_budget.RECENT_CLOSINGS):
         closings.observe(0.002, 2)
     assert budget.ends(costs) == pytest.approx(1.0 - 0.002)
     closings.observe(10.0, 2)
-    assert budget.ends(costs) == pytest.approx(1.0 - 0.025 * gc_run.MAX_RESERVE_SHARE)
+    assert budget.ends(costs) == pytest.approx(1.0 - 0.025 * gc_budget.MAX_RESERVE_SHARE)
 
 
 def test_a_runs_first_lock_wait_is_a_share_of_the_budget_not_of_what_the_reserve_left(
@@ -412,15 +415,15 @@ def test_a_runs_first_lock_wait_is_a_share_of_the_budget_not_of_what_the_reserve
     """The run's first batch starts whatever the budget, so a closing reserve that
     took half of it does not cut the first wait for the lock: a store holding it a
     moment does not make the run pass its first tenant by."""
-    closings = gc_run.Closings()
+    closings = gc_budget.Closings()
     closings.observe(10.0, 2)
-    budget = gc_run.Budget(deadline=1.0, seconds=0.04, closing=1, closings=closings)
-    costs = gc_run.Costs()
+    budget = gc_budget.Budget(deadline=1.0, seconds=0.04, closing=1, closings=closings)
+    costs = gc_budget.Costs()
     now = 1.0 - 0.04
     assert budget.lock_wait(costs, 0.001, now, forced=True) == pytest.approx(
-        0.04 * gc_run.LOCK_WAIT_SHARE)
+        0.04 * gc_budget.LOCK_WAIT_SHARE)
     assert budget.lock_wait(costs, 0.001, now, forced=False) == pytest.approx(
-        0.04 * (1 - gc_run.MAX_RESERVE_SHARE) * gc_run.LOCK_WAIT_SHARE)
+        0.04 * (1 - gc_budget.MAX_RESERVE_SHARE) * gc_budget.LOCK_WAIT_SHARE)
 
 
 def test_an_engines_runs_measure_their_closing(engine: SpiralMemory, clock: Clock) -> None:
@@ -458,4 +461,31 @@ def test_the_reported_pause_includes_the_announcement(redis_url: str) -> None:
         assert report.duration_ms > announced_ms
     finally:
         listener.close()
+        storage.close()
+
+
+def test_a_run_of_one_batch_on_redis_is_five_round_trips(redis_url: str,
+                                                          clock: Clock) -> None:
+    """The lock with the tenant's state, the GC queue, the records, the commit that lets
+    the lock go, the announcement: a batch known to be the hold's last commits as
+    final, and the tombstone queue is not read before one may be due. A 5 ms run made
+    seven round trips: the lock's release on its own, and a look at the tombstone
+    queue that found nothing due."""
+    storage = open_storage("redis", redis_url=redis_url)
+    try:
+        engine = engine_over(storage, clock=clock)
+        engine.store("first", depth="surface")
+        clock.advance(HOUR)
+        assert engine.gc(tenant="default", time_budget_ms=60_000).collected == 1
+        engine.store("second", depth="surface")
+        clock.advance(HOUR)
+        with commands_sent(redis_url) as sent:
+            report = engine.gc(tenant="default", time_budget_ms=60_000)
+        assert (report.collected, report.complete) == (1, True)
+        assert sent == ["EVALSHA", "ZRANGE", "MGET", "EVALSHA", "EVALSHA"], sent
+        client = redis.Redis.from_url(redis_url)
+        assert not client.exists(TenantKeys("default").lock)  # let go by the commit
+        client.close()
+        assert assert_consistent(engine) == 0
+    finally:
         storage.close()

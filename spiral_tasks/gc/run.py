@@ -44,9 +44,7 @@ from __future__ import annotations
 import bisect
 import enum
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,25 +52,17 @@ from spiral_tasks import events
 from spiral_tasks.collect import collect_lowest
 from spiral_tasks.context import Context
 from spiral_tasks.errors import CorruptRecord, LockLost, LockTimeout
+from spiral_tasks.gc.budget import Budget, Closings, Costs
 from spiral_tasks.gc.policy import GcReport
+from spiral_tasks.gc.tombstones import PurgeTimes, purge_expired
 from spiral_tasks.keys import GC_CURSOR_KEY, TenantKeys
 from spiral_tasks.section import Section, Sections, StateUse
-from spiral_tasks.storage.base import Delete, IndexRemove
 
 log = logging.getLogger(__name__)
 
-#: No batch holds the lock for more memories than this, whatever the budget.
-MAX_BATCH = 256
-#: The longest a run waits for one tenant's lock, as a share of the time left.
-LOCK_WAIT_SHARE = 0.25
 #: The share of the time left one batch may be planned to take: a batch twice as slow
 #: as predicted (a descheduled thread, a slow round trip) still ends in time.
 BATCH_SHARE = 0.5
-#: How many recent batches of a tenant predict the next one: old ones may have run on
-#: a quieter machine.
-RECENT = 2
-#: How much larger than the largest measured batch the next one may be.
-GROWTH = 4
 #: The longest one hold of a tenant's lock lasts, batch after batch: stores into the
 #: tenant wait for it, and it stays far inside the shortest lock lifetime allowed
 #: (`MIN_LOCK_TTL_S`), so it needs no extension.
@@ -89,145 +79,6 @@ HOLD_SHARE_OF_LIFETIME = 0.5
 #: to the run first, and a store sat out hold after hold (hundreds of ms behind a 2 s
 #: budget).
 HANDOVER_S = 0.001
-#: A batch's fixed part, in round trips: the GC queue, the records, the commit.
-FIXED_ROUND_TRIPS = 3
-#: The least share of a measured batch counted as the memories' own cost.
-MIN_PER_MEMORY_SHARE = 0.25
-#: How many of an engine's recent runs say what a run's closing steps cost.
-RECENT_CLOSINGS = 8
-#: The most of a budget kept back for a run's closing steps: past it, a run did nothing
-#: but its first batch (a probe of one) while the closings stayed slow, and a closing
-#: that long breaks the budget by a little whatever the batches before it do.
-MAX_RESERVE_SHARE = 0.5
-
-
-class Closings:
-    """What the closing steps of an engine's recent runs cost, per round trip: the
-    measure of the reserve a run keeps back for its own (the lock's release, the
-    cursor, the totals, the announcement), which come after its last batch and so
-    cannot be measured in time by the run itself. The slowest of the recent ones, not
-    the cheapest round trip the run saw: on Redis under load, a 25 ms run's closing
-    (its last batch's end to its own) took 0.8-9.6 ms, median 1.9, while its cheapest
-    entry was 0.5-0.8 ms. Shared by the engine's runs, which may overlap in threads."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._per_trip: deque[float] = deque(maxlen=RECENT_CLOSINGS)
-
-    def observe(self, seconds: float, trips: int) -> None:
-        """A run's closing steps, `trips` round trips, took `seconds`."""
-        with self._guard:
-            self._per_trip.append(seconds / max(trips, 1))
-
-    @property
-    def round_trip(self) -> float:
-        """The slowest closing round trip of the recent runs (0: none yet)."""
-        with self._guard:
-            return max(self._per_trip, default=0.0)
-
-
-class Costs:
-    """What batches cost in this run: the basis of every batch's size."""
-
-    def __init__(self, round_trip: float = 0.0) -> None:
-        #: (memories, seconds) of the tenant's recent batches, the lock wait excluded.
-        self.batches: deque[tuple[int, float]] = deque(maxlen=RECENT)
-        #: The cheapest entry to a tenant's section in this run (0: none yet).
-        self.entry = round_trip
-        #: The cheapest batch of the tenant so far (0: none yet).
-        self.cheapest = 0.0
-
-    @property
-    def round_trip(self) -> float:
-        """One round trip, the unit of a batch's fixed part and of the run's closing
-        steps (0: nothing measured yet): the cheapest entry to a section, but at most
-        a share of the cheapest batch, which made `FIXED_ROUND_TRIPS` of them and
-        memories besides. An entry is more than a round trip wherever the lock was
-        waited for or the tenant's state reloaded (a store committed since the last
-        run): in-process with stores running, one entry of 0.4-11 ms counted as a
-        round trip made a batch of 64 all fixed part, so a batch of 256 was predicted
-        at twice its cost, not four times, and ran 2.6 times as long as predicted."""
-        if not self.cheapest:
-            return self.entry
-        share = self.cheapest / FIXED_ROUND_TRIPS
-        return min(self.entry, share) if self.entry else share
-
-    def observe(self, memories: int, seconds: float) -> None:
-        self.batches.append((memories, seconds))
-        self.cheapest = min(self.cheapest, seconds) if self.cheapest else seconds
-
-    def entered(self, seconds: float) -> None:
-        self.entry = min(self.entry, seconds) if self.entry else seconds
-
-    def _lines(self) -> list[tuple[float, float]]:
-        """(fixed, per memory) seconds, one line through each recent batch. A batch's
-        fixed part is its round trips (the queue, the records, the commit), at most
-        the whole batch; its part per memory is the rest, and at least a share of the
-        batch per memory, so a batch whose round trips seemed to take it all does
-        not make the next one unbounded."""
-        lines = []
-        for n, t in self.batches:
-            fixed = min(FIXED_ROUND_TRIPS * self.round_trip, t)
-            lines.append((fixed, max(t - fixed, t * MIN_PER_MEMORY_SHARE) / max(n, 1)))
-        return lines
-
-    def predict(self, memories: int) -> float:
-        """A batch of `memories`, as the costliest of the recent batches' lines puts
-        it (0: nothing measured yet)."""
-        return max((fixed + per * memories for fixed, per in self._lines()), default=0.0)
-
-    def fitting(self, seconds: float) -> int:
-        """The largest batch predicted to take at most `seconds` (0: none)."""
-        lines = self._lines()
-        if not lines:
-            return 0
-        fits = min(MAX_BATCH if per <= 0 else int((seconds - fixed) / per)
-                   for fixed, per in lines)
-        # A line drawn through small batches is trusted only so far: measured on a
-        # loaded machine, a batch of 128 cost up to three times as much per memory as
-        # one of 16 (LevelDB, Redis), so the next batch grows at most `GROWTH` times.
-        largest = max(n for n, _ in self.batches)
-        return max(0, min(fits, MAX_BATCH, GROWTH * max(largest, 1)))
-
-
-@dataclass
-class Budget:
-    """A run's deadline, and what it keeps back before it for its closing steps."""
-
-    deadline: float
-    #: The budget, in seconds.
-    seconds: float
-    #: The run's closing steps after the last lock goes, a round trip each.
-    closing: int
-    closings: Closings
-    #: When the run's last batch ended (0: none yet): its closing is timed from there.
-    last_batch: float = 0.0
-
-    def ends(self, costs: Costs) -> float:
-        """When batches must have ended: the deadline less the closing steps and the
-        round trip that lets the lock go, each as long as the slowest of the engine's
-        recent closings (before any, this run's round trip). Asked before every
-        batch, as measures come in: kept from the hold's start, it was 0 in a run's
-        first hold (nothing measured yet), so a 25 ms run, one hold, kept nothing
-        back and closed after its deadline."""
-        trip = max(self.closings.round_trip, costs.round_trip)
-        return self.deadline - min((self.closing + 1) * trip,
-                                   self.seconds * MAX_RESERVE_SHARE)
-
-    def lock_wait(self, costs: Costs, need: float, now: float, *, forced: bool) -> float:
-        """How long to wait for a tenant's lock at `now`: a share of the time left,
-        less `need` (a batch of one). The run's first batch starts whatever the
-        budget, so its wait is a share of the budget itself, not of what is left once
-        the closing is kept back: a reserve past the budget (a loaded server's
-        closings) left it no wait at all, and a run passed its first tenant by
-        whenever a store held the lock for a moment."""
-        left = (self.deadline if forced else self.ends(costs)) - now
-        return max(0.0, min(left * LOCK_WAIT_SHARE, left - need))
-
-    def closed(self) -> None:
-        """The run's closing steps are done: what they took is measured."""
-        if self.last_batch:
-            self.closings.observe(time.perf_counter() - self.last_batch, self.closing + 1)
 
 
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
@@ -239,14 +90,17 @@ def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
 
 
 def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: float, *,
-        resume: bool, closings: Closings | None = None) -> GcReport:
+        resume: bool, closings: Closings | None = None,
+        purges: PurgeTimes | None = None) -> GcReport:
     """GC `tenants` within `budget_ms`. `resume`: start after the stored cursor and move
     it (a run over every tenant); otherwise visit `tenants` as given. `closings`: the
     engine's measure of its runs' closing steps (see `Closings`), which this run's
-    closing adds to."""
+    closing adds to; `purges`: when the engine's runs last saw each tenant's next
+    tombstone due (see `tombstones`)."""
     storage = sections.storage
     started = time.perf_counter()
     closings = closings if closings is not None else Closings()
+    purges = purges if purges is not None else PurgeTimes()
     report = GcReport(time_budget_ms=budget_ms)
     # Read tolerantly: a corrupt cursor is no cursor (it is written again below).
     order = (rotated(tenants, storage.read_many([GC_CURSOR_KEY])[0]) if resume
@@ -261,7 +115,7 @@ def run(ctx: Context, sections: Sections, tenants: Sequence[str], budget_ms: flo
     for position, tenant in enumerate(order):
         costs = Costs(previous.round_trip)
         outcome = _tenant(ctx, sections, tenant, budget, report, costs, previous,
-                          counts, first_of_run=position == 0)
+                          counts, purges, first_of_run=position == 0)
         if costs.batches:
             previous = costs
         if outcome is not Outcome.OUT_OF_TIME:
@@ -315,7 +169,7 @@ class _Progress:
 
 def _tenant(ctx: Context, sections: Sections, tenant: str, budget: Budget,
             report: GcReport, costs: Costs, previous: Costs,
-            counts: dict[str, int], first_of_run: bool) -> Outcome:
+            counts: dict[str, int], purges: PurgeTimes, first_of_run: bool) -> Outcome:
     """GC one tenant in batches, each sized to end before `budget.ends`, under one hold of
     its lock (at most `MAX_HOLD_S` and half the lock's lifetime, then it is let go
     and taken again). Its first batch is sized from the previous tenant's batches
@@ -339,9 +193,10 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, budget: Budget,
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
                 costs.entered(entered - started)
-                held = _hold(ctx, section, progress, costs, previous, entered + hold_s,
-                             budget, report, counts)
-                section.commit(final=True)
+                held, let_go = _hold(ctx, section, progress, costs, previous,
+                                     entered + hold_s, budget, report, counts, purges)
+                if not let_go:
+                    section.commit(final=True)
         except LockTimeout:
             return Outcome.SKIPPED
         except LockLost as exc:
@@ -368,10 +223,16 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, budget: Budget,
 
 def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
           previous: Costs, hold_limit: float, budget: Budget, report: GcReport,
-          counts: dict[str, int]) -> int:
+          counts: dict[str, int], purges: PurgeTimes) -> tuple[int, bool]:
     """Batches under one hold of the tenant's lock, each committed, until the tenant
     is done or the next batch would not end by the hold's end (`hold_limit`, or the
-    budget's end if sooner; the hold's first: by the budget's end); how many ran."""
+    budget's end if sooner; the hold's first: by the budget's end): how many ran, and
+    whether the last one's commit let the lock go.
+
+    A batch that is the hold's last as far as can be told before it commits (the
+    tenant is done, or no batch of one would fit after it: `_room_after`) commits as
+    final, which lets the lock go in the same round trip: on Redis a run of one batch
+    made seven, and the release was one of them."""
     held = 0
     while not progress.done:
         begun = time.perf_counter()
@@ -387,11 +248,11 @@ def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
             # budget lasts: otherwise the run ended there, whatever budget was left.
             batch = 1
         if batch == 0:
-            break
+            return held, False
         probe, progress.forced, held = progress.forced, False, held + 1
         handled = 0
         if progress.purge:
-            handled = _purge_tombstones(ctx, section, batch)
+            handled = purge_expired(ctx, section, batch, purges)
             progress.purge = handled >= batch
         progress.touched = True
         over = section.state.memory_count - ctx.limits.max_memory_nodes
@@ -408,13 +269,26 @@ def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
         until = min(hold_ends, begun + (run_ends - begun) * BATCH_SHARE)
         chosen, collected, more = collect_lowest(ctx, section, over=over, limit=limit,
                                                  until=None if probe else until)
-        section.commit()
+        progress.done = not more and not progress.purge
+        last = progress.done or not _room_after(costs, begun, hold_ends)
+        section.commit(final=last)
         report.collected_ids += collected
         counts[section.tenant] = section.state.memory_count
         budget.last_batch = time.perf_counter()
         costs.observe(handled + chosen, budget.last_batch - begun)
-        progress.done = not more and not progress.purge
-    return held
+        if last:
+            return held, True
+    return held, False
+
+
+def _room_after(costs: Costs, begun: float, ends: float) -> bool:
+    """Whether a batch of one may still fit before `ends` after the batch begun at
+    `begun` (staged, not yet committed) commits: judged as `_size` will judge it then,
+    with the commit taken as one round trip and, before the tenant's first batch was
+    measured, a batch of one as long as this one."""
+    committed = time.perf_counter() + costs.round_trip
+    one = costs.predict(1) if costs.batches else committed - begun
+    return (ends - committed) * BATCH_SHARE >= one
 
 
 def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:
@@ -425,20 +299,6 @@ def _size(costs: Costs, previous: Costs, touched: bool, left: float) -> int:
     if not measured.batches:
         return 1
     return measured.fitting(left * BATCH_SHARE)
-
-
-def _purge_tombstones(ctx: Context, section: Section, limit: int) -> int:
-    """Forget up to `limit` tombstones whose time is up (no redelivery can come that
-    late); how many went."""
-    keys = section.keys
-    now = ctx.clock()
-    expired = [m for m, expiry in section.index_range(keys.tombstone_queue, limit)
-               if expiry <= now]
-    if expired:
-        section.stage(*(w for m in expired for w in (Delete(keys.tombstone(m)),
-                                                     IndexRemove(keys.tombstone_queue, m))))
-        section.commit()
-    return len(expired)
 
 
 __all__ = ["rotated", "run"]
