@@ -31,6 +31,9 @@ mean the same with task events on or off. Setups:
 - floor: the engine's store is one round trip writing one record and one count on
   the storage Redis, nothing else (`benchmarks/floor_engine.py`): the ceiling of any
   engine that keeps its stores on Redis.
+- threads: the shipped worker with `-P threads -c 8`: every store in one process,
+  combined, its cache never stale (the shape "one tenant's stores in one process"
+  would give each tenant).
 
 Rounds alternate which task goes first and rotate the setups' order; ratios are
 taken within one setup's run, then their median and spread over the rounds.
@@ -94,6 +97,7 @@ SETUPS = {
                                      "SPIRAL_UNSAFE_UNLOCKED": "1"}),
     "instant": Setup("instant", env={"PYTHONPATH": str(ROOT)},
                      worker_args=("-I", "benchmarks.instant_engine")),
+    "threads": Setup("threads", worker_args=("-P", "threads", "-c", "8")),
     "floor": Setup("floor", env={"PYTHONPATH": str(ROOT)},
                    worker_args=("-I", "benchmarks.floor_engine")),
 }
