@@ -9,6 +9,14 @@ lock expires during a sleep, the active beat dies at its next extension
 beat is left. Whether the lock holds depends on the max interval beat really runs
 with, which `celery beat --max-interval` can set behind the configuration's back, so
 the check is made here, where that interval is known, not only in the settings.
+
+A beat can still outlive its lock without sleeping too long: stopped (a paused VM, a
+SIGSTOP) or starved by a loaded machine for longer than the lock's lifetime. Then, if
+no other beat took the lock meanwhile, it takes the lock back and goes on: with the
+lock free nobody else scheduled, so nothing was sent twice, and dying would leave no
+beat at all where it was the only one (a loaded test machine showed exactly that: the
+only beat of a deployment died at its next extension, and GC stopped). If another beat
+holds the lock, this one stops at once, as before.
 """
 
 from __future__ import annotations
@@ -17,13 +25,17 @@ import sys
 from typing import Any
 
 from celery import Celery
+from celery.utils.log import get_logger
 from redbeat import RedBeatScheduler  # type: ignore[import-untyped]
+from redis.exceptions import LockNotOwnedError
 
 from spiral_tasks.config.settings import beat_lock_problem
 from spiral_tasks.errors import ConfigError
 
 #: Exit status of a beat refused for a lock that cannot hold (as for a bad setting).
 REFUSED = 2
+
+log = get_logger("celery.beat")
 
 
 class SpiralBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -58,13 +70,28 @@ class SpiralBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
         """
         lock_key = self.lock_key
         if lock_key:
-            self.lock.extend(self.lock_timeout)
+            self.keep_lock()
         self.lock_key = None
         try:
             interval: float = super().tick(*args, **kwargs)
         finally:
             self.lock_key = lock_key
         return interval
+
+    def keep_lock(self) -> None:
+        """Extend the lock for its whole timeout; if it expired meanwhile and is free,
+        take it again (see the module's docstring). Raises `LockNotOwnedError` when
+        another beat holds it."""
+        try:
+            self.lock.extend(self.lock_timeout)
+        except LockNotOwnedError:
+            if not self.lock.acquire(blocking=False):
+                log.error("beat: the lock expired while this beat was stalled, and "
+                          "another beat holds it now: this one stops")
+                raise
+            log.warning("beat: the lock expired while this beat was stalled (longer "
+                        "than its %gs lifetime) and no other beat had taken it: taken "
+                        "back", self.lock_timeout)
 
 
 def refuse(problem: str) -> None:

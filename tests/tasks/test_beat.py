@@ -22,6 +22,9 @@ from typing import TypeVar
 
 import pytest
 import redis
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT  # type: ignore[import-untyped]
+from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
 
 from spiral_tasks.tasks.app import create_app
 from spiral_tasks.tasks.beat import SpiralBeatScheduler
@@ -193,3 +196,64 @@ def test_the_lock_follows_the_max_interval_beat_runs_with(
     app = create_app({"REDIS_URL": "redis://127.0.0.1:1/0", **env})
     scheduler = SpiralBeatScheduler(app, max_interval=max_interval, lazy=True)
     assert scheduler.lock_timeout == lock_timeout
+
+
+def test_a_beat_stopped_past_its_lock_takes_it_back_when_no_other_beat_has(
+        tmp_path: Path) -> None:
+    """The only beat, stopped (SIGSTOP: a paused VM, a starved process) until its lock
+    expired, goes on scheduling when it resumes: it takes the free lock back. It used
+    to die at its next extension (LockNotOwnedError), leaving no beat at all."""
+    server = RedisServer(tmp_path).start()
+    env = worker_env(server.url, SPIRAL_GC_EVERY_S=f"{GC_EVERY_S:g}",
+                     SPIRAL_BEAT_MAX_INTERVAL_S=f"{MAX_INTERVAL_S:g}")
+    beat = CeleryProcess(BEAT, env, tmp_path / "beat", "beat").start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        wait_until(sent_at_least(1, beat), STARTUP_S + GC_EVERY_S + LOAD_MARGIN_S,
+                   message="the beat's first GC")
+        os.kill(beat.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: client.exists(LOCK_KEY) == 0, 3 * LOCK_TIMEOUT_S,
+                       message="the stopped beat's lock to expire")
+            before = len(gc_sends(beat))
+        finally:
+            os.kill(beat.pid, signal.SIGCONT)
+        wait_until(sent_at_least(before + 2, beat), 3 * (GC_EVERY_S + LOAD_MARGIN_S),
+                   message=lambda: f"two more GCs once it resumed\n{beat.log()[-3000:]}")
+        assert "the lock expired while this beat was stalled" in beat.log()
+        assert_healthy(beat)
+        assert client.pttl(LOCK_KEY) > 0
+    finally:
+        client.close()
+        beat.stop()
+        server.stop()
+
+
+def held_lock(scheduler: SpiralBeatScheduler, client: redis.Redis) -> Lock:
+    """The lock as celery-redbeat takes it when beat starts (`beat_init`)."""
+    lock = client.lock(scheduler.lock_key, timeout=scheduler.lock_timeout,
+                       sleep=scheduler.max_interval)
+    lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)
+    assert lock.acquire(blocking=False)
+    return lock
+
+
+def test_a_beat_extends_its_lock_takes_it_back_when_free_and_never_from_another(
+        redis_url: str) -> None:
+    app = create_app({"REDIS_URL": redis_url,
+                      "SPIRAL_BEAT_MAX_INTERVAL_S": f"{MAX_INTERVAL_S:g}"})
+    scheduler = SpiralBeatScheduler(app, lazy=True)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        scheduler.lock = held_lock(scheduler, client)
+        scheduler.keep_lock()  # held: extended
+        assert scheduler.lock.owned()
+        client.delete(LOCK_KEY)  # expired, and nobody took it
+        scheduler.keep_lock()
+        assert scheduler.lock.owned()
+        client.set(LOCK_KEY, b"another beat's token", px=int(1000 * LOCK_TIMEOUT_S))
+        with pytest.raises(LockNotOwnedError):
+            scheduler.keep_lock()
+        assert client.get(LOCK_KEY) == b"another beat's token"
+    finally:
+        client.close()
