@@ -31,6 +31,8 @@ mean the same with task events on or off. Setups:
 - floor: the engine's store is one round trip writing one record and one count on
   the storage Redis, nothing else (`benchmarks/floor_engine.py`): the ceiling of any
   engine that keeps its stores on Redis.
+- batches: the store task consumed in batches of 16 (celery-batches, which must be
+  installed: `benchmarks/batch_store.py`), 10 ms flush interval, prefetch multiplier 16;
 - threads: the shipped worker with `-P threads -c 8`: every store in one process,
   combined, its cache never stale (the shape "one tenant's stores in one process"
   would give each tenant).
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import tempfile
 import time
@@ -100,6 +103,12 @@ SETUPS = {
     "threads": Setup("threads", worker_args=("-P", "threads", "-c", "8")),
     "floor": Setup("floor", env={"PYTHONPATH": str(ROOT)},
                    worker_args=("-I", "benchmarks.floor_engine")),
+    # Two batches in flight, one per child: each buffered request is a prefetched,
+    # unacknowledged message, so the prefetch count (-c 2 times the multiplier) must
+    # hold two full batches, or the buffer fills only at each flush interval.
+    "batches": Setup("batches", env={"PYTHONPATH": str(ROOT)},
+                     worker_args=("-I", "benchmarks.batch_store", "--prefetch-multiplier",
+                                  os.environ.get("SPIRAL_BENCH_FLUSH_EVERY", "16"))),
 }
 
 
