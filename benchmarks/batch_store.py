@@ -42,9 +42,11 @@ from spiral_tasks.tasks.base import TRANSIENT, SpiralTask, backoff, check_argume
 from spiral_tasks.tasks.tasks import gc, store_memory
 
 #: Requests per batch: a flush as soon as this many are buffered.
-FLUSH_EVERY = int(os.environ.get("SPIRAL_BENCH_FLUSH_EVERY", "16"))
+FLUSH_EVERY = int(os.environ.get("BATCH_FLUSH_EVERY", "16"))
 #: Seconds before a partial buffer is flushed anyway.
-FLUSH_INTERVAL_S = float(os.environ.get("SPIRAL_BENCH_FLUSH_INTERVAL_S", "0.01"))
+FLUSH_INTERVAL_S = float(os.environ.get("BATCH_FLUSH_INTERVAL_S", "0.01"))
+#: Seconds each batch waits before storing: 0, except to kill a child mid-batch.
+PAUSE_S = float(os.environ.get("BATCH_PAUSE_S", "0"))
 
 _real: SpiralTask = store_memory
 #: The real task's arguments, checked as it checks them.
@@ -67,6 +69,8 @@ class StoreBatches(Batches):  # type: ignore[misc]
     flush_interval = FLUSH_INTERVAL_S
 
     def run(self, requests: list[SimpleRequest]) -> None:
+        if PAUSE_S:
+            time.sleep(PAUSE_S)
         tenants: dict[str, list[tuple[SimpleRequest, StorePending]]] = {}
         for req in requests:
             staged = self._validated(req)

@@ -108,7 +108,7 @@ SETUPS = {
     # hold two full batches, or the buffer fills only at each flush interval.
     "batches": Setup("batches", env={"PYTHONPATH": str(ROOT)},
                      worker_args=("-I", "benchmarks.batch_store", "--prefetch-multiplier",
-                                  os.environ.get("SPIRAL_BENCH_FLUSH_EVERY", "16"))),
+                                  os.environ.get("BATCH_FLUSH_EVERY", "16"))),
 }
 
 
