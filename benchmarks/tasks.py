@@ -32,7 +32,9 @@ mean the same with task events on or off. Setups:
   the storage Redis, nothing else (`benchmarks/floor_engine.py`): the ceiling of any
   engine that keeps its stores on Redis.
 - batches: the store task consumed in batches of 16 (celery-batches, which must be
-  installed: `benchmarks/batch_store.py`), 10 ms flush interval, prefetch multiplier 16;
+  installed: `python3 -m uv pip install --no-deps celery-batches==0.11`; not a
+  dependency of the project; `benchmarks/batch_store.py`), 10 ms flush interval,
+  prefetch multiplier 16 (a measurement spike, see BENCHMARKS.md);
 - threads: the shipped worker with `-P threads -c 8`: every store in one process,
   combined, its cache never stale (the shape "one tenant's stores in one process"
   would give each tenant).
