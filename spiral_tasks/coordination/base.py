@@ -124,6 +124,15 @@ class Coordinator(ABC):
         extending it (a GC run's batches) stays well inside it."""
         return None
 
+    def let_waiters_in(self, tenant: str, until: float) -> bool:
+        """Called by a holder that has just let the tenant's lock go and will take it
+        again (a GC run between two holds): wait until the threads of this process that
+        wait for the lock now have taken it, or until `until` (a `time.perf_counter`
+        time). True if that covers every waiter there can be (locks of one process):
+        the caller need not stay away longer; False if waiters elsewhere cannot be
+        known (other processes), and the caller should leave them room to take it."""
+        return False
+
     @property
     def commits_optimistically(self) -> bool:
         """Whether `optimistic` may ever give a fence: not for a coordinator that keeps

@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from spiral_tasks.coordination.base import Coordinator, Fence, SnapshotRequest, resolve
+from spiral_tasks.coordination.waiters import waiters_of
 from spiral_tasks.errors import LockTimeout
 from spiral_tasks.storage.base import Storage, Write
 
@@ -91,6 +92,9 @@ class LocalCoordinator(Coordinator):
         self._storage = storage
         self._timeout_s = timeout_s
         self._shared = process_state(storage)
+        #: The threads waiting for each tenant's lock (a GC run lets them in between
+        #: its holds).
+        self.waiters = waiters_of(storage)
 
     def claim(self, name: str, window_s: float) -> bool:
         now = time.monotonic()
@@ -106,6 +110,10 @@ class LocalCoordinator(Coordinator):
                  snapshot: SnapshotRequest = None) -> AbstractContextManager[Fence]:
         wait = self._timeout_s if timeout_s is None else max(0.0, timeout_s)
         return _Held(self, tenant, wait, read, snapshot)
+
+    def let_waiters_in(self, tenant: str, until: float) -> bool:
+        # Every thread that can wait for these locks is in this process, and counted.
+        return self.waiters.let_in(tenant, until)
 
 
 class _Held(AbstractContextManager[Fence]):
@@ -124,10 +132,15 @@ class _Held(AbstractContextManager[Fence]):
         self._lock = shared.locks.get(tenant) or shared.lock_for(tenant)
 
     def __enter__(self) -> Fence:
-        if not self._lock.acquire(timeout=self._wait):
-            raise LockTimeout(
-                f"tenant {self._tenant!r} stayed locked for {self._wait:.3f} s; nothing was "
-                "written, try again")
+        # Counted as a waiter only once the lock was found taken: a free lock costs
+        # one try, as before.
+        if not self._lock.acquire(blocking=False):
+            with self._coordinator.waiters.waiting(self._tenant):
+                taken = self._lock.acquire(timeout=self._wait)
+            if not taken:
+                raise LockTimeout(
+                    f"tenant {self._tenant!r} stayed locked for {self._wait:.3f} s; nothing "
+                    "was written, try again")
         try:
             coordinator = self._coordinator
             return DirectFence(coordinator._storage, self._tenant, self._read,

@@ -23,6 +23,7 @@ reads what the acquire script would, so the store goes on with one more round tr
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -44,6 +45,7 @@ from spiral_tasks.coordination.base import (
     new_generation,
     resolve,
 )
+from spiral_tasks.coordination.waiters import waiters_of
 from spiral_tasks.errors import LockLost, LockTimeout, StaleGeneration
 from spiral_tasks.keys import TenantKeys, claim_key, directory_of
 from spiral_tasks.storage import codec, lua
@@ -321,10 +323,18 @@ class RedisCoordinator(Coordinator):
         self._acquire = storage.script(lua.load("acquire", package))
         self._commit = storage.script(lua.load("commit", package))
         self._optimistic = storage.script(lua.load("optimistic", package))
+        #: This process's threads waiting for each tenant's lock (see `let_waiters_in`).
+        self.waiters = waiters_of(storage)
 
     @property
     def lock_lifetime_s(self) -> float:
         return self.ttl_s
+
+    def let_waiters_in(self, tenant: str, until: float) -> bool:
+        # This process's waiters are counted; another process's poll the lock key
+        # unseen: the caller leaves them room.
+        self.waiters.let_in(tenant, until)
+        return False
 
     @property
     def commits_optimistically(self) -> bool:
@@ -358,9 +368,16 @@ class RedisCoordinator(Coordinator):
                  snapshot: SnapshotRequest = None) -> Iterator[Fence]:
         wait = self._wait_s if timeout_s is None else max(0.0, timeout_s)
         lock = self._lock(TenantKeys(tenant), read, snapshot, wait)
-        if not lock.acquire(token=new_token()):
-            raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; nothing "
-                              "was written, try again")
+        token = new_token()
+        began = time.monotonic()
+        # Counted as a waiter (see `let_waiters_in`) once the first try found it taken.
+        if not lock.acquire(token=token, blocking=False):
+            with self.waiters.waiting(tenant):
+                taken = lock.acquire(token=token, blocking_timeout=max(
+                    0.0, wait - (time.monotonic() - began)))
+            if not taken:
+                    raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; "
+                                  "nothing was written, try again")
         with self.held(lock) as fence:
             yield fence
 

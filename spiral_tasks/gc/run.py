@@ -18,8 +18,10 @@ batch collected stays collected whatever comes after), for at most `MAX_HOLD_S`:
 handover of the lock is a wait, for the lock and, in a process where other threads
 store, for the GIL they hold meanwhile (up to a switch interval each time, see
 `slices.py`), and a short budget cannot afford one per batch. Between two holds the
-run stays away from the lock for `HANDOVER_S`, so a store waiting behind a hold gets
-its turn then, not after the run.
+run lets the stores of its process that wait for the lock take it first (waiting
+for them, not for a fixed time: a woken thread may not run for ms on a loaded
+machine), and stays away from the lock for `HANDOVER_S` where waiters may be in other
+processes, so a store waiting behind a hold gets its turn then, not after the run.
 
 The wait for a tenant's lock is part of the pause, so it is bounded by the time left
 less the predicted cost of a batch of one (at most a quarter of the time left); a
@@ -79,6 +81,12 @@ HOLD_SHARE_OF_LIFETIME = 0.5
 #: to the run first, and a store sat out hold after hold (hundreds of ms behind a 2 s
 #: budget).
 HANDOVER_S = 0.001
+#: The longest a run waits between two holds for the threads of its own process that
+#: were waiting for the lock to take it (`Coordinator.let_waiters_in`): on a machine
+#: whose other processes keep the cores busy, a woken waiter may not run for several
+#: ms, far beyond `HANDOVER_S`; one waiter descheduled for longer costs the run this,
+#: and the budget bounds it too.
+MAX_HANDOVER_S = 0.02
 
 
 def rotated(tenants: Sequence[str], cursor: object) -> list[str]:
@@ -215,10 +223,20 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, budget: Budget,
             return Outcome.DONE
         if not held:  # the wait left no time for a batch
             return Outcome.PARTIAL if progress.touched else Outcome.OUT_OF_TIME
-        # The hold ran its length, not the budget's: the stores waiting for the lock go
-        # first (never past the budget: then the next turn ends the tenant's part).
-        if time.perf_counter() + HANDOVER_S < budget.ends(costs):
-            time.sleep(HANDOVER_S)
+        _hand_over(sections, tenant, budget.ends(costs))
+
+
+def _hand_over(sections: Sections, tenant: str, run_ends: float) -> None:
+    """The hold ran its length, not the budget's: the stores waiting for the lock go
+    first. Those the coordinator knows of (threads of this process) are waited for until
+    they have taken it, for at most `MAX_HANDOVER_S`; others (another process's) get
+    `HANDOVER_S` to take it. Never past `run_ends`: then the next turn ends the
+    tenant's part."""
+    now = time.perf_counter()
+    if sections.coordinator.let_waiters_in(tenant, min(run_ends, now + MAX_HANDOVER_S)):
+        return
+    if time.perf_counter() + HANDOVER_S < run_ends:
+        time.sleep(HANDOVER_S)
 
 
 def _hold(ctx: Context, section: Section, progress: _Progress, costs: Costs,
