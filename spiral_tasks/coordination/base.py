@@ -96,6 +96,11 @@ class Fence(ABC):
     snapshot_raw: dict[str, bytes | None] | None = None
     #: Whether entering found the lock held by another and waited for it.
     waited: bool = False
+    #: For a lock that expires (`Coordinator.lock_lifetime_s`): when (`time.
+    #: perf_counter`) the request that took it was sent. Its lifetime runs from no
+    #: earlier, and from no later than the reply: a holder that counts its hold from
+    #: here keeps a slow reply (a loaded machine, a busy Redis) out of its slack.
+    taken_at: float | None = None
 
     @property
     @abstractmethod

@@ -98,6 +98,8 @@ class FencedLock(redis.lock.Lock):
         self._polled = False
         #: How many times it asked for the lock (more than once: it waited).
         self.tries = 0
+        #: When the last request that could take it was sent (see `Fence.taken_at`).
+        self.tried_at = 0.0
 
     def do_acquire(self, token: str | bytes) -> bool:
         assert self.timeout is not None
@@ -107,6 +109,7 @@ class FencedLock(redis.lock.Lock):
         if self._polled and self.redis.exists(self.name):
             return False
         self._polled = True
+        self.tried_at = time.perf_counter()
         wanted = resolve(self.request)
         keys = [self.name, self.generation_key,
                 directory_of(wanted.prefix) if wanted else self.generation_key,
@@ -132,10 +135,13 @@ class FencedLock(redis.lock.Lock):
             self.snapshot_raw = dict(zip(wanted.keys, rest[:len(wanted.keys)], strict=True))
             self.undeclared = [name.decode() for name in rest[len(wanted.keys):]]
 
-    def taken_by(self, token: bytes, wanted: Snapshot, found: list[Any]) -> None:
+    def taken_by(self, token: bytes, wanted: Snapshot, found: list[Any],
+                 sent_at: float) -> None:
         """The lock was taken with `token` by another script (a refused optimistic
-        commit), which read `found`: hold it as if `acquire` had taken it."""
+        commit) sent at `sent_at`, which read `found`: hold it as if `acquire` had
+        taken it."""
         self.local.token = token
+        self.tried_at = sent_at
         self.found(wanted, found)
 
 
@@ -179,6 +185,7 @@ class RedisFence(Fence):
         self._generation = lock.generation
         self.released = False
         self.waited = lock.tries > 1
+        self.taken_at = lock.tried_at
         stored = storage.codec
         self.read = {key: _decode(key, raw, stored)
                      for key, raw in zip(lock.read_keys, lock.read_raw, strict=True)}
@@ -286,6 +293,7 @@ class OptimisticFence(Fence):
         read_keys = take.read_keys if take is not None and wanted is not None else []
         declared = wanted.keys if wanted is not None else ()
         keys, argv = write_args(encoded, placeholder=lock_key)
+        sent_at = time.perf_counter()
         reply = run_script(
             self._script,
             [lock_key, self._keys.generation,
@@ -296,7 +304,7 @@ class OptimisticFence(Fence):
              len(read_keys), len(declared), *argv], OPTIMISTIC_ERRORS)
         if take is not None and wanted is not None and len(reply) == 2:
             # {'moved', what the lock's reads found}: refused, and the lock is ours.
-            take.taken_by(token, wanted, reply[1])
+            take.taken_by(token, wanted, reply[1], sent_at)
             raise Refused(reply[0].decode(), locked=self._coordinator.held(take))
         self._generation = generation
         (last,) = reply

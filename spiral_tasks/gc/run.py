@@ -201,8 +201,14 @@ def _tenant(ctx: Context, sections: Sections, tenant: str, budget: Budget,
             with sections.enter(tenant, state=StateUse.LOAD, timeout_s=wait) as section:
                 entered = time.perf_counter()
                 costs.entered(entered - started)
+                # A lock that expires lives from when the request that took it was
+                # sent, not from its reply: a reply slow to come (the process
+                # descheduled, 8-40 ms on a loaded machine) came out of the slack, and
+                # a 40 ms lock was lost in holds planned at 20.
+                taken = section.fence.taken_at
                 held, let_go = _hold(ctx, section, progress, costs, previous,
-                                     entered + hold_s, budget, report, counts, purges)
+                                     (entered if taken is None else taken) + hold_s,
+                                     budget, report, counts, purges)
                 if not let_go:
                     section.commit(final=True)
         except LockTimeout:

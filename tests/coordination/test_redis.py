@@ -9,17 +9,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from spiral_tasks import geometry
+from spiral_tasks.context import Context
 from spiral_tasks.coordination.redis import RedisCoordinator
 from spiral_tasks.engine import SpiralMemory
 from spiral_tasks.errors import LockLost, LockTimeout
+from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Depth, Memory, SpiralType
 from spiral_tasks.rebuild import HEARTBEAT_EVERY, rebuild_tenant
+from spiral_tasks.section import Section
 from spiral_tasks.storage.base import Put, Write
 from spiral_tasks.storage.redis import RedisStorage
 from spiral_tasks.testing.engines import engine_over
@@ -342,12 +346,21 @@ def test_a_full_redis_under_noeviction_refuses_commits_whole(redis_url: str) -> 
 
 
 def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(
-        redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        redis_url: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A run holds a tenant's lock across batches without extending it, for at most
     `MAX_HOLD_S` (50 ms): a coordinator built with a shorter lifetime (40 ms here;
     the environment's floor is 100 ms, code may pass less) lost the lock in every
     hold that ran its length, and every long run raised `LockLost`. A hold now takes
-    at most half the lock's lifetime."""
+    at most half the lock's lifetime, counted from when the request that took the
+    lock was sent (counted from its reply, a reply that came late ate the slack).
+
+    What each hold was planned to last is checked exactly; what the holds lost is
+    counted per hold, not per run: a machine whose other processes keep the cores
+    busy stalls the run now and then for longer than the 20 ms of slack (40-400 ms
+    seen under load 6-10), and a lost lock ends the run, so the runs such stalls
+    multiply were no measure. With holds longer than the lifetime, nearly every hold
+    that ran its length lost the lock."""
     storage = RedisStorage(redis_url)
     storage.init()
     clock = Clock()
@@ -359,6 +372,17 @@ def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(
     engine = engine_over(storage, sigil_secret="s", clock=clock, max_memory_spirals=89,
                          ttl_s=0.04)
     assert engine.coordinator.lock_lifetime_s == pytest.approx(0.04)
+    planned: list[float] = []
+    hold = gc_run._hold
+
+    def planning(ctx: Context, section: Section, progress: Any, costs: Any,
+                 previous: Any, hold_limit: float, *rest: Any) -> tuple[int, bool]:
+        taken = section.fence.taken_at
+        assert taken is not None
+        planned.append(hold_limit - taken)
+        return hold(ctx, section, progress, costs, previous, hold_limit, *rest)
+
+    monkeypatch.setattr(gc_run, "_hold", planning)
     clock.advance(3600)
     collected = runs = 0
     while True:
@@ -367,11 +391,10 @@ def test_a_gc_run_keeps_its_holds_inside_a_short_lock_lifetime(
         collected += report.collected
         if report.complete:
             break
-    # With holds longer than the lock's lifetime every run but the last lost its lock
-    # (a run ends there). A busy machine's stall can still outlast a 20 ms hold's 20
-    # ms of slack, now and then.
+    assert planned
+    assert max(planned) <= 0.04 * gc_run.HOLD_SHARE_OF_LIFETIME + 1e-9
     lost = sum("GC lost the lock" in r.getMessage() for r in caplog.records)
-    assert lost < max(2, runs // 2), f"{lost} of {runs} runs lost their lock"
+    assert lost * 4 < len(planned), f"{lost} of {len(planned)} holds lost their lock"
     assert collected > 1000
     assert assert_consistent(engine) == 0
 
