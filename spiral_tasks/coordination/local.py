@@ -135,8 +135,10 @@ class _Held(AbstractContextManager[Fence]):
         # Counted as a waiter only once the lock was found taken: a free lock costs
         # one try, as before.
         if not self._lock.acquire(blocking=False):
-            with self._coordinator.waiters.waiting(self._tenant):
-                taken = self._lock.acquire(timeout=self._wait)
+            taken = False
+            if self._wait > 0:
+                with self._coordinator.waiters.waiting(self._tenant):
+                    taken = self._lock.acquire(timeout=self._wait)
             if not taken:
                 raise LockTimeout(
                     f"tenant {self._tenant!r} stayed locked for {self._wait:.3f} s; nothing "

@@ -378,13 +378,16 @@ class RedisCoordinator(Coordinator):
         lock = self._lock(TenantKeys(tenant), read, snapshot, wait)
         token = new_token()
         began = time.monotonic()
-        # Counted as a waiter (see `let_waiters_in`) once the first try found it taken.
+        # Counted as a waiter (see `let_waiters_in`) once the first try found it taken;
+        # a caller that may not wait (or no longer) makes no second try.
         if not lock.acquire(token=token, blocking=False):
-            with self.waiters.waiting(tenant):
-                taken = lock.acquire(token=token, blocking_timeout=max(
-                    0.0, wait - (time.monotonic() - began)))
+            left = wait - (time.monotonic() - began)
+            taken = False
+            if left > 0:
+                with self.waiters.waiting(tenant):
+                    taken = lock.acquire(token=token, blocking_timeout=left)
             if not taken:
-                    raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; "
+                raise LockTimeout(f"tenant {tenant!r} stayed locked for {wait:.3f} s; "
                                   "nothing was written, try again")
         with self.held(lock) as fence:
             yield fence
