@@ -22,7 +22,7 @@ from spiral_tasks.errors import LockLost, LockTimeout
 from spiral_tasks.gc import run as gc_run
 from spiral_tasks.keys import TenantKeys, tenant_marker
 from spiral_tasks.model import Depth, Memory, SpiralType
-from spiral_tasks.rebuild import HEARTBEAT_EVERY, rebuild_tenant
+from spiral_tasks.rebuild import HEARTBEAT_EVERY, RebuildReport, rebuild_tenant
 from spiral_tasks.section import Section
 from spiral_tasks.storage.base import Put, Write
 from spiral_tasks.storage.redis import RedisStorage
@@ -258,18 +258,11 @@ def test_a_rebuild_beats_every_few_thousand_nodes(redis_url: str) -> None:
     extends it when a share of its lifetime has passed: 20,000 nodes between
     extensions outlasted a 2 s lock on a busy machine (this file's SIGSTOP test lost
     its lock in the retry that should have repaired)."""
-    storage = RedisStorage(redis_url)
-    storage.init()
     nodes = 40_000
-    _write_orphan_nodes(storage, "big", nodes)
-    engine = engine_over(storage)
-    beats: list[None] = []
-    with engine.sections.enter("big") as section:
-        report, _ = rebuild_tenant(engine.context, section,
-                                   heartbeat=lambda: beats.append(None))
+    report, beats = _rebuild_orphans(redis_url, nodes)
     assert report.total_nodes == nodes
     assert HEARTBEAT_EVERY <= 2_500
-    assert len(beats) >= nodes // 2_500  # 20,000 between two gave 9 beats in all here
+    assert beats >= nodes // 2_500  # 20,000 between two gave 9 beats in all here
 
 
 def test_every_step_of_a_rebuild_over_every_node_beats(redis_url: str) -> None:
@@ -277,17 +270,24 @@ def test_every_step_of_a_rebuild_over_every_node_beats(redis_url: str) -> None:
     node too (here every node lacks both), and beat every `HEARTBEAT_EVERY` of
     them. Without beats there, a retried rebuild of 60,000 nodes lost its 2 s lock
     after the queue's corrections on a busy machine (this file's SIGSTOP test)."""
+    nodes = 20_000
+    report, beats = _rebuild_orphans(redis_url, nodes)
+    assert report.sigil_fixes == report.queue_fixes == nodes
+    assert beats >= 3 * (nodes // HEARTBEAT_EVERY)  # the scan, sigils, queue
+
+
+def _rebuild_orphans(redis_url: str, nodes: int) -> tuple[RebuildReport, int]:
+    """A rebuild of `nodes` orphan node records (`_write_orphan_nodes`) in one section:
+    its report, and how many times it beat."""
     storage = RedisStorage(redis_url)
     storage.init()
-    nodes = 20_000
     _write_orphan_nodes(storage, "big", nodes)
     engine = engine_over(storage)
     beats: list[None] = []
     with engine.sections.enter("big") as section:
         report, _ = rebuild_tenant(engine.context, section,
                                    heartbeat=lambda: beats.append(None))
-    assert report.sigil_fixes == report.queue_fixes == nodes
-    assert len(beats) >= 3 * (nodes // HEARTBEAT_EVERY)  # the scan, sigils, queue
+    return report, len(beats)
 
 
 def _write_orphan_nodes(storage: RedisStorage, tenant: str, count: int) -> None:
